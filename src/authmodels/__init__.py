@@ -1,0 +1,7 @@
+"""authmodels: a hardened PostgreSQL data layer for authentication."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]

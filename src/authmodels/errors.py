@@ -1,0 +1,147 @@
+"""Typed exceptions raised by authmodels.
+
+Every failure a caller can act on has its own class, and every message says what happened and,
+where there is one, what to do about it. All classes derive from :class:`AuthModelsError`, so a
+service can catch the whole family in one place and still map each class to its own response.
+"""
+
+from __future__ import annotations
+
+
+class AuthModelsError(Exception):
+    """Base class of every error authmodels raises on purpose."""
+
+
+# --- configuration -------------------------------------------------------------------------------
+
+
+class ConfigurationError(AuthModelsError):
+    """A setting is missing or malformed (the message names the environment variable)."""
+
+
+class MissingKeyError(ConfigurationError):
+    """A key ring is needed but no key is configured."""
+
+
+class EmbeddedServerUnavailable(ConfigurationError):
+    """No database URL is configured and the embedded PostgreSQL extra is not installed."""
+
+
+# --- migrations ----------------------------------------------------------------------------------
+
+
+class MigrationError(AuthModelsError):
+    """A revision cannot run against this database as it stands (nothing was changed)."""
+
+
+# --- cryptography (authmodels.security) ----------------------------------------------------------
+
+
+class CryptoError(AuthModelsError):
+    """Base class of the errors raised by :mod:`authmodels.security`."""
+
+
+class UnknownKeyError(CryptoError):
+    """A stored value names a key id that is not in the configured key ring."""
+
+
+class InvalidKeyError(CryptoError):
+    """A key has the wrong size or format."""
+
+
+class DecryptionError(CryptoError):
+    """A ciphertext did not authenticate: wrong key, wrong associated data, or tampered bytes."""
+
+
+class MalformedEnvelopeError(DecryptionError):
+    """A stored envelope or digest is truncated or has an unknown format version."""
+
+
+class MalformedHashError(CryptoError):
+    """A stored password hash cannot be parsed."""
+
+
+class InvalidPublicKeyError(CryptoError):
+    """A public key (X25519, JWK) is not a valid key of the expected type."""
+
+
+# --- DPoP (RFC 9449 section 4.3) -----------------------------------------------------------------
+
+
+class DPoPError(CryptoError):
+    """A DPoP proof failed one of the checks of RFC 9449 section 4.3."""
+
+
+class DPoPMalformedError(DPoPError):
+    """The proof is not a well-formed JWS compact serialization with the required claims."""
+
+
+class DPoPInvalidTypeError(DPoPError):
+    """The JOSE header ``typ`` is not ``dpop+jwt``."""
+
+
+class DPoPAlgorithmError(DPoPError):
+    """The ``alg`` is ``none``, symmetric, or not supported."""
+
+
+class DPoPKeyError(DPoPError):
+    """The ``jwk`` header is missing, malformed, or contains private key material."""
+
+
+class DPoPSignatureError(DPoPError):
+    """The signature does not verify with the key in the ``jwk`` header."""
+
+
+class DPoPMethodMismatch(DPoPError):
+    """The ``htm`` claim does not match the HTTP method of the request."""
+
+
+class DPoPUrlMismatch(DPoPError):
+    """The ``htu`` claim does not match the request URI (query and fragment ignored)."""
+
+
+class DPoPTimeError(DPoPError):
+    """The ``iat`` claim is outside the accepted window (stale or in the future)."""
+
+
+class DPoPAccessTokenMismatch(DPoPError):
+    """The ``ath`` claim is missing or is not the hash of the presented access token."""
+
+
+class DPoPNonceError(DPoPError):
+    """The server requires a nonce and the proof carries none, or a different one."""
+
+
+class DPoPReplayError(DPoPError):
+    """The proof's ``jti`` was already seen within its validity window."""
+
+
+class DPoPBindingMismatch(DPoPError):
+    """The proof's key thumbprint does not match the key the token or session is bound to."""
+
+
+# --- authentication flows (authmodels.services) ---------------------------------------------------
+
+
+class AuthenticationError(AuthModelsError):
+    """Base class of the errors a flow raises when a credential is not accepted."""
+
+
+class InvalidTokenError(AuthenticationError):
+    """No live record matches the presented token or code."""
+
+
+class TokenExpiredError(AuthenticationError):
+    """The token matched a record whose lifetime has ended."""
+
+
+class TokenRevokedError(AuthenticationError):
+    """The token matched a record that was revoked."""
+
+
+class ConcurrentUpdateError(AuthModelsError):
+    """A versioned row was changed by another transaction since it was read."""
+
+
+class GuardViolation(AuthModelsError):
+    """A database guard refused a change (master admin, last admin)."""

@@ -1,0 +1,1 @@
+"""pytest plugin and test helpers for applications built on authmodels."""
