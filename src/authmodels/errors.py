@@ -65,6 +65,14 @@ class InvalidPublicKeyError(CryptoError):
     """A public key (X25519, JWK) is not a valid key of the expected type."""
 
 
+class InvalidIPAddressError(CryptoError, ValueError):
+    """A value given as an IP address is not an IPv4 or IPv6 address."""
+
+
+class InsecureParametersError(CryptoError, ValueError):
+    """A cost, length or size parameter is below the floor authmodels accepts."""
+
+
 # --- DPoP (RFC 9449 section 4.3) -----------------------------------------------------------------
 
 
