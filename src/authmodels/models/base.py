@@ -2,8 +2,9 @@
 
 All tables live in the PostgreSQL schema ``auth`` so that ``auth.users`` never collides with a
 downstream application's own ``users`` table. One naming convention names every constraint and
-index, so revisions can refer to them by a predictable name; the few names the hardening seeds fix
-(``idx_oauth_expiring_tokens``, ``chk_messages_encryption_version_valid``, ...) are given explicitly.
+index, so revisions can refer to them by a predictable name; the few names the hardening seeds
+fix (``idx_oauth_expiring_tokens``, ``chk_messages_encryption_version_valid``, ...) are given
+explicitly.
 """
 
 from __future__ import annotations
@@ -32,10 +33,12 @@ metadata = MetaData(schema=SCHEMA, naming_convention=NAMING_CONVENTION)
 class Base(DeclarativeBase):
     """Declarative base of every authmodels model (schema ``auth``, naming convention)."""
 
-    metadata: ClassVar[MetaData] = metadata  # type: ignore[misc]
+    metadata: ClassVar[MetaData] = metadata
 
     def __repr__(self) -> str:
-        pk = ", ".join(f"{c.key}={getattr(self, c.key, None)!r}" for c in self.__mapper__.primary_key)
+        pk = ", ".join(
+            f"{c.key}={getattr(self, str(c.key), None)!r}" for c in self.__mapper__.primary_key
+        )
         return f"<{type(self).__name__} {pk}>"
 
 
@@ -52,8 +55,9 @@ def uuid_pk() -> Mapped[uuid.UUID]:
 class Timestamps:
     """``created_at`` and ``updated_at``, both set by the database.
 
-    ``updated_at`` is maintained by a ``BEFORE UPDATE`` trigger (``auth.update_updated_at_column()``)
-    on tables whose revision installs one, so raw SQL updates keep it right too.
+    ``updated_at`` is maintained by a ``BEFORE UPDATE`` trigger
+    (``auth.update_updated_at_column()``) on tables whose revision installs one, so raw SQL
+    updates keep it right too.
     """
 
     created_at: Mapped[datetime] = mapped_column(
@@ -81,5 +85,5 @@ class Versioned:
     """Row version, incremented by every update."""
 
     @declared_attr.directive
-    def __mapper_args__(cls) -> dict[str, Any]:  # noqa: N805
+    def __mapper_args__(cls) -> dict[str, Any]:
         return {"version_id_col": cls.__table__.c.version}  # type: ignore[attr-defined]

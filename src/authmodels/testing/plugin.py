@@ -1,1 +1,263 @@
-"""pytest plugin (being written)."""
+"""pytest plugin: a migrated PostgreSQL per test run and an isolated session per test.
+
+Installed with authmodels (``pytest11`` entry point ``authmodels``); disable with
+``-p no:authmodels``. Fixtures:
+
+=============================  ==========  ==================================================
+fixture                        scope       what it gives
+=============================  ==========  ==================================================
+``authmodels_server_url``      session     admin URL of the test server
+``authmodels_database_url``    session     URL of the test database, migrated to head
+``authmodels_engine``          session     Engine on that database
+``authmodels_session``         function    ORM Session inside a transaction rolled back at
+                                           teardown; the code under test may ``commit()``
+                                           (commits release a SAVEPOINT, nothing persists)
+``authmodels_fresh_database``  function    URL of a new database cloned from the migrated
+                                           template, dropped after: for tests that need real
+                                           commits and concurrent connections
+``authmodels_empty_database``  function    URL of a new empty database, dropped after
+                                           (migration tests)
+``authmodels_keys``            session     the key rings of the run (:class:`TestKeys`)
+``authmodels_user_factory``    function    creates users in ``authmodels_session``
+``authmodels_migrate``         session     callable migrating a URL to head; override it to
+                                           run your own chain that depends on ours
+=============================  ==========  ==================================================
+
+The server: ``--authmodels-db-url`` / ``AUTHMODELS_TEST_DATABASE_URL``, else a testcontainers
+PostgreSQL when Docker answers (``--authmodels-no-docker`` skips that), else an embedded PostgreSQL
+in a temporary folder. Key rings: ``AUTHMODELS_HASH_KEYS`` and ``AUTHMODELS_ENCRYPTION_KEYS`` are
+generated for the run (random, never written to disk) unless already set.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from sqlalchemy import Engine, pool
+from sqlalchemy.engine import URL
+from sqlalchemy.orm import Session
+
+from authmodels import config as am_config
+from authmodels.db import create_db_engine
+from authmodels.testing.database import (
+    TEST_URL_VAR,
+    TestServer,
+    resolve_test_server,
+    temporary_database,
+    unique_name,
+    url_database,
+)
+from authmodels.testing.migrations import MigrationRunner
+
+if TYPE_CHECKING:
+    from authmodels.testing.factories import UserFactory
+
+
+@dataclass(frozen=True)
+class TestKeys:
+    """The key rings of a test run (also exported to the environment for the run)."""
+
+    __test__ = False
+
+    hash_keys: am_config.KeyRing
+    encryption_keys: am_config.KeyRing
+
+
+_KEYS = pytest.StashKey[TestKeys]()
+_SAVED_ENV = pytest.StashKey[dict[str, str | None]]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("authmodels", "authmodels test database")
+    group.addoption(
+        "--authmodels-db-url",
+        default=None,
+        help=f"PostgreSQL URL of a server the run may create databases on (env {TEST_URL_VAR})",
+    )
+    group.addoption(
+        "--authmodels-no-docker",
+        action="store_true",
+        default=False,
+        help="never start a testcontainers PostgreSQL; use the embedded server instead",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    saved: dict[str, str | None] = {}
+    rings: dict[str, am_config.KeyRing] = {}
+    for var, current_var in (
+        (am_config.HASH_KEYS_VAR, am_config.HASH_KEY_CURRENT_VAR),
+        (am_config.ENCRYPTION_KEYS_VAR, am_config.ENCRYPTION_KEY_CURRENT_VAR),
+    ):
+        value = os.environ.get(var)
+        if not value:
+            value = am_config.format_key_ring({"test-1": secrets.token_bytes(32)})
+            saved[var] = None
+            os.environ[var] = value
+        rings[var] = am_config.parse_key_ring(
+            value, source=var, current=os.environ.get(current_var) or None
+        )
+    config.stash[_SAVED_ENV] = saved
+    config.stash[_KEYS] = TestKeys(
+        hash_keys=rings[am_config.HASH_KEYS_VAR],
+        encryption_keys=rings[am_config.ENCRYPTION_KEYS_VAR],
+    )
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    for var, previous in config.stash.get(_SAVED_ENV, {}).items():
+        if previous is None:
+            os.environ.pop(var, None)
+        else:
+            os.environ[var] = previous
+
+
+@pytest.fixture(scope="session")
+def authmodels_keys(pytestconfig: pytest.Config) -> TestKeys:
+    """The key rings of this test run."""
+    return pytestconfig.stash[_KEYS]
+
+
+@pytest.fixture(scope="session")
+def authmodels_test_server(pytestconfig: pytest.Config) -> Iterator[TestServer]:
+    """The PostgreSQL server of this run (given URL, testcontainers, or embedded)."""
+    url = pytestconfig.getoption("--authmodels-db-url") or os.environ.get(TEST_URL_VAR)
+    server = resolve_test_server(
+        url, use_docker=not pytestconfig.getoption("--authmodels-no-docker")
+    )
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def authmodels_server_url(authmodels_test_server: TestServer) -> URL:
+    """Admin URL of the test server (its maintenance database)."""
+    return authmodels_test_server.url
+
+
+@pytest.fixture(scope="session")
+def authmodels_migrate() -> Callable[[URL], None]:
+    """Migrate a database to head. Override to run a chain of your own that depends on ours."""
+
+    def migrate(url: URL) -> None:
+        runner = MigrationRunner(url)
+        try:
+            runner.upgrade("head")
+        finally:
+            runner.dispose()
+
+    return migrate
+
+
+@pytest.fixture(scope="session")
+def authmodels_template(
+    authmodels_test_server: TestServer, authmodels_migrate: Callable[[URL], None]
+) -> Iterator[str]:
+    """Name of the template database, migrated to head once per run."""
+    name = unique_name("authmodels_template")
+    url = authmodels_test_server.create_database(name)
+    try:
+        authmodels_migrate(url)
+        yield name
+    finally:
+        authmodels_test_server.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def authmodels_database_url(
+    authmodels_test_server: TestServer, authmodels_template: str
+) -> Iterator[URL]:
+    """The run's shared test database (a clone of the template)."""
+    with temporary_database(authmodels_test_server, template=authmodels_template) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def authmodels_engine(authmodels_database_url: URL) -> Iterator[Engine]:
+    """Engine on the run's shared test database."""
+    engine = create_db_engine(authmodels_database_url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def authmodels_session(authmodels_engine: Engine) -> Iterator[Session]:
+    """A Session whose work is rolled back at teardown, whatever the test commits.
+
+    The session joins an outer transaction with ``join_transaction_mode="create_savepoint"``:
+    ``session.commit()`` in the code under test releases a SAVEPOINT, and the outer transaction
+    is rolled back when the test ends, so no test sees another's writes.
+    """
+    connection = authmodels_engine.connect()
+    transaction = connection.begin()
+    session = Session(
+        bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+    )
+    try:
+        yield session
+    finally:
+        session.close()
+        if transaction.is_active:
+            transaction.rollback()
+        connection.close()
+
+
+@pytest.fixture
+def authmodels_fresh_database(
+    authmodels_test_server: TestServer, authmodels_template: str
+) -> Iterator[URL]:
+    """URL of a new database at head, cloned from the template and dropped after the test."""
+    with temporary_database(authmodels_test_server, template=authmodels_template) as url:
+        yield url
+
+
+@pytest.fixture
+def authmodels_fresh_engine(authmodels_fresh_database: URL) -> Iterator[Engine]:
+    """Engine (pool of real connections) on :func:`authmodels_fresh_database`."""
+    engine = create_db_engine(authmodels_fresh_database, pool_size=40, max_overflow=0)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def authmodels_empty_database(authmodels_test_server: TestServer) -> Iterator[URL]:
+    """URL of a new empty database (no schema), dropped after the test."""
+    with temporary_database(authmodels_test_server) as url:
+        yield url
+
+
+@pytest.fixture
+def authmodels_migration_runner(authmodels_empty_database: URL) -> Iterator[MigrationRunner]:
+    """A :class:`MigrationRunner` on a new empty database."""
+    runner = MigrationRunner(authmodels_empty_database)
+    try:
+        yield runner
+    finally:
+        runner.dispose()
+
+
+@pytest.fixture
+def authmodels_user_factory(authmodels_session: Session) -> UserFactory:
+    """Create users in :func:`authmodels_session` (see :class:`UserFactory`)."""
+    from authmodels.testing.factories import UserFactory
+
+    return UserFactory(authmodels_session)
+
+
+def null_pool_engine(url: URL, **kwargs: Any) -> Engine:
+    """An Engine without pooling: each connection is a real, separate server connection."""
+    return create_db_engine(url, poolclass=pool.NullPool, **kwargs)
+
+
+__all__ = ["TestKeys", "null_pool_engine", "url_database"]
