@@ -100,10 +100,11 @@ def run_migrations_offline() -> None:
     )
     _configure(url=db.sqlalchemy_url(url), literal_binds=True, dialect_opts={"paramstyle": "named"})
     with context.begin_transaction():
+        lock_timeout = _setting("lock_timeout", migrations.DEFAULT_LOCK_TIMEOUT)
+        statement_timeout = _setting("statement_timeout", migrations.DEFAULT_STATEMENT_TIMEOUT)
+        context.execute(f"SET lock_timeout = '{lock_timeout}'")
+        context.execute(f"SET statement_timeout = '{statement_timeout}'")
         context.execute(f"CREATE SCHEMA IF NOT EXISTS {migrations.SCHEMA}")
-        context.execute(
-            f"SET lock_timeout = '{_setting('lock_timeout', migrations.DEFAULT_LOCK_TIMEOUT)}'"
-        )
         context.run_migrations()
 
 
