@@ -1,7 +1,45 @@
-"""SQLAlchemy 2 declarative models of schema ``auth``, one module per domain."""
+"""SQLAlchemy 2 declarative models of schema ``auth``, one module per domain.
+
+The models describe the schema at the head of the revision chain; the test suite checks that an
+Alembic autogenerate run against a database at head finds nothing to change.
+"""
 
 from __future__ import annotations
 
+from authmodels.models.audit import AuditLog
 from authmodels.models.base import SCHEMA, Base, Timestamps, Versioned, metadata
+from authmodels.models.device_flow import DeviceFlow
+from authmodels.models.logs import AppLog
+from authmodels.models.messaging import Conversation, ConversationParticipant, Message
+from authmodels.models.profiles import UserProfile
+from authmodels.models.sessions import Session
+from authmodels.models.tokens import (
+    AccessToken,
+    EmailVerificationToken,
+    PasswordResetToken,
+    RefreshToken,
+)
+from authmodels.models.users import User
+from authmodels.models.webauthn import BiometricCredential
 
-__all__ = ["SCHEMA", "Base", "Timestamps", "Versioned", "metadata"]
+__all__ = [
+    "SCHEMA",
+    "AccessToken",
+    "AppLog",
+    "AuditLog",
+    "Base",
+    "BiometricCredential",
+    "Conversation",
+    "ConversationParticipant",
+    "DeviceFlow",
+    "EmailVerificationToken",
+    "Message",
+    "PasswordResetToken",
+    "RefreshToken",
+    "Session",
+    "Timestamps",
+    "User",
+    "UserProfile",
+    "Versioned",
+    "metadata",
+]
