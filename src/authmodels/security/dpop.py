@@ -298,17 +298,16 @@ def _parse(proof: str) -> tuple[dict[str, Any], dict[str, Any]]:
             f"the DPoP proof is {len(proof)} characters; the limit is {MAX_PROOF_LENGTH}"
         )
     segments = proof.split(".")
-    if len(segments) != 3 or not all(segments):
+    if len(segments) != 3 or not segments[0] or not segments[1]:
         raise DPoPMalformedError(
-            "the DPoP proof is not a JWS compact serialization (three non-empty base64url "
-            "parts separated by dots)"
+            "the DPoP proof is not a JWS compact serialization (header, payload and signature "
+            "in base64url, separated by dots)"
         )
     header = _json_object(segments[0], "header")
     claims = _json_object(segments[1], "payload")
-    try:
-        _b64url_decode(segments[2])
-    except ValueError:
-        raise DPoPMalformedError("the DPoP proof's signature is not base64url") from None
+    # An empty signature is well-formed JWS (alg "none"); step 3 refuses that algorithm.
+    if segments[2] and not _B64URL.fullmatch(segments[2]):
+        raise DPoPMalformedError("the DPoP proof's signature is not base64url")
     if "crit" in header or "b64" in header:
         raise DPoPMalformedError(
             "the DPoP proof uses a critical JWS extension ('crit' or 'b64'), which DPoP does "
