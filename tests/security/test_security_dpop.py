@@ -228,6 +228,15 @@ def test_critical_extension_is_malformed() -> None:
         _verify(proof)
 
 
+def test_oversized_or_mistyped_header_members_are_malformed() -> None:
+    padded = f"{_b64(_header(x5u='https://k.example/' + 'a' * 3500))}.{_b64(_claims())}.c2ln"
+    with pytest.raises(DPoPMalformedError, match="well-formed"):
+        _verify(padded)
+    mistyped = f"{_b64(_header(kid=5))}.{_b64(_claims())}.c2ln"
+    with pytest.raises(DPoPMalformedError, match="well-formed"):
+        _verify(mistyped)
+
+
 @pytest.mark.parametrize("typ", ["jwt", "JWT", "DPoP+JWT", None])
 def test_wrong_typ(typ: str | None) -> None:
     proof = _signed(_header(typ=typ), _claims())  # typ=None: no typ header at all

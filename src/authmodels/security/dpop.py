@@ -45,6 +45,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from joserfc import jws
 from joserfc.errors import (
     BadSignatureError,
+    DecodeError,
+    ExceededSizeError,
+    InvalidHeaderValueError,
     InvalidKeyCurveError,
     InvalidKeyLengthError,
     JoseError,
@@ -442,6 +445,8 @@ def verify_proof(
         ) from None
     except (KeyParameterError, InvalidKeyCurveError, InvalidKeyLengthError) as exc:
         raise DPoPKeyError(f"the DPoP proof's jwk cannot verify {alg}: {exc}") from None
+    except (DecodeError, ExceededSizeError, InvalidHeaderValueError) as exc:
+        raise DPoPMalformedError(f"the DPoP proof is not a well-formed JWS: {exc}") from None
     except JoseError as exc:
         raise DPoPSignatureError(f"the DPoP proof could not be verified: {exc}") from None
 

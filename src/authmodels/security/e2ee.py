@@ -131,7 +131,8 @@ def _decode_public(data: bytes | str) -> bytes:
 def validate_public_key(data: bytes | str) -> bytes:
     """Check a peer's X25519 public key and return it as raw bytes.
 
-    Accepts the 32 raw bytes, or their standard or URL-safe base64 (padded or not). Low-order
+    Accepts the 32 raw bytes, or their standard or URL-safe base64 (padded or not) as text or
+    ASCII bytes; a bytes value of exactly 32 bytes is always taken as the raw key. Low-order
     points, which would make every shared secret all-zero, are refused.
 
     Args:

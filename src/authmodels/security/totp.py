@@ -5,10 +5,15 @@ TOTP seeds are secrets the server must read back: store them encrypted with
 the seed and pass it as ``last_used_step`` to :func:`verify`, which then refuses that step and
 every earlier one, so a code cannot be replayed (RFC 6238 section 5.2).
 
-Backup codes are shown once and stored only as digests. Make a digest with
-:meth:`TokenHasher.digest(normalize_backup_code(code)) <authmodels.security.TokenHasher.digest>`
-when issuing the codes, and look a typed code up with ``TokenHasher.candidates`` of the
-normalized code, so that dashes, spaces and case do not matter.
+Backup codes are shown once and stored only as digests, made by the caller with
+:class:`~authmodels.security.hashing.TokenHasher` over the *normalized* code::
+
+    codes = new_backup_codes()                       # show these to the user, once
+    digests = [hasher.digest(normalize_backup_code(c)) for c in codes]   # store these
+    ...
+    hasher.candidates(normalize_backup_code(typed))  # look a typed code up
+
+so that dashes, spaces and letter case do not matter when the code is typed back.
 """
 
 from __future__ import annotations
