@@ -580,7 +580,7 @@ def _default_alg(key: RSAKey | ECKey | OKPKey) -> str:
 
 
 def sign_proof(
-    private_key: _PrivateKeyInput,
+    private_jwk_or_key: _PrivateKeyInput,
     *,
     htm: str,
     htu: str,
@@ -593,7 +593,7 @@ def sign_proof(
     """Make a DPoP proof (a helper for clients and tests).
 
     Args:
-        private_key: the client's private key: a private JWK (dict), a joserfc key, or a
+        private_jwk_or_key: the client's private key: a private JWK (dict), a joserfc key, or a
             cryptography RSA, EC (P-256/384/521) or Ed25519/Ed448 private key.
         htm: the HTTP method of the request.
         htu: the request URI (query and fragment are removed).
@@ -611,7 +611,7 @@ def sign_proof(
         DPoPKeyError: the key is not a usable private key.
         DPoPAlgorithmError: ``alg`` is not a supported algorithm or does not fit the key.
     """
-    key = _signing_key(private_key)
+    key = _signing_key(private_jwk_or_key)
     algorithm = alg or _default_alg(key)
     if algorithm not in SUPPORTED_ALGORITHMS:
         raise DPoPAlgorithmError(
