@@ -11,6 +11,7 @@ with the reason; rules waived for the whole project are listed with their reason
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -40,6 +41,11 @@ def test_revision_sql_passes_squawk(revision: str, tmp_path: Path) -> None:
         rendered = runner.sql(f"{start}:{revision}" if start else revision)
     finally:
         runner.dispose()
+    # Alembic's own version table (created once, empty, before the first revision) is not part of
+    # any revision; its VARCHAR(32) column is Alembic's choice, so it is not linted.
+    rendered = re.sub(
+        r"CREATE TABLE auth\.alembic_version \(.*?\);\n", "", rendered, count=1, flags=re.DOTALL
+    )
     sql_file = tmp_path / f"{revision}.sql"
     sql_file.write_text(rendered)
     result = subprocess.run(
