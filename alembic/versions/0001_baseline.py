@@ -431,6 +431,8 @@ SELECT u.id AS user_id,
 
 
 def upgrade() -> None:
+    # env.py creates the schema, but a downstream Alembic environment composing our chain does not.
+    op.execute("CREATE SCHEMA IF NOT EXISTS auth")
     for statement in (*TABLES, *INDEXES, *FUNCTIONS, *VIEWS):
         op.execute(statement)
 
