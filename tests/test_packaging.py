@@ -27,8 +27,18 @@ ROOT = Path(__file__).resolve().parents[1]
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("dist")
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(out), str(ROOT)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(out),
+            str(ROOT),
+        ],
         check=True,
     )
     (built,) = out.glob("authmodels-*.whl")
@@ -41,29 +51,44 @@ def test_wheel_ships_every_revision(wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert "authmodels/_alembic/env.py" in names
     assert "authmodels/py.typed" in names
-    shipped = {Path(n).stem for n in names if n.startswith("authmodels/_alembic/versions/")
-               and n.endswith(".py")}
+    shipped = {
+        Path(n).stem
+        for n in names
+        if n.startswith("authmodels/_alembic/versions/") and n.endswith(".py")
+    }
     assert set(revision_ids()) <= shipped
 
 
 def test_installed_wheel_migrates_a_fresh_database(
     wheel: Path, tmp_path: Path, authmodels_empty_database: URL
 ) -> None:
-    """Install the wheel into a new virtualenv (dependencies borrowed, not downloaded) and migrate."""
+    """Install the wheel into a new virtualenv (dependencies borrowed, no download); migrate."""
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=False).create(env_dir)
     new_python = env_dir / "bin" / "python"
     new_site = subprocess.run(
         [str(new_python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
     # The wheel itself is unpacked into the new environment; its dependencies (SQLAlchemy,
     # Alembic, psycopg...) are taken from this environment by a path entry, so the test needs no
     # network. A plain path entry does not run this environment's editable-install hook, so the
     # only importable authmodels is the one from the wheel.
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q",
-         "--target", new_site, str(wheel)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "--no-index",
+            "-q",
+            "--target",
+            new_site,
+            str(wheel),
+        ],
         check=True,
     )
     Path(new_site, "zz_borrowed_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
@@ -86,6 +111,10 @@ def test_installed_wheel_migrates_a_fresh_database(
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
     result = subprocess.run(
         [str(new_python), "-c", script, libpq_url(authmodels_empty_database)],
-        check=True, capture_output=True, text=True, env=env, cwd=tmp_path,
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
     )
     assert result.stdout.strip() == revision_ids()[-1]

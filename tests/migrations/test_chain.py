@@ -27,7 +27,7 @@ from authmodels.testing.migrations import MigrationRunner, revision_ids
 
 
 def _schema_snapshot(runner: MigrationRunner) -> list[tuple[object, ...]]:
-    """Tables, columns, constraints, indexes, functions, views, triggers and types of schema auth."""
+    """Tables, columns, constraints, indexes, functions, triggers, types, policies of auth."""
     return runner.execute(
         """
         SELECT 'column', c.table_name || '.' || c.column_name || ':' || c.data_type
@@ -59,7 +59,7 @@ def _schema_snapshot(runner: MigrationRunner) -> list[tuple[object, ...]]:
 def test_stairway_every_revision_downgrades_and_upgrades_again(
     authmodels_migration_runner: MigrationRunner,
 ) -> None:
-    """Upgrade to each revision, downgrade one step, check the schema is as before, upgrade again."""
+    """Upgrade to each revision, downgrade one step (schema as before), upgrade again."""
     runner = authmodels_migration_runner
     revisions = revision_ids()
     assert revisions, "the chain has no revision"

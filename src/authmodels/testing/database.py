@@ -90,7 +90,7 @@ def unique_name(prefix: str) -> str:
 def docker_available() -> bool:
     """True when the testcontainers extra is installed and a Docker engine answers a ping."""
     try:
-        import docker  # type: ignore[import-untyped]
+        import docker
     except ImportError:
         return False
     try:
