@@ -16,9 +16,9 @@ from __future__ import annotations
 import logging
 from logging.config import fileConfig
 
+from alembic import context
 from sqlalchemy import Connection, Engine, pool, text
 
-from alembic import context
 from authmodels import db, migrations
 from authmodels.models import Base
 

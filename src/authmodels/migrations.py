@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from alembic import op
 from alembic.config import Config
 from sqlalchemy import Connection, text
 from sqlalchemy.engine import URL
 
-from alembic import op
 from authmodels.config import KeyRing, Settings
 
 #: Schema of every authmodels table, and of Alembic's version table.

@@ -9,13 +9,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.config import Config
 from lending_app.models import TokenLending
 from sqlalchemy import Engine, create_engine, select, text
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
-from alembic import command
 from authmodels.db import sqlalchemy_url
 from authmodels.errors import ConcurrentUpdateError
 from authmodels.locking import RowNotFoundError, optimistic_update, update_versioned

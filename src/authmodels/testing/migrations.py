@@ -7,12 +7,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from alembic import command
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, pool, text
 from sqlalchemy.engine import URL
 
-from alembic import command
 from authmodels.db import create_db_engine
 from authmodels.migrations import SCHEMA, VERSION_TABLE, alembic_config
 

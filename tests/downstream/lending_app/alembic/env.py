@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from lending_app.models import AppBase
-
 from alembic import context
+from lending_app.models import AppBase
 
 config = context.config
 connection = config.attributes["connection"]
