@@ -12,6 +12,7 @@ from authmodels.models.device_flow import DeviceFlow
 from authmodels.models.logs import AppLog
 from authmodels.models.messaging import Conversation, ConversationParticipant, Message
 from authmodels.models.profiles import UserProfile
+from authmodels.models.quarantine import QuarantinedRow
 from authmodels.models.sessions import Session
 from authmodels.models.tokens import (
     AccessToken,
@@ -35,6 +36,7 @@ __all__ = [
     "EmailVerificationToken",
     "Message",
     "PasswordResetToken",
+    "QuarantinedRow",
     "RefreshToken",
     "Session",
     "Timestamps",

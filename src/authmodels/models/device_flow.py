@@ -5,7 +5,8 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, DateTime, Index, Text, text
+from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, Text, text
+from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from authmodels.models.base import Base, Timestamps, uuid_pk
@@ -24,6 +25,7 @@ class DeviceFlow(Timestamps, Base):
         ),
         Index("ix_device_flows_device_code", "device_code", unique=True),
         Index("ix_device_flows_user_code", "user_code", unique=True),
+        Index("ix_device_flows_user_id", "user_id"),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()
@@ -44,8 +46,10 @@ class DeviceFlow(Timestamps, Base):
     status: Mapped[str] = mapped_column(Text, server_default=text("'pending'"))
     """One of :data:`DEVICE_FLOW_STATUSES`."""
 
-    user_email: Mapped[str | None] = mapped_column(Text)
-    """E-mail address of the approving user (pre-hardening key), NULL until approved."""
+    user_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("auth.users.id", ondelete="CASCADE")
+    )
+    """The user who approved (or denied) the request; NULL while it is pending."""
 
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     """When the device code expires."""

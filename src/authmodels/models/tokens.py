@@ -140,7 +140,7 @@ class AccessToken(Base):
     __tablename__ = "access_tokens"
     __table_args__ = (
         Index("ix_access_tokens_token", "token", unique=True),
-        Index("ix_access_tokens_user_email", "user_email"),
+        Index("ix_access_tokens_user_id", "user_id"),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()
@@ -149,8 +149,8 @@ class AccessToken(Base):
     token: Mapped[str] = mapped_column(Text)
     """The token in plaintext (pre-hardening)."""
 
-    user_email: Mapped[str] = mapped_column(Text)
-    """E-mail address of the user the token was issued to (pre-hardening key)."""
+    user_id: Mapped[uuid.UUID] = _user_fk()
+    """The user the token was issued to."""
 
     client_id: Mapped[str | None] = mapped_column(Text)
     """OAuth client the token was issued to."""

@@ -31,6 +31,7 @@ class User(Timestamps, Base):
             name="failed_login_attempts_range",
         ),
         Index("ix_users_email", "email", unique=True, postgresql_where=text("deleted_at IS NULL")),
+        Index("ix_users_email_lower", text("lower(email)")),
         Index("ix_users_created_at", text("created_at DESC")),
         Index("ix_users_last_login_at", text("last_login_at DESC")),
         Index(

@@ -1,0 +1,335 @@
+"""Recipes the hardening revisions share: short transactions, safe constraints, quarantine.
+
+Every hardening revision changes tables that already hold data, on a database that keeps serving
+requests. The recipes here keep each lock short:
+
+- :func:`step` runs a few statements in their own short transaction, outside the revision's
+  transaction (Alembic's ``autocommit_block``), so a lock taken there is released at its end.
+- :func:`prepare_not_null` and :func:`finish_not_null` add ``NOT NULL`` the way PostgreSQL allows
+  without a long exclusive lock: a ``CHECK (col IS NOT NULL) NOT VALID`` (instant), ``VALIDATE``
+  (a scan that lets reads and writes through), then, in the revision's final transaction,
+  ``SET NOT NULL`` (instant: the validated check proves it) and the check dropped.
+  :func:`add_foreign_key` does the same with ``NOT VALID`` then ``VALIDATE``.
+- :func:`quarantine_statement` moves rows a revision cannot convert into ``auth.quarantine``, with
+  the full original row as JSONB and the reason, in one statement: a row is never deleted without
+  its copy, and a downgrade can put it back (:func:`restore_quarantined`).
+- :func:`backfill_computed` fills columns whose values are computed in Python (keyed HMACs: the
+  key never reaches the server), batch by batch, one ``UPDATE ... FROM unnest(...)`` per batch.
+
+The SQL is assembled from the revisions' own constants (table and column names), never from
+input, hence the ``noqa: S608`` markers.
+
+Each recipe is idempotent, so a revision that failed half-way can simply be run again, and each
+renders plain SQL in offline mode (``alembic upgrade --sql``) for review and for squawk. Squawk
+treats every statement outside the transaction that records the new revision as one that may be
+re-run: the recipes guard their statements (``IF [NOT] EXISTS``, a constraint dropped before it
+is added again), and the statements that cannot be guarded (``SET NOT NULL``, renames) go in the
+revision's final transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from alembic import op
+from sqlalchemy import Connection, text
+
+from authmodels.config import KeyRing, Settings
+from authmodels.errors import MigrationError
+from authmodels.migrations import SCHEMA, BackfillReport, batched, is_offline
+
+#: The smallest UUID, the starting point of a keyset walk over a UUID key. ``gen_random_uuid()``
+#: never returns it (version-4 UUIDs have version bits set).
+NIL_UUID = "00000000-0000-0000-0000-000000000000"
+
+
+@contextmanager
+def step() -> Iterator[None]:
+    """Run the block in its own short transaction, outside the revision's transaction.
+
+    The revision's open transaction is committed first (Alembic's ``autocommit_block``); the
+    block's statements then run between an explicit ``BEGIN`` and ``COMMIT`` so they are atomic
+    together, and every lock they took is released when the block ends.
+    """
+    with op.get_context().autocommit_block():
+        if is_offline():
+            op.execute("BEGIN")
+            yield
+            op.execute("COMMIT")
+            return
+        bind = op.get_bind()
+        bind.exec_driver_sql("BEGIN")
+        try:
+            yield
+        except BaseException:
+            bind.exec_driver_sql("ROLLBACK")
+            raise
+        bind.exec_driver_sql("COMMIT")
+
+
+def scalar(sql: str, params: dict[str, Any] | None = None) -> Any:
+    """The first column of the first row of ``sql`` (None offline, where nothing runs)."""
+    if is_offline():
+        return None
+    return op.get_bind().execute(text(sql), params or {}).scalar()
+
+
+def constraint_exists(table: str, name: str) -> bool:
+    """Whether ``auth.<table>`` has a constraint called ``name`` (False offline)."""
+    return bool(
+        scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = CAST(:t AS regclass) "
+            "AND conname = :n)",
+            {"t": f"{SCHEMA}.{table}", "n": name},
+        )
+    )
+
+
+def column_exists(table: str, column: str) -> bool:
+    """Whether ``auth.<table>.<column>`` exists (True offline, so rendered SQL shows the work)."""
+    if is_offline():
+        return True
+    return bool(
+        scalar(
+            "SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = :s "
+            "AND table_name = :t AND column_name = :c)",
+            {"s": SCHEMA, "t": table, "c": column},
+        )
+    )
+
+
+def has_rows(*tables: str) -> bool:
+    """Whether any of ``auth.<table>`` holds a row (False offline)."""
+    return any(
+        scalar(f"SELECT EXISTS (SELECT 1 FROM {SCHEMA}.{t})")  # noqa: S608 (constant names)
+        for t in tables
+    )
+
+
+# --- NOT NULL and foreign keys without long exclusive locks ----------------------------------
+
+#: Reason given to squawk where a recipe drops a constraint before adding it again.
+RERUN_GUARD = (
+    "-- squawk-ignore ban-drop-constraint -- re-run guard: removes what an interrupted run of "
+    "this revision left half-done; the next statement adds it again\n"
+)
+
+
+def add_check_not_valid(table: str, name: str, condition: str) -> None:
+    """``ADD CONSTRAINT name CHECK (condition) NOT VALID`` (instant), replacing a leftover.
+
+    New and updated rows are checked from now on; existing rows are checked by
+    :func:`validate_constraint`, which does not block writes. Call it inside :func:`step`.
+    """
+    op.execute(f"{RERUN_GUARD}ALTER TABLE {SCHEMA}.{table} DROP CONSTRAINT IF EXISTS {name}")
+    op.execute(f"ALTER TABLE {SCHEMA}.{table} ADD CONSTRAINT {name} CHECK ({condition}) NOT VALID")
+
+
+def validate_constraint(table: str, name: str) -> None:
+    """``VALIDATE CONSTRAINT``: scans the table under a lock that lets reads and writes through."""
+    op.execute(f"ALTER TABLE {SCHEMA}.{table} VALIDATE CONSTRAINT {name}")
+
+
+def not_null_check(table: str, column: str) -> str:
+    """Name of the temporary ``CHECK (column IS NOT NULL)`` of :func:`prepare_not_null`."""
+    return f"ck_{table}_{column}_not_null"
+
+
+def prepare_not_null(table: str, column: str, *, check_added: bool = False) -> None:
+    """First half of a ``SET NOT NULL`` on a populated table: a validated ``CHECK``.
+
+    Two short transactions: a ``CHECK (column IS NOT NULL) NOT VALID`` (skipped when the caller
+    already added it, e.g. under a lock together with a catch-up backfill), then its validation
+    (the only scan, which does not block reads or writes). :func:`finish_not_null` completes it.
+    """
+    check = not_null_check(table, column)
+    if not check_added:
+        with step():
+            add_check_not_valid(table, check, f"{column} IS NOT NULL")
+    with step():
+        validate_constraint(table, check)
+
+
+def finish_not_null(table: str, column: str) -> None:
+    """Second half: ``SET NOT NULL`` (proved from the validated check, no scan), check dropped.
+
+    Call it in the revision's final transaction (after its last :func:`step`).
+    """
+    op.execute(f"ALTER TABLE {SCHEMA}.{table} ALTER COLUMN {column} SET NOT NULL")
+    op.execute(
+        "-- squawk-ignore ban-drop-constraint -- the NOT NULL constraint just set guarantees "
+        "what this temporary check did\n"
+        f"ALTER TABLE {SCHEMA}.{table} DROP CONSTRAINT IF EXISTS {not_null_check(table, column)}"
+    )
+
+
+def add_foreign_key(
+    table: str, column: str, referred: str, *, ondelete: str, referred_column: str = "id"
+) -> str:
+    """A foreign key added ``NOT VALID`` and validated in a second short transaction.
+
+    Returns the constraint's name (the naming convention's ``fk_<table>_<column>_<referred>``).
+    """
+    name = f"fk_{table}_{column}_{referred}"
+    with step():
+        op.execute(f"{RERUN_GUARD}ALTER TABLE {SCHEMA}.{table} DROP CONSTRAINT IF EXISTS {name}")
+        op.execute(
+            f"ALTER TABLE {SCHEMA}.{table} ADD CONSTRAINT {name} FOREIGN KEY ({column}) "
+            f"REFERENCES {SCHEMA}.{referred} ({referred_column}) ON DELETE {ondelete} NOT VALID"
+        )
+    with step():
+        validate_constraint(table, name)
+    return name
+
+
+# --- quarantine --------------------------------------------------------------------------------
+
+
+def quarantine_statement(
+    table: str,
+    *,
+    where: str,
+    reason: str,
+    revision: str,
+    using: str | None = None,
+    ctes: str | None = None,
+) -> str:
+    """SQL moving the rows of ``auth.<table>`` matching ``where`` into ``auth.quarantine``.
+
+    One statement (a data-modifying CTE): the rows are deleted and their full content inserted as
+    JSONB with ``reason``, atomically. ``reason`` is an SQL expression; it may use the columns of
+    ``using`` (a ``FROM`` item joined by ``where``, e.g. a CTE of per-row verdicts), while the
+    table itself is aliased ``t``. ``ctes`` are more common table expressions put before the
+    move (they may modify other rows of the table: they see the same snapshot).
+    """
+    using_sql = f" USING {using}" if using else ""
+    with_sql = f"WITH {ctes}, " if ctes else "WITH "
+    return (
+        f"{with_sql}moved AS (DELETE FROM {SCHEMA}.{table} AS t{using_sql} WHERE {where} "  # noqa: S608
+        f"RETURNING to_jsonb(t) AS row_data, {reason} AS reason) "
+        f"INSERT INTO {SCHEMA}.quarantine (source_table, reason, row_data, revision) "
+        f"SELECT '{table}', moved.reason, moved.row_data, '{revision}' FROM moved"
+    )
+
+
+def restore_quarantined(table: str, *, revision: str, columns: Sequence[str]) -> None:
+    """Put back the rows ``revision`` moved from ``auth.<table>`` to quarantine (downgrades).
+
+    ``columns`` are the table's columns as the downgrade leaves them; each row is rebuilt from its
+    JSON copy with ``jsonb_populate_record``, so the values come back with their own types. A row
+    that would now break a unique constraint of the table stays in quarantine (nothing is
+    overwritten, nothing is lost); :func:`drop_quarantine_if_empty` then keeps the table.
+    """
+    names = ", ".join(columns)
+    op.execute(
+        f"WITH restored AS (INSERT INTO {SCHEMA}.{table} ({names}) "  # noqa: S608
+        f"SELECT r.{', r.'.join(columns)} FROM {SCHEMA}.quarantine AS q, "
+        f"jsonb_populate_record(NULL::{SCHEMA}.{table}, q.row_data) AS r "
+        f"WHERE q.source_table = '{table}' AND q.revision = '{revision}' "
+        "ON CONFLICT DO NOTHING RETURNING id) "
+        f"DELETE FROM {SCHEMA}.quarantine AS q USING restored "
+        f"WHERE q.source_table = '{table}' AND q.revision = '{revision}' "
+        "AND q.row_data->>'id' = restored.id::text"
+    )
+
+
+# --- backfills computed in Python --------------------------------------------------------------
+
+
+def backfill_computed(
+    table: str,
+    *,
+    sources: Sequence[str],
+    targets: Sequence[tuple[str, str]],
+    compute: Callable[[Sequence[Any]], Sequence[Any]],
+    where: str = "true",
+    key: str = "id",
+    batch_size: int | None = None,
+) -> BackfillReport:
+    """Fill ``targets`` of ``auth.<table>`` from ``sources``, computing each value in Python.
+
+    The table is walked by ``key`` (a UUID) in batches, each in its own short transaction; each
+    batch is one ``UPDATE ... FROM unnest(:keys, :values...)``. Idempotent: ``where`` should
+    exclude rows already done (``target IS NULL``), so a re-run only does what is left.
+
+    Args:
+        table: table name in schema ``auth``.
+        sources: the columns ``compute`` receives, in order (after the key).
+        targets: ``(column, sql_type)`` pairs ``compute`` returns values for, in order.
+        compute: maps one row's ``sources`` to one value per target.
+        where: SQL condition selecting the rows to fill.
+        key: the UUID key column.
+        batch_size: rows per batch (default :data:`authmodels.migrations.DEFAULT_BATCH_SIZE`).
+    """
+    select = (
+        f"SELECT {key}, {', '.join(sources)} FROM {SCHEMA}.{table} "  # noqa: S608
+        f"WHERE {key} > coalesce(CAST(:after AS uuid), '{NIL_UUID}'::uuid) AND ({where}) "
+        f"ORDER BY {key} LIMIT :limit"
+    )
+    arrays = ", ".join(f"CAST(:v{i} AS {sql_type}[])" for i, (_, sql_type) in enumerate(targets))
+    columns = ", ".join(f"v{i}" for i in range(len(targets)))
+    assignments = ", ".join(f"{col} = src.v{i}" for i, (col, _) in enumerate(targets))
+    update = text(
+        f"UPDATE {SCHEMA}.{table} AS t SET {assignments} "  # noqa: S608
+        f"FROM unnest(CAST(:keys AS uuid[]), {arrays}) AS src(k, {columns}) WHERE t.{key} = src.k"
+    )
+
+    def apply(conn: Connection, rows: Sequence[Any]) -> None:
+        computed = [compute(tuple(row)[1:]) for row in rows]
+        params: dict[str, Any] = {"keys": [row[0] for row in rows]}
+        for i in range(len(targets)):
+            params[f"v{i}"] = [values[i] for values in computed]
+        conn.execute(update, params)
+
+    kwargs: dict[str, Any] = {} if batch_size is None else {"batch_size": batch_size}
+    return batched(select, apply, **kwargs)
+
+
+def require_privacy_keys(*, tables_with_rows: Sequence[str]) -> KeyRing | None:
+    """The IP / user-agent key ring a backfill needs, checked before anything changes.
+
+    Returns None offline or when none of ``tables_with_rows`` (names in schema ``auth``) holds a
+    row; otherwise the ring of ``AUTHMODELS_PRIVACY_KEYS`` (falling back to
+    ``AUTHMODELS_HASH_KEYS``).
+
+    Raises:
+        MissingKeyError: rows need hashing and neither variable is set.
+    """
+    if is_offline():
+        return None
+    settings = Settings.from_env()
+    if not has_rows(*tables_with_rows):
+        return settings.privacy_keys
+    return settings.require_privacy_keys()
+
+
+def refuse(message: str) -> None:
+    """Stop the revision before it changes anything, with a message the operator can act on.
+
+    Raises:
+        MigrationError: always.
+    """
+    raise MigrationError(message)
+
+
+__all__ = [
+    "NIL_UUID",
+    "add_check_not_valid",
+    "add_foreign_key",
+    "backfill_computed",
+    "column_exists",
+    "constraint_exists",
+    "finish_not_null",
+    "has_rows",
+    "not_null_check",
+    "prepare_not_null",
+    "quarantine_statement",
+    "refuse",
+    "require_privacy_keys",
+    "restore_quarantined",
+    "scalar",
+    "step",
+    "validate_constraint",
+]
