@@ -287,6 +287,33 @@ def backfill_computed(
     return batched(select, apply, **kwargs)
 
 
+def rename_not_null_constraints(table: str) -> None:
+    """Name the NOT NULL constraints of ``auth.<table>`` after its current table and columns.
+
+    PostgreSQL 18 records each NOT NULL as a named constraint (``<table>_<column>_not_null``),
+    named when it is created; after a table or column rename this gives them their conventional
+    name again. Older servers have no such constraints, and the loop does nothing.
+    """
+    op.execute(f"""
+        DO $$
+        DECLARE
+            c record;
+        BEGIN
+            FOR c IN
+                SELECT con.conname, '{table}_' || att.attname || '_not_null' AS wanted
+                  FROM pg_constraint AS con
+                  JOIN pg_attribute AS att
+                    ON att.attrelid = con.conrelid AND att.attnum = con.conkey[1]
+                 WHERE con.conrelid = '{SCHEMA}.{table}'::regclass AND con.contype = 'n'
+                   AND con.conname <> '{table}_' || att.attname || '_not_null'
+            LOOP
+                EXECUTE format('ALTER TABLE {SCHEMA}.{table} RENAME CONSTRAINT %I TO %I',
+                               c.conname, c.wanted);
+            END LOOP;
+        END;
+        $$""")  # noqa: S608
+
+
 def require_privacy_keys(*, tables_with_rows: Sequence[str]) -> KeyRing | None:
     """The IP / user-agent key ring a backfill needs, checked before anything changes.
 
@@ -327,6 +354,7 @@ __all__ = [
     "prepare_not_null",
     "quarantine_statement",
     "refuse",
+    "rename_not_null_constraints",
     "require_privacy_keys",
     "restore_quarantined",
     "scalar",

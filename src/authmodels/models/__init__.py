@@ -21,7 +21,7 @@ from authmodels.models.tokens import (
     RefreshToken,
 )
 from authmodels.models.users import User
-from authmodels.models.webauthn import BiometricCredential
+from authmodels.models.webauthn import WebAuthnCredential
 
 __all__ = [
     "SCHEMA",
@@ -29,7 +29,6 @@ __all__ = [
     "AppLog",
     "AuditLog",
     "Base",
-    "BiometricCredential",
     "Conversation",
     "ConversationParticipant",
     "DeviceFlow",
@@ -43,5 +42,6 @@ __all__ = [
     "User",
     "UserProfile",
     "Versioned",
+    "WebAuthnCredential",
     "metadata",
 ]
