@@ -15,15 +15,20 @@ from authmodels.models.profiles import UserProfile
 from authmodels.models.quarantine import QuarantinedRow
 from authmodels.models.sessions import Session
 from authmodels.models.tokens import (
+    DIGEST_SCHEME_LEGACY_SHA256_HEX,
+    DIGEST_SCHEME_RAW,
     AccessToken,
     EmailVerificationToken,
     PasswordResetToken,
     RefreshToken,
+    token_digest_candidates,
 )
 from authmodels.models.users import User
 from authmodels.models.webauthn import WebAuthnCredential
 
 __all__ = [
+    "DIGEST_SCHEME_LEGACY_SHA256_HEX",
+    "DIGEST_SCHEME_RAW",
     "SCHEMA",
     "AccessToken",
     "AppLog",
@@ -44,4 +49,5 @@ __all__ = [
     "Versioned",
     "WebAuthnCredential",
     "metadata",
+    "token_digest_candidates",
 ]
