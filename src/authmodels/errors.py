@@ -147,6 +147,84 @@ class TokenRevokedError(AuthenticationError):
     """The token matched a record that was revoked."""
 
 
+class SessionExpiredError(TokenExpiredError):
+    """The session reached its absolute end (``expires_at``): the user must sign in again."""
+
+
+class SessionIdleTimeoutError(TokenExpiredError):
+    """The session saw no request for longer than the idle timeout: the user must sign in again."""
+
+
+class SessionRevokedError(TokenRevokedError):
+    """The session was revoked (logout, password change, refresh-token reuse, administrator)."""
+
+
+class RefreshTokenReused(TokenRevokedError):
+    """A refresh token that was already exchanged was presented again (RFC 9700 section 4.14.2).
+
+    Outside the grace window this is treated as theft: the token's whole family and its session
+    are revoked before the error is raised, and the user must sign in again.
+    """
+
+
+class DeviceFlowError(AuthenticationError):
+    """Base class of the device authorization grant's token-endpoint errors (RFC 8628 section 3.5).
+
+    Attributes:
+        error: the RFC 8628 / RFC 6749 ``error`` code to send to the device.
+    """
+
+    error = "invalid_grant"
+
+
+class AuthorizationPending(DeviceFlowError):
+    """The user has not approved or denied the request yet: poll again after the interval."""
+
+    error = "authorization_pending"
+
+
+class SlowDown(DeviceFlowError):
+    """The device polled faster than its interval; the interval grew by 5 seconds.
+
+    Attributes:
+        interval: the new minimum number of seconds between two polls.
+    """
+
+    error = "slow_down"
+
+    def __init__(self, message: str, *, interval: int) -> None:
+        super().__init__(message)
+        self.interval = interval
+
+
+class AccessDenied(DeviceFlowError):
+    """The user denied the device's request: stop polling."""
+
+    error = "access_denied"
+
+
+class ExpiredToken(DeviceFlowError):
+    """The device code (or the user code typed for it) expired: the device must start again."""
+
+    error = "expired_token"
+
+
+class InvalidUserCode(InvalidTokenError):
+    """No pending device request has the user code that was typed (the attempt is counted)."""
+
+
+class TooManyUserCodeAttempts(AuthenticationError):
+    """Too many wrong user codes were typed recently (RFC 8628 section 5.1): wait and retry.
+
+    Attributes:
+        retry_after: seconds until the oldest counted attempt leaves the window.
+    """
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class ConcurrentUpdateError(AuthModelsError):
     """A versioned row was changed by another transaction since it was read."""
 
