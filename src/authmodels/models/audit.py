@@ -27,6 +27,18 @@ AUDIT_EVENT_TYPES = (
     "2fa_disabled",
     "session_revoked",
 )
+#: Event types the flows of :mod:`authmodels.services` add (revision 0014).
+FLOW_AUDIT_EVENT_TYPES = (
+    "refresh_token_reused",
+    "refresh_token_grace_replay",
+    "dpop_binding_mismatch",
+    "dpop_proof_replayed",
+    "access_token_revoked",
+    "device_flow_approved",
+    "device_flow_denied",
+    "device_flow_user_code_rejected",
+    "device_flow_tokens_issued",
+)
 #: Outcomes of an audited event.
 AUDIT_EVENT_STATUSES = ("success", "failure", "blocked", "pending")
 
@@ -40,7 +52,9 @@ class AuditLog(Base):
 
     __tablename__ = "audit_logs"
     __table_args__ = (
-        CheckConstraint(_in("event_type", AUDIT_EVENT_TYPES), name="event_type_known"),
+        CheckConstraint(
+            _in("event_type", AUDIT_EVENT_TYPES + FLOW_AUDIT_EVENT_TYPES), name="event_type_known"
+        ),
         CheckConstraint(_in("event_status", AUDIT_EVENT_STATUSES), name="event_status_known"),
         Index("ix_audit_logs_user_id_created_at", "user_id", text("created_at DESC")),
         Index("ix_audit_logs_event_type_created_at", "event_type", text("created_at DESC")),

@@ -39,7 +39,7 @@ class Session(Base):
             name="digest_scheme_known",
         ),
         Index("ix_sessions_user_id", "user_id", postgresql_where=text("is_active")),
-        Index("ix_sessions_token_hash", "token_hash", postgresql_where=text("is_active")),
+        Index("ix_sessions_token_hash", "token_hash"),
         Index("ix_sessions_expires_at", "expires_at", postgresql_where=text("is_active")),
         Index("ix_sessions_last_activity_at", text("last_activity_at DESC")),
         Index("ix_sessions_user_id_is_active_expires_at", "user_id", "is_active", "expires_at"),

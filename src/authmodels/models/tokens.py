@@ -73,11 +73,7 @@ class RefreshToken(Base):
     __tablename__ = "refresh_tokens"
     __table_args__ = (
         _digest_scheme_check(),
-        Index(
-            "ix_refresh_tokens_token_hash",
-            "token_hash",
-            postgresql_where=text("used_at IS NULL AND revoked_at IS NULL"),
-        ),
+        Index("ix_refresh_tokens_token_hash", "token_hash"),
         Index("ix_refresh_tokens_session_id", "session_id"),
         Index("ix_refresh_tokens_expires_at", "expires_at"),
     )
@@ -203,6 +199,7 @@ class AccessToken(Base):
         Index("idx_tokens_user_expires", "user_id", "expires_at"),
         Index("idx_tokens_jkt", "dpop_jkt"),
         Index("idx_tokens_revoked", "revoked_at", postgresql_where=text("revoked_at IS NOT NULL")),
+        Index("ix_access_tokens_session_id_created_at", "session_id", "created_at"),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()
@@ -230,6 +227,12 @@ class AccessToken(Base):
         UUID(as_uuid=True), ForeignKey("auth.access_tokens.id", ondelete="SET NULL")
     )
     """The token this one replaced (rotation lineage)."""
+
+    session_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("auth.sessions.id", ondelete="CASCADE")
+    )
+    """The session the token was issued from (revoking the session revokes it); NULL for tokens
+    issued before revision 0014 or outside a session."""
 
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     """When the token was revoked."""
