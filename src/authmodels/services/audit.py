@@ -1,0 +1,49 @@
+"""The one way the flows write an ``auth.audit_logs`` entry.
+
+Every flow records its security events through :func:`record`, in the caller's transaction, so an
+entry exists exactly when the change it describes was committed. A flow that refuses a request
+*and* must keep a trace of the refusal (a wrong user code, a reused refresh token) commits before
+raising; its docstring says so.
+
+Details never hold a raw token or code: only ids, counts, reasons and key thumbprints.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import insert
+from sqlalchemy.orm import Session
+
+from authmodels.models.audit import AuditLog
+
+__all__ = ["record"]
+
+
+def record(
+    db: Session,
+    event_type: str,
+    *,
+    user_id: uuid.UUID | None,
+    status: str = "success",
+    details: dict[str, Any] | None = None,
+) -> None:
+    """Add one audit entry in the session's transaction (nothing is committed here).
+
+    Args:
+        db: the session of the flow.
+        event_type: one of :data:`~authmodels.models.audit.AUDIT_EVENT_TYPES` (the database's
+            CHECK refuses anything else).
+        user_id: the user concerned, when known.
+        status: ``success``, ``failure``, ``blocked`` or ``pending``.
+        details: event-specific data (JSON); never a raw secret.
+    """
+    db.execute(
+        insert(AuditLog).values(
+            user_id=user_id,
+            event_type=event_type,
+            event_status=status,
+            details=details or {},
+        )
+    )

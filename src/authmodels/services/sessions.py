@@ -1,0 +1,678 @@
+"""Sessions: create, validate, touch, rotate refresh tokens, revoke.
+
+A session has a session token (validated on every request) and a family of refresh tokens (one
+row per rotation in ``auth.refresh_tokens``, each naming its parent). Tokens are random, returned
+raw once and stored only as keyed digests. The session row is the kill switch: every token check
+joins it, so revoking a session stops its session token, refresh tokens and access tokens at once,
+whatever runs concurrently.
+
+Decisions:
+
+- **Validation** (:func:`validate_session`) is one indexed query (``ix_sessions_token_hash``) that
+  also computes, with the database's clock, whether the session expired, idled out and is due a
+  touch. It writes nothing, except the touch: ``last_activity_at`` is refreshed at most once per
+  ``FlowSettings.session_touch_interval`` (60 s by default) by a conditional UPDATE, so a busy
+  session costs one write a minute rather than one per request, and the idle timeout is exact to
+  within that interval.
+- **Rotation** (:func:`rotate_refresh_token`, RFC 9700 section 4.14.2) uses the presented token
+  with one conditional UPDATE (``WHERE used_at IS NULL AND revoked_at IS NULL ...``) that also
+  inserts the successor pair in the same statement. Of concurrent rotations of one token exactly
+  one wins; the others wait on its row lock, then find the token used.
+- **Grace window**: a token presented again within ``FlowSettings.refresh_grace_window`` (15 s)
+  of its use, while its successor is still unused, gets *the same successor pair* again (a
+  concurrent benign refresh, e.g. two browser tabs). The successor's raw values are not stored:
+  they are derived, ``HMAC(hash key, purpose || pair id || presented parent token)``, with the
+  hash key that digested them and the pair's random id. Only a client holding the raw parent
+  token (and only the server holding the key) can obtain them again, and nothing readable is kept
+  in the database. Outside the window, or once the successor was used, a used token presented
+  again revokes the whole family and the session (:class:`~authmodels.errors.RefreshTokenReused`).
+- **DPoP**: a session (and its refresh tokens and access tokens) created with ``dpop_jkt`` is
+  bound to that key: it validates and rotates only with a proof of that key. A presentation with
+  another key or without a proof is refused (:class:`~authmodels.errors.DPoPBindingMismatch`)
+  *before* any reuse check, so someone holding a stolen bound token cannot even cause the
+  family's revocation.
+- **Refusals that are security events** (reuse, DPoP mismatch) are audited and committed before
+  the error is raised, so a caller that rolls back on errors does not undo the revocation.
+
+Lock order, everywhere rows are locked: refresh tokens, then the session, then access tokens.
+Rotation locks the presented refresh token (its UPDATE), then the session (``last_rotated_at``);
+revocations update the session's refresh tokens, then the session, then its access tokens.
+
+Under row-level security (revision 0006) these functions look tokens up before the user is
+known: run them on the service path (:func:`authmodels.rls.service_role`) or as the tables' owner.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from ipaddress import IPv4Address, IPv6Address
+from typing import Any
+
+from sqlalchemy import Interval, bindparam, cast, func, insert, select, text
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
+
+from authmodels.errors import (
+    DPoPBindingMismatch,
+    InvalidTokenError,
+    RefreshTokenReused,
+    SessionExpiredError,
+    SessionIdleTimeoutError,
+    SessionRevokedError,
+    TokenExpiredError,
+    TokenRevokedError,
+)
+from authmodels.models.sessions import Session as SessionModel
+from authmodels.models.tokens import DIGEST_SCHEME_RAW
+from authmodels.models.users import User
+from authmodels.security.hashing import mac, new_token
+from authmodels.services import audit
+from authmodels.services._digests import check_presented, lookup_params, scheme_matches
+from authmodels.services.settings import FlowSettings, settings_for
+from authmodels.services.tokens import IssuedTokens, token_type, user_id_of
+
+__all__ = [
+    "IssuedSession",
+    "create_session",
+    "revoke_all_sessions",
+    "revoke_session",
+    "rotate_refresh_token",
+    "touch",
+    "validate_session",
+]
+
+
+@dataclass(frozen=True)
+class IssuedSession:
+    """A new session with its first refresh token, raw: hand both to the client once.
+
+    Attributes:
+        session: the session's row.
+        session_token: the raw session token.
+        refresh_token: the raw first refresh token of the session's family.
+        refresh_token_id: the refresh token's row id.
+        refresh_expires_at: end of the refresh token's lifetime.
+    """
+
+    session: SessionModel
+    session_token: str
+    refresh_token: str
+    refresh_token_id: uuid.UUID
+    refresh_expires_at: datetime
+
+    def __repr__(self) -> str:
+        return f"IssuedSession(session_id={self.session.id}, tokens=<hidden>)"
+
+
+# --- create ----------------------------------------------------------------------------------
+
+
+_INSERT_REFRESH_TOKEN = text(
+    f"""
+    INSERT INTO auth.refresh_tokens
+           (id, user_id, session_id, token_hash, digest_scheme, dpop_jkt, expires_at)
+    VALUES (:id, :user_id, :session_id, :token_hash, {DIGEST_SCHEME_RAW}, :dpop_jkt,
+            least(now() + :ttl, :session_expires_at))
+    RETURNING expires_at
+    """  # noqa: S608 (constant fragments, no input)
+)
+
+
+def create_session(
+    db: Session,
+    user: User | uuid.UUID,
+    *,
+    ttl: timedelta,
+    ip: str | IPv4Address | IPv6Address | None = None,
+    user_agent: str | None = None,
+    dpop_jkt: str | None = None,
+) -> IssuedSession:
+    """Start a session for an authenticated user.
+
+    Writes the session, its first refresh token (lifetime ``FlowSettings.refresh_token_ttl``,
+    never beyond the session's end) and a ``login`` audit entry, in the caller's transaction
+    (nothing is committed). An authentication flow that calls this need not audit the login
+    again.
+
+    Args:
+        db: the session.
+        user: the user (or user id) who signed in.
+        ttl: the session's absolute lifetime.
+        ip: the client's address; stored only as a keyed hash.
+        user_agent: the client's ``User-Agent``; stored only as a keyed hash.
+        dpop_jkt: thumbprint of the client's DPoP key (from a verified proof) to bind the
+            session and its refresh tokens to.
+
+    Returns:
+        The session row and the raw session and refresh tokens.
+
+    Raises:
+        ValueError: ``ttl`` is not positive.
+        InvalidIPAddressError: ``ip`` is not an IP address.
+    """
+    if ttl <= timedelta(0):
+        raise ValueError(f"a session's ttl must be positive, not {ttl}")
+    settings = settings_for(db)
+    user_id = user_id_of(user)
+    session_token, refresh_token = new_token(), new_token()
+    values: dict[str, Any] = {
+        "user_id": user_id,
+        "token_hash": settings.hasher.digest(session_token),
+        "digest_scheme": DIGEST_SCHEME_RAW,
+        "dpop_jkt": dpop_jkt,
+        "expires_at": func.now() + ttl,
+    }
+    if ip is not None:
+        values["ip_hash"] = settings.privacy.ip_hash(ip)
+    if user_agent is not None:
+        values["ua_hash"] = settings.privacy.ua_hash(user_agent)
+    session = db.execute(insert(SessionModel).values(**values).returning(SessionModel)).scalar_one()
+
+    refresh_id = uuid.uuid4()
+    refresh_expires_at = db.execute(
+        _INSERT_REFRESH_TOKEN,
+        {
+            "id": refresh_id,
+            "user_id": user_id,
+            "session_id": session.id,
+            "token_hash": settings.hasher.digest(refresh_token),
+            "dpop_jkt": dpop_jkt,
+            "ttl": settings.refresh_token_ttl,
+            "session_expires_at": session.expires_at,
+        },
+    ).scalar_one()
+
+    audit.record(
+        db,
+        "login",
+        user_id=user_id,
+        details={"session_id": str(session.id), "dpop_bound": dpop_jkt is not None},
+    )
+    return IssuedSession(session, session_token, refresh_token, refresh_id, refresh_expires_at)
+
+
+# --- validate and touch ----------------------------------------------------------------------
+
+
+_LOOKUP_SESSION = (
+    select(
+        SessionModel,
+        (SessionModel.expires_at <= func.now()).label("expired"),
+        # NULL (not idle) when the idle timeout is disabled
+        (SessionModel.last_activity_at <= func.now() - cast(bindparam("idle"), Interval)).label(
+            "idle"
+        ),
+        (SessionModel.last_activity_at <= func.now() - cast(bindparam("touch"), Interval)).label(
+            "touch_due"
+        ),
+    )
+    .where(text(scheme_matches("sessions")))
+    # a long-lived ORM session must see a revocation committed since it loaded the row
+    .execution_options(populate_existing=True)
+)
+
+_TOUCH_IF_DUE = text(
+    """
+    UPDATE auth.sessions SET last_activity_at = now()
+     WHERE id = :id AND last_activity_at <= now() - :touch
+    RETURNING last_activity_at
+    """
+)
+
+
+def validate_session(db: Session, token: str, *, dpop_jkt: str | None = None) -> SessionModel:
+    """The live session whose token is ``token``.
+
+    One indexed query finds the session (keyed digests of both digest schemes under every key,
+    see :mod:`authmodels.services._digests`) and computes its state with the database's clock.
+    Nothing is written, except ``last_activity_at`` once per touch interval (see the module
+    docstring). A session issued before revision 0005 (legacy SHA-256 digest) validates too.
+
+    Args:
+        db: the session.
+        token: the raw session token as presented.
+        dpop_jkt: the thumbprint of the request's verified DPoP proof, if any.
+
+    Returns:
+        The session's row.
+
+    Raises:
+        InvalidTokenError: no session has this token.
+        SessionRevokedError: the session was revoked (or deactivated).
+        SessionExpiredError: the session reached its ``expires_at``.
+        SessionIdleTimeoutError: no request for longer than ``FlowSettings.session_idle_timeout``.
+        DPoPBindingMismatch: the session is bound to a DPoP key and the request's proof is
+            missing or made with another key (audited and committed).
+    """
+    check_presented(token, "session token")
+    settings = settings_for(db)
+    row = db.execute(
+        _LOOKUP_SESSION,
+        {
+            **lookup_params(settings.hasher, token),
+            "idle": settings.session_idle_timeout,
+            "touch": settings.session_touch_interval,
+        },
+    ).first()
+    if row is None:
+        raise InvalidTokenError("the session token is not valid: sign in again")
+    session: SessionModel = row[0]
+    if session.revoked_at is not None or (not session.is_active and not row.expired):
+        raise SessionRevokedError("the session was revoked: sign in again")
+    if row.expired:
+        raise SessionExpiredError("the session expired: sign in again")
+    if row.idle:
+        raise SessionIdleTimeoutError(
+            f"the session was idle for longer than {settings.session_idle_timeout}: sign in again"
+        )
+    if session.dpop_jkt is not None and session.dpop_jkt != dpop_jkt:
+        _refuse_dpop(db, session.user_id, {"session_id": str(session.id)}, dpop_jkt)
+    if row.touch_due:
+        touched = db.execute(
+            _TOUCH_IF_DUE, {"id": session.id, "touch": settings.session_touch_interval}
+        ).scalar_one_or_none()
+        if touched is not None:
+            set_committed_value(session, "last_activity_at", touched)
+    return session
+
+
+_TOUCH = text(
+    """
+    UPDATE auth.sessions SET last_activity_at = now()
+     WHERE id = :id AND is_active AND revoked_at IS NULL AND expires_at > now()
+    RETURNING last_activity_at
+    """
+)
+
+
+def touch(db: Session, session: SessionModel | uuid.UUID) -> bool:
+    """Record activity on a live session now (``last_activity_at``), whatever the interval.
+
+    :func:`validate_session` already touches sessions once per interval; call this when
+    activity happens without a validation (a long-running request, a websocket message).
+
+    Args:
+        db: the session; the UPDATE runs in its transaction (nothing is committed).
+        session: the session row or id.
+
+    Returns:
+        True if the session is live and was touched; False if it is revoked, expired or unknown.
+    """
+    session_id = session if isinstance(session, uuid.UUID) else session.id
+    touched = db.execute(_TOUCH, {"id": session_id}).scalar_one_or_none()
+    if touched is not None and isinstance(session, SessionModel):
+        set_committed_value(session, "last_activity_at", touched)
+    return touched is not None
+
+
+# --- rotate ----------------------------------------------------------------------------------
+
+
+_ROTATE = text(
+    f"""
+    WITH used AS (
+        -- the rule: a refresh token is exchanged once, while it and its session are live,
+        -- and only with the DPoP key it is bound to
+        UPDATE auth.refresh_tokens AS rt
+           SET used_at = now()
+          FROM auth.sessions AS s
+         WHERE {scheme_matches("rt")}
+           AND rt.used_at IS NULL AND rt.revoked_at IS NULL AND rt.expires_at > now()
+           AND (rt.dpop_jkt IS NULL OR rt.dpop_jkt = :dpop_jkt)
+           AND s.id = rt.session_id
+           AND s.is_active AND s.revoked_at IS NULL AND s.expires_at > now()
+        RETURNING rt.id, rt.user_id, rt.session_id, rt.dpop_jkt,
+                  s.expires_at AS session_expires_at
+    ),
+    previous AS (
+        -- the session's newest access token: lineage, client and scope of the new one
+        SELECT a.id, a.client_id, a.scope
+          FROM used, LATERAL (
+                SELECT id, client_id, scope FROM auth.access_tokens
+                 WHERE session_id = used.session_id
+                 ORDER BY created_at DESC, id DESC LIMIT 1
+          ) AS a
+    ),
+    refresh AS (
+        INSERT INTO auth.refresh_tokens
+               (id, user_id, session_id, parent_token_id, token_hash, digest_scheme, dpop_jkt,
+                expires_at)
+        SELECT :pair_id, user_id, session_id, id, :refresh_hash, {DIGEST_SCHEME_RAW}, dpop_jkt,
+               least(now() + :refresh_ttl, session_expires_at)
+          FROM used
+        RETURNING expires_at
+    ),
+    access AS (
+        INSERT INTO auth.access_tokens
+               (id, token_hash, user_id, session_id, client_id, scope, dpop_jkt, rotated_from,
+                expires_at)
+        SELECT :pair_id, :access_hash, used.user_id, used.session_id, previous.client_id,
+               previous.scope, used.dpop_jkt, previous.id,
+               least(now() + :access_ttl, used.session_expires_at)
+          FROM used LEFT JOIN previous ON true
+        RETURNING expires_at, scope
+    ),
+    rotated AS (
+        UPDATE auth.sessions AS s SET last_rotated_at = now(), last_activity_at = now()
+          FROM used WHERE s.id = used.session_id
+    )
+    SELECT used.user_id, used.session_id, used.dpop_jkt,
+           refresh.expires_at AS refresh_expires_at, access.expires_at, access.scope
+      FROM used, refresh, access
+    """  # noqa: S608 (constant fragments, no input)
+)
+
+_INSPECT_REFRESH_TOKEN = text(
+    f"""
+    SELECT rt.id, rt.user_id, rt.session_id, rt.dpop_jkt, rt.used_at,
+           rt.revoked_at IS NOT NULL AS revoked,
+           rt.expires_at <= now() AS expired,
+           now() - rt.used_at < :grace AS in_grace,
+           NOT s.is_active OR s.revoked_at IS NOT NULL AS session_revoked,
+           s.expires_at <= now() AS session_expired,
+           next.id AS next_id, next.token_hash AS next_hash,
+           next.used_at IS NULL AND next.revoked_at IS NULL AND next.expires_at > now()
+               AS next_usable,
+           next.expires_at AS next_expires_at,
+           a.expires_at AS access_expires_at, a.scope AS access_scope
+      FROM auth.refresh_tokens AS rt
+      JOIN auth.sessions AS s ON s.id = rt.session_id
+      LEFT JOIN auth.refresh_tokens AS next
+             ON next.session_id = rt.session_id AND next.parent_token_id = rt.id
+      LEFT JOIN auth.access_tokens AS a ON a.id = next.id
+     WHERE {scheme_matches("rt")}
+    """  # noqa: S608 (constant fragments, no input)
+)
+
+
+def rotate_refresh_token(
+    db: Session, refresh_token: str, *, dpop_jkt: str | None = None
+) -> IssuedTokens:
+    """Exchange a refresh token for a new access token and refresh token (RFC 9700 4.14.2).
+
+    The presented token is used by one conditional UPDATE that inserts the successor pair in
+    the same statement (one round trip); the session's ``last_rotated_at`` and
+    ``last_activity_at`` are set. When the token cannot be used, the reason decides:
+
+    - used, within the grace window, successor still unused: the same successor pair again
+      (audited as ``refresh_token_grace_replay``);
+    - used otherwise: the family and the session are revoked, audited
+      (``refresh_token_reused``) and **committed**, then :class:`RefreshTokenReused`;
+    - bound to another DPoP key: audited and committed, then :class:`DPoPBindingMismatch`.
+
+    Args:
+        db: the session; a successful rotation is written in its transaction (not committed).
+        refresh_token: the raw refresh token as presented.
+        dpop_jkt: the thumbprint of the request's verified DPoP proof, if any.
+
+    Returns:
+        The new pair, raw, and their expiry.
+
+    Raises:
+        InvalidTokenError: no refresh token has this value.
+        DPoPBindingMismatch: the token is bound to another DPoP key, or no proof was sent.
+        TokenRevokedError: the token was revoked (its family was revoked earlier).
+        SessionRevokedError: its session was revoked.
+        TokenExpiredError: the token's lifetime ended.
+        SessionExpiredError: its session ended.
+        RefreshTokenReused: the token was already exchanged, outside the grace window.
+    """
+    check_presented(refresh_token, "refresh token")
+    settings = settings_for(db)
+    lookup = lookup_params(settings.hasher, refresh_token)
+    for _ in range(2):  # a second pass only if the token changed between the two statements
+        pair_id = uuid.uuid4()
+        kid = settings.hasher.current
+        new_refresh = _derive(settings, kid, "refresh", pair_id, refresh_token)
+        new_access = _derive(settings, kid, "access", pair_id, refresh_token)
+        rotated = db.execute(
+            _ROTATE,
+            {
+                **lookup,
+                "dpop_jkt": dpop_jkt,
+                "pair_id": pair_id,
+                "refresh_hash": settings.hasher.digest(new_refresh),
+                "access_hash": settings.hasher.digest(new_access),
+                "refresh_ttl": settings.refresh_token_ttl,
+                "access_ttl": settings.access_token_ttl,
+            },
+        ).first()
+        if rotated is not None:
+            return IssuedTokens(
+                access_token=new_access,
+                refresh_token=new_refresh,
+                token_type=token_type(rotated.dpop_jkt),
+                expires_at=rotated.expires_at,
+                refresh_expires_at=rotated.refresh_expires_at,
+                pair_id=pair_id,
+                session_id=rotated.session_id,
+                user_id=rotated.user_id,
+                scope=rotated.scope,
+            )
+
+        # The token was not usable: find out why (same lookup, any state).
+        token = db.execute(
+            _INSPECT_REFRESH_TOKEN, {**lookup, "grace": settings.refresh_grace_window}
+        ).first()
+        if token is None:
+            raise InvalidTokenError("the refresh token is not valid: sign in again")
+        if token.dpop_jkt is not None and token.dpop_jkt != dpop_jkt:
+            _refuse_dpop(db, token.user_id, {"refresh_token_id": str(token.id)}, dpop_jkt)
+        if token.session_revoked:
+            raise SessionRevokedError(
+                "the session of this refresh token was revoked: sign in again"
+            )
+        if token.revoked:
+            raise TokenRevokedError("the refresh token was revoked: sign in again")
+        if token.session_expired:
+            raise SessionExpiredError("the session of this refresh token expired: sign in again")
+        if token.expired:
+            raise TokenExpiredError("the refresh token expired: sign in again")
+        if token.used_at is None:
+            continue  # it became usable again (a concurrent rotation rolled back): retry
+        replay = _grace_replay(settings, token, refresh_token)
+        if replay is not None:
+            audit.record(
+                db,
+                "refresh_token_grace_replay",
+                user_id=token.user_id,
+                details={"session_id": str(token.session_id), "pair_id": str(token.next_id)},
+            )
+            return replay
+        _revoke_sessions(db, session_id=token.session_id, reason="refresh_token_reused")
+        audit.record(
+            db,
+            "refresh_token_reused",
+            user_id=token.user_id,
+            status="blocked",
+            details={
+                "session_id": str(token.session_id),
+                "refresh_token_id": str(token.id),
+                "used_at": token.used_at.isoformat(),
+            },
+        )
+        db.commit()  # the revocation is kept even if the caller rolls back
+        raise RefreshTokenReused(
+            "the refresh token was already used: its session and all its tokens have been "
+            "revoked; sign in again"
+        )
+    raise TokenRevokedError("the refresh token could not be used: sign in again")
+
+
+def _derive(settings: FlowSettings, kid: str, purpose: str, pair_id: uuid.UUID, parent: str) -> str:
+    """A successor token: ``base64url(HMAC(hash key kid, purpose || pair id || parent))``.
+
+    The input starts with a NUL-separated domain, so it never equals a token (URL-safe base64
+    text) or a privacy hash input; the output has the form of :func:`new_token` (43 chars).
+    """
+    key = settings.hash_keys.keys[kid]
+    digest = mac(key, f"authmodels.refresh-successor\x00{purpose}\x00{pair_id}\x00{parent}")
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def _grace_replay(settings: FlowSettings, token: Any, presented: str) -> IssuedTokens | None:
+    """The successor pair of ``token`` again, if the grace window allows it; else None."""
+    if not token.in_grace or token.next_id is None or not token.next_usable:
+        return None
+    if token.access_expires_at is None:
+        return None
+    kid = settings.hasher.key_id_of(token.next_hash)
+    if kid not in settings.hash_keys.keys:
+        return None  # the key that made the successor was retired: it cannot be re-derived
+    refresh = _derive(settings, kid, "refresh", token.next_id, presented)
+    if not settings.hasher.matches(refresh, token.next_hash):
+        return None
+    return IssuedTokens(
+        access_token=_derive(settings, kid, "access", token.next_id, presented),
+        refresh_token=refresh,
+        token_type=token_type(token.dpop_jkt),
+        expires_at=token.access_expires_at,
+        refresh_expires_at=token.next_expires_at,
+        pair_id=token.next_id,
+        session_id=token.session_id,
+        user_id=token.user_id,
+        scope=token.access_scope,
+    )
+
+
+def _refuse_dpop(
+    db: Session, user_id: uuid.UUID, details: dict[str, Any], presented: str | None
+) -> None:
+    audit.record(
+        db,
+        "dpop_binding_mismatch",
+        user_id=user_id,
+        status="blocked",
+        details={**details, "presented_jkt": presented},
+    )
+    db.commit()  # the refusal is kept even if the caller rolls back
+    raise DPoPBindingMismatch(
+        "this token is bound to a DPoP key: send a DPoP proof made with that key"
+        if presented is None
+        else "the DPoP proof was made with another key than the one this token is bound to"
+    )
+
+
+# --- revoke ----------------------------------------------------------------------------------
+
+# In the lock order: the refresh tokens, then the sessions, then the access tokens.
+_REVOKE_REFRESH_TOKENS = text(
+    """
+    UPDATE auth.refresh_tokens SET revoked_at = now()
+     WHERE session_id = ANY(:session_ids) AND revoked_at IS NULL
+    """
+)
+_REVOKE_SESSIONS = text(
+    """
+    UPDATE auth.sessions
+       SET is_active = false, revoked_at = now(), revoked_reason = :reason
+     WHERE id = ANY(:session_ids) AND revoked_at IS NULL
+    RETURNING id
+    """
+)
+_REVOKE_ACCESS_TOKENS = text(
+    """
+    UPDATE auth.access_tokens SET revoked_at = now()
+     WHERE session_id = ANY(:session_ids) AND revoked_at IS NULL
+    """
+)
+_LIVE_SESSIONS_OF_USER = text(
+    """
+    SELECT id FROM auth.sessions
+     WHERE user_id = :user_id AND is_active AND revoked_at IS NULL AND id <> ALL(:keep)
+     ORDER BY id
+    """
+)
+
+
+def _revoke_sessions(
+    db: Session,
+    *,
+    session_id: uuid.UUID | None = None,
+    session_ids: list[uuid.UUID] | None = None,
+    reason: str,
+) -> list[uuid.UUID]:
+    """Revoke sessions with their refresh and access tokens; the ids actually revoked now."""
+    ids = session_ids if session_ids is not None else [session_id]
+    params = {"session_ids": ids, "reason": reason}
+    db.execute(_REVOKE_REFRESH_TOKENS, params)
+    revoked = list(db.execute(_REVOKE_SESSIONS, params).scalars())
+    db.execute(_REVOKE_ACCESS_TOKENS, params)
+    return revoked
+
+
+def revoke_session(
+    db: Session, session: SessionModel | uuid.UUID, *, reason: str = "logout"
+) -> bool:
+    """Revoke one session with its refresh tokens and access tokens.
+
+    Audited as ``logout`` when ``reason`` is ``"logout"``, else as ``session_revoked``. Works in
+    the caller's transaction (nothing is committed).
+
+    Args:
+        db: the session.
+        session: the session row or id.
+        reason: why (kept in ``sessions.revoked_reason``).
+
+    Returns:
+        True if the session was live and is now revoked; False if it already was revoked or
+        does not exist.
+    """
+    session_id = session if isinstance(session, uuid.UUID) else session.id
+    revoked = _revoke_sessions(db, session_id=session_id, reason=reason)
+    if not revoked:
+        return False
+    user_id = db.execute(
+        text("SELECT user_id FROM auth.sessions WHERE id = :id"), {"id": session_id}
+    ).scalar_one()
+    audit.record(
+        db,
+        "logout" if reason == "logout" else "session_revoked",
+        user_id=user_id,
+        details={"session_id": str(session_id), "reason": reason},
+    )
+    if isinstance(session, SessionModel):
+        db.refresh(session)
+    return True
+
+
+def revoke_all_sessions(
+    db: Session,
+    user: User | uuid.UUID,
+    *,
+    reason: str,
+    except_session: SessionModel | uuid.UUID | None = None,
+) -> int:
+    """Revoke every live session of a user (password change, account compromise, "log out
+    everywhere"), with their refresh tokens and access tokens.
+
+    One ``session_revoked`` audit entry names the reason and the count. Works in the caller's
+    transaction (nothing is committed).
+
+    Args:
+        db: the session.
+        user: the user (or user id).
+        reason: why (kept in ``sessions.revoked_reason`` and in the audit entry).
+        except_session: a session to keep (the one changing the password), if any.
+
+    Returns:
+        How many sessions were revoked.
+    """
+    user_id = user_id_of(user)
+    keep = (
+        []
+        if except_session is None
+        else [except_session if isinstance(except_session, uuid.UUID) else except_session.id]
+    )
+    ids = list(db.execute(_LIVE_SESSIONS_OF_USER, {"user_id": user_id, "keep": keep}).scalars())
+    revoked = _revoke_sessions(db, session_ids=ids, reason=reason) if ids else []
+    audit.record(
+        db,
+        "session_revoked",
+        user_id=user_id,
+        details={"reason": reason, "sessions": len(revoked), "all": True},
+    )
+    return len(revoked)

@@ -1,0 +1,182 @@
+"""The settings of the authentication flows: key rings, lifetimes, windows and limits.
+
+The flows read their settings from the SQLAlchemy ``Session`` they are given, so one process can
+serve several configurations (and tests can shorten a window without touching globals):
+
+1. ``db.info[SETTINGS_KEY]``, when set (:func:`use_settings`, or ``sessionmaker(info=...)`` for
+   every session of a factory);
+2. else the process default set with :func:`configure`;
+3. else a default built once from the environment (:meth:`FlowSettings.from_env`:
+   ``AUTHMODELS_HASH_KEYS``, ``AUTHMODELS_PRIVACY_KEYS``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from authmodels.config import KeyRing, Settings
+from authmodels.errors import ConfigurationError
+from authmodels.security.hashing import TokenHasher
+from authmodels.security.privacy import PrivacyHasher
+
+__all__ = ["SETTINGS_KEY", "FlowSettings", "configure", "settings_for", "use_settings"]
+
+#: Key of :attr:`sqlalchemy.orm.Session.info` that holds a session's :class:`FlowSettings`.
+SETTINGS_KEY = "authmodels.services.settings"
+
+
+@dataclass(frozen=True)
+class FlowSettings:
+    """What the flows need besides the database.
+
+    Attributes:
+        hash_keys: HMAC key ring for token and code digests (``AUTHMODELS_HASH_KEYS``).
+        privacy_keys: HMAC key ring for IP / user-agent hashes (defaults to ``hash_keys``).
+        session_idle_timeout: a session with no request for this long is refused
+            (:class:`~authmodels.errors.SessionIdleTimeoutError`); None disables the check.
+            The default, 30 minutes, is OWASP ASVS 3.3.2's level-2 inactivity limit.
+        session_touch_interval: ``last_activity_at`` is written at most once per interval per
+            session (see :func:`authmodels.services.sessions.validate_session`); the idle check
+            is exact to within this interval.
+        refresh_token_ttl: lifetime of a refresh token (never beyond its session's end).
+        refresh_grace_window: how long after a refresh token was exchanged a second exchange of
+            it is taken for a benign concurrent refresh and answered with the same successor
+            (RFC 9700 section 4.14.2); after it, the family is revoked. ``timedelta(0)``
+            disables the grace window.
+        access_token_ttl: lifetime of an access token (never beyond its session's end).
+        device_code_ttl: lifetime of a device authorization request (RFC 8628 ``expires_in``).
+        device_poll_interval: initial polling interval of a device (RFC 8628 ``interval``).
+        device_session_ttl: lifetime of the session a device gets when its request is approved.
+        user_code_attempts: wrong user codes a user may type per ``user_code_window``
+            (RFC 8628 section 5.1).
+        user_code_window: the sliding window of ``user_code_attempts``.
+        dpop_max_age: how old a DPoP proof's ``iat`` may be (RFC 9449 section 11.1).
+        dpop_leeway: how far in the future a DPoP proof's ``iat`` may be (clock skew).
+    """
+
+    hash_keys: KeyRing
+    privacy_keys: KeyRing | None = None
+    session_idle_timeout: timedelta | None = timedelta(minutes=30)
+    session_touch_interval: timedelta = timedelta(seconds=60)
+    refresh_token_ttl: timedelta = timedelta(days=7)
+    refresh_grace_window: timedelta = timedelta(seconds=15)
+    access_token_ttl: timedelta = timedelta(minutes=15)
+    device_code_ttl: timedelta = timedelta(minutes=15)
+    device_poll_interval: int = 5
+    device_session_ttl: timedelta = timedelta(days=30)
+    user_code_attempts: int = 5
+    user_code_window: timedelta = timedelta(minutes=15)
+    dpop_max_age: timedelta = timedelta(seconds=300)
+    dpop_leeway: timedelta = timedelta(seconds=30)
+    _hasher: TokenHasher = field(init=False, repr=False, compare=False)
+    _privacy: PrivacyHasher = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.session_touch_interval <= timedelta(0):
+            raise ConfigurationError("session_touch_interval must be positive")
+        if (
+            self.session_idle_timeout is not None
+            and self.session_idle_timeout <= self.session_touch_interval
+        ):
+            raise ConfigurationError(
+                "session_idle_timeout must be longer than session_touch_interval "
+                f"({self.session_touch_interval}), or the idle check would refuse active sessions"
+            )
+        if self.refresh_grace_window < timedelta(0):
+            raise ConfigurationError("refresh_grace_window must not be negative")
+        if self.refresh_grace_window > timedelta(minutes=2):
+            raise ConfigurationError(
+                "refresh_grace_window is meant for concurrent refreshes (seconds); "
+                f"{self.refresh_grace_window} would let a stolen refresh token be replayed too long"
+            )
+        if self.device_poll_interval < 1:
+            raise ConfigurationError("device_poll_interval must be at least 1 second")
+        if self.user_code_attempts < 1:
+            raise ConfigurationError("user_code_attempts must be at least 1")
+        for name in ("refresh_token_ttl", "access_token_ttl", "device_code_ttl"):
+            if getattr(self, name) <= timedelta(0):
+                raise ConfigurationError(f"{name} must be positive")
+        object.__setattr__(self, "_hasher", TokenHasher.from_ring(self.hash_keys))
+        object.__setattr__(
+            self, "_privacy", PrivacyHasher.from_ring(self.privacy_keys or self.hash_keys)
+        )
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> FlowSettings:
+        """Settings with the key rings of the environment and the given overrides.
+
+        Raises:
+            MissingKeyError: ``AUTHMODELS_HASH_KEYS`` is not set.
+        """
+        env = Settings.from_env()
+        values: dict[str, Any] = {
+            "hash_keys": env.require_hash_keys(),
+            "privacy_keys": env.privacy_keys,
+        }
+        values.update(overrides)
+        return cls(**values)
+
+    @property
+    def hasher(self) -> TokenHasher:
+        """Digests of tokens and codes under :attr:`hash_keys`."""
+        return self._hasher
+
+    @property
+    def privacy(self) -> PrivacyHasher:
+        """Keyed IP / user-agent hashes under :attr:`privacy_keys`."""
+        return self._privacy
+
+    def replace(self, **changes: Any) -> FlowSettings:
+        """A copy with some settings changed."""
+        return dataclasses.replace(self, **changes)
+
+
+_lock = threading.Lock()
+_default: FlowSettings | None = None
+
+
+def configure(settings: FlowSettings | None = None, **overrides: Any) -> FlowSettings:
+    """Set the process-wide default settings of the flows.
+
+    Args:
+        settings: the new default; when None, the current default (or the environment's) with
+            ``overrides`` applied.
+        **overrides: fields of :class:`FlowSettings` to change.
+
+    Returns:
+        The new default.
+    """
+    global _default
+    with _lock:
+        base = settings or _default or FlowSettings.from_env()
+        _default = base.replace(**overrides) if overrides else base
+        return _default
+
+
+def settings_for(db: Session) -> FlowSettings:
+    """The settings that apply to work done through ``db`` (see the module docstring).
+
+    Raises:
+        MissingKeyError: nothing is configured and ``AUTHMODELS_HASH_KEYS`` is not set.
+    """
+    configured = db.info.get(SETTINGS_KEY)
+    if configured is not None:
+        return configured  # type: ignore[no-any-return]
+    global _default
+    if _default is None:
+        with _lock:
+            if _default is None:
+                _default = FlowSettings.from_env()
+    return _default
+
+
+def use_settings(db: Session, settings: FlowSettings) -> Session:
+    """Make ``settings`` apply to every flow called with ``db``; returns ``db``."""
+    db.info[SETTINGS_KEY] = settings
+    return db

@@ -1,0 +1,395 @@
+"""Access tokens (issue, validate, revoke) and DPoP proof checking with a ``jti`` replay store.
+
+Access tokens are random (:func:`~authmodels.security.hashing.new_token`), returned raw once and
+stored only as keyed digests (``auth.access_tokens.token_hash``). A token may be bound to a DPoP
+key (``dpop_jkt``, RFC 9449 section 6): it is then accepted only with a proof made with that key.
+Tokens issued from a session carry its id, so revoking the session revokes them; a token issued
+at a refresh-token rotation names the one it replaced (``rotated_from``).
+
+:func:`check_dpop_proof` verifies a proof (:func:`authmodels.security.dpop.verify_proof`) and
+records its ``jti`` in ``auth.dpop_jtis``: a second proof with the same key and ``jti`` while the
+first could still be accepted is a replay (:class:`~authmodels.errors.DPoPReplayError`).
+
+Every function works in the caller's transaction. The refusals that are security events (a DPoP
+binding mismatch, a replayed proof) are audited and **committed** before the error is raised, so
+a caller that rolls back on errors does not erase them.
+
+These functions look tokens up before the user is known: under row-level security (revision
+0006) run them on the service path (:func:`authmodels.rls.service_role`) or as the tables' owner.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import LargeBinary, any_, bindparam, func, or_, select, text
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.orm import Session
+
+from authmodels.errors import (
+    DPoPBindingMismatch,
+    DPoPMalformedError,
+    DPoPReplayError,
+    InvalidTokenError,
+    TokenExpiredError,
+    TokenRevokedError,
+)
+from authmodels.models.dpop import MAX_JTI_LENGTH
+from authmodels.models.sessions import Session as SessionModel
+from authmodels.models.tokens import AccessToken
+from authmodels.models.users import User
+from authmodels.security.dpop import DPoPProof, verify_proof
+from authmodels.security.hashing import new_token
+from authmodels.services import audit
+from authmodels.services._digests import check_presented
+from authmodels.services.settings import settings_for
+
+__all__ = [
+    "IssuedAccessToken",
+    "IssuedTokens",
+    "check_dpop_proof",
+    "issue_access_token",
+    "revoke_access_token",
+    "token_type",
+    "validate_access_token",
+]
+
+
+@dataclass(frozen=True)
+class IssuedAccessToken:
+    """An access token, raw: hand it to the client, it is not stored anywhere.
+
+    Attributes:
+        token: the raw token.
+        id: the token's row id.
+        expires_at: end of its lifetime.
+        token_type: ``"DPoP"`` for a DPoP-bound token, else ``"Bearer"`` (RFC 9449 section 5).
+    """
+
+    token: str
+    id: uuid.UUID
+    expires_at: datetime
+    token_type: str
+
+    def __repr__(self) -> str:
+        return f"IssuedAccessToken(id={self.id}, expires_at={self.expires_at}, token=<hidden>)"
+
+
+@dataclass(frozen=True)
+class IssuedTokens:
+    """A token pair from a refresh-token rotation or a device flow, raw: a token response.
+
+    The pair's access token and refresh token share one id (``pair_id``): the access token
+    issued with refresh token ``R`` is the row of ``auth.access_tokens`` whose id is ``R.id``.
+
+    Attributes:
+        access_token: the raw access token.
+        refresh_token: the raw refresh token.
+        token_type: ``"DPoP"`` when the pair is bound to a DPoP key, else ``"Bearer"``.
+        expires_at: end of the access token's lifetime.
+        refresh_expires_at: end of the refresh token's lifetime.
+        pair_id: the id of both rows.
+        session_id: the session the pair belongs to.
+        user_id: the user it was issued to.
+        scope: the scopes granted (space-separated), if any.
+    """
+
+    access_token: str
+    refresh_token: str
+    token_type: str
+    expires_at: datetime
+    refresh_expires_at: datetime
+    pair_id: uuid.UUID
+    session_id: uuid.UUID
+    user_id: uuid.UUID
+    scope: str | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"IssuedTokens(pair_id={self.pair_id}, session_id={self.session_id}, "
+            f"token_type={self.token_type!r}, expires_at={self.expires_at}, tokens=<hidden>)"
+        )
+
+
+def token_type(dpop_jkt: str | None) -> str:
+    """The OAuth ``token_type`` of a token bound (or not) to a DPoP key."""
+    return "DPoP" if dpop_jkt else "Bearer"
+
+
+def user_id_of(user: User | uuid.UUID) -> uuid.UUID:
+    """The id of a user given as a :class:`~authmodels.models.User` or as its id."""
+    return user if isinstance(user, uuid.UUID) else user.id
+
+
+_INSERT_ACCESS_TOKEN = text(
+    """
+    INSERT INTO auth.access_tokens
+           (id, token_hash, user_id, session_id, client_id, scope, dpop_jkt, rotated_from,
+            expires_at)
+    VALUES (:id, :token_hash, :user_id, :session_id, :client_id, :scope, :dpop_jkt,
+            :rotated_from, now() + :ttl)
+    RETURNING expires_at
+    """
+)
+
+
+def insert_access_token(
+    db: Session,
+    *,
+    token_id: uuid.UUID,
+    raw: str,
+    user_id: uuid.UUID,
+    ttl: timedelta,
+    session_id: uuid.UUID | None,
+    client_id: str | None,
+    scope: str | None,
+    dpop_jkt: str | None,
+    rotated_from: uuid.UUID | None,
+) -> IssuedAccessToken:
+    """Store the digest of ``raw`` as access token ``token_id`` (the flows' shared writer)."""
+    expires_at = db.execute(
+        _INSERT_ACCESS_TOKEN,
+        {
+            "id": token_id,
+            "token_hash": settings_for(db).hasher.digest(raw),
+            "user_id": user_id,
+            "session_id": session_id,
+            "client_id": client_id,
+            "scope": scope,
+            "dpop_jkt": dpop_jkt,
+            "rotated_from": rotated_from,
+            "ttl": ttl,
+        },
+    ).scalar_one()
+    return IssuedAccessToken(raw, token_id, expires_at, token_type(dpop_jkt))
+
+
+def issue_access_token(
+    db: Session,
+    user: User | uuid.UUID,
+    *,
+    ttl: timedelta | None = None,
+    client_id: str | None = None,
+    scope: str | None = None,
+    dpop_jkt: str | None = None,
+    session_id: uuid.UUID | None = None,
+    rotated_from: uuid.UUID | None = None,
+) -> IssuedAccessToken:
+    """Issue an access token: a random token, returned raw once, stored as a keyed digest.
+
+    Args:
+        db: the session; the row is inserted in its transaction (nothing is committed).
+        user: the user (or user id) the token acts for.
+        ttl: lifetime; ``FlowSettings.access_token_ttl`` (15 minutes) by default.
+        client_id: the OAuth client the token is issued to.
+        scope: space-separated scopes.
+        dpop_jkt: thumbprint of the DPoP key to bind the token to (from a verified proof).
+        session_id: the session the token belongs to (revoked with it).
+        rotated_from: the access token this one replaces (lineage).
+
+    Returns:
+        The raw token, its id and expiry, and its ``token_type``.
+    """
+    settings = settings_for(db)
+    return insert_access_token(
+        db,
+        token_id=uuid.uuid4(),
+        raw=new_token(),
+        user_id=user_id_of(user),
+        ttl=ttl if ttl is not None else settings.access_token_ttl,
+        session_id=session_id,
+        client_id=client_id,
+        scope=scope,
+        dpop_jkt=dpop_jkt,
+        rotated_from=rotated_from,
+    )
+
+
+#: Candidates (digests under every key) bound as one bytea[] parameter.
+_CANDIDATES = bindparam("candidates", type_=ARRAY(LargeBinary))
+
+_LOOKUP_ACCESS_TOKEN = (
+    select(
+        AccessToken,
+        (AccessToken.expires_at <= func.now()).label("expired"),
+        # the session is the kill switch: a token of a revoked session is revoked
+        or_(~SessionModel.is_active, SessionModel.revoked_at.is_not(None)).label("session_revoked"),
+    )
+    .outerjoin(SessionModel, SessionModel.id == AccessToken.session_id)
+    .where(AccessToken.token_hash == any_(_CANDIDATES))
+    .execution_options(populate_existing=True)
+)
+
+
+def validate_access_token(db: Session, token: str, *, dpop_jkt: str | None = None) -> AccessToken:
+    """The live access token ``token``, checked against the DPoP key it is bound to.
+
+    One indexed query (``uq_access_tokens_token_hash``), no write on success.
+
+    Args:
+        db: the session.
+        token: the raw access token as presented.
+        dpop_jkt: the thumbprint of the key of the request's DPoP proof, already verified with
+            :func:`check_dpop_proof` (``proof.jkt``); None for a bearer request.
+
+    Returns:
+        The token's row.
+
+    Raises:
+        InvalidTokenError: no token has this value.
+        TokenRevokedError: the token (or its session) was revoked.
+        TokenExpiredError: the token's lifetime ended.
+        DPoPBindingMismatch: the token is bound to a DPoP key and the request's proof was made
+            with another key, or there is no proof (audited and committed).
+    """
+    check_presented(token, "access token")
+    settings = settings_for(db)
+    row = db.execute(
+        _LOOKUP_ACCESS_TOKEN, {"candidates": settings.hasher.candidates(token)}
+    ).first()
+    if row is None:
+        raise InvalidTokenError("the access token is not valid: request a new one")
+    access: AccessToken = row[0]
+    if access.revoked_at is not None or row.session_revoked:
+        raise TokenRevokedError("the access token was revoked: request a new one")
+    if row.expired:
+        raise TokenExpiredError("the access token expired: refresh it")
+    if access.dpop_jkt is not None and access.dpop_jkt != dpop_jkt:
+        audit.record(
+            db,
+            "dpop_binding_mismatch",
+            user_id=access.user_id,
+            status="blocked",
+            details={"access_token_id": str(access.id), "presented_jkt": dpop_jkt},
+        )
+        db.commit()  # the refusal is kept even if the caller rolls back
+        raise DPoPBindingMismatch(
+            "the access token is bound to a DPoP key: send it with a DPoP proof made with "
+            "that key (Authorization: DPoP ...)"
+            if dpop_jkt is None
+            else "the DPoP proof was made with another key than the one the access token is "
+            "bound to"
+        )
+    return access
+
+
+_REVOKE_ACCESS_TOKEN = text(
+    """
+    UPDATE auth.access_tokens SET revoked_at = now()
+     WHERE token_hash = ANY(:candidates) AND revoked_at IS NULL
+    RETURNING id, user_id
+    """
+)
+
+
+def revoke_access_token(db: Session, token: str) -> bool:
+    """Revoke an access token (RFC 7009 semantics: an unknown token is not an error).
+
+    Args:
+        db: the session; the change is made in its transaction (nothing is committed).
+        token: the raw access token.
+
+    Returns:
+        True if the token was live and is now revoked; False if it was unknown or already
+        revoked.
+    """
+    try:
+        check_presented(token, "access token")
+    except InvalidTokenError:
+        return False
+    row = db.execute(
+        _REVOKE_ACCESS_TOKEN, {"candidates": settings_for(db).hasher.candidates(token)}
+    ).first()
+    if row is None:
+        return False
+    audit.record(
+        db, "access_token_revoked", user_id=row.user_id, details={"access_token_id": str(row.id)}
+    )
+    return True
+
+
+_RECORD_JTI = text(
+    """
+    INSERT INTO auth.dpop_jtis AS seen (jkt, jti, expires_at)
+    VALUES (:jkt, :jti, :expires_at)
+    ON CONFLICT (jkt, jti) DO UPDATE
+       SET expires_at = EXCLUDED.expires_at, created_at = now()
+     WHERE seen.expires_at <= now()
+    RETURNING true
+    """
+)
+
+
+def check_dpop_proof(
+    db: Session,
+    proof: str,
+    *,
+    htm: str,
+    htu: str,
+    access_token: str | None = None,
+    nonce: str | None = None,
+) -> DPoPProof:
+    """Verify a DPoP proof (RFC 9449 section 4.3) and refuse a replay of it (section 11.1).
+
+    The proof is verified first (signature, ``htm``, ``htu``, ``iat`` window of
+    ``FlowSettings.dpop_max_age`` / ``dpop_leeway``, ``ath``, ``nonce``); then its ``jti`` is
+    recorded for its key in ``auth.dpop_jtis`` by one ``INSERT ... ON CONFLICT``. Under
+    concurrency the unique key decides: of two requests carrying the same proof, the second
+    waits for the first's transaction and then finds the ``jti`` taken.
+
+    The ``jti`` is recorded in the caller's transaction: if that transaction rolls back, the
+    request had no effect and the proof may be presented once more while it is fresh.
+
+    Args:
+        db: the session.
+        proof: the value of the request's ``DPoP`` header.
+        htm: the request's method.
+        htu: the request's URI.
+        access_token: the access token sent with the proof, if any (checks ``ath``).
+        nonce: the server nonce the proof must carry, if the server uses nonces.
+
+    Returns:
+        The verified proof (``jkt`` to compare with a token's binding, ``jti``, ...).
+
+    Raises:
+        DPoPError: a subclass for each check of :func:`~authmodels.security.dpop.verify_proof`.
+        DPoPReplayError: a proof with this key and ``jti`` was already accepted while it is
+            still fresh (audited and committed).
+    """
+    settings = settings_for(db)
+    verified = verify_proof(
+        proof,
+        htm=htm,
+        htu=htu,
+        max_age=settings.dpop_max_age,
+        leeway=settings.dpop_leeway,
+        access_token=access_token,
+        nonce=nonce,
+    )
+    if len(verified.jti) > MAX_JTI_LENGTH:
+        raise DPoPMalformedError(
+            f"the DPoP proof's jti is {len(verified.jti)} characters; at most {MAX_JTI_LENGTH} "
+            "are accepted"
+        )
+    # A proof stops being acceptable at iat + max_age; the leeway covers the clocks of the
+    # servers sharing this store. A row past that time is stale: a new proof may reuse its jti
+    # (the same proof would fail the iat check), so the conflict updates it instead of refusing.
+    expires_at = verified.iat + settings.dpop_max_age + settings.dpop_leeway
+    accepted = db.execute(
+        _RECORD_JTI, {"jkt": verified.jkt, "jti": verified.jti, "expires_at": expires_at}
+    ).first()
+    if accepted is None:
+        audit.record(
+            db,
+            "dpop_proof_replayed",
+            user_id=None,
+            status="blocked",
+            details={"jkt": verified.jkt, "htm": verified.htm, "htu": verified.htu[:200]},
+        )
+        db.commit()  # the refusal is kept even if the caller rolls back
+        raise DPoPReplayError(
+            "this DPoP proof was already used: make a new proof (with a new jti) for every request"
+        )
+    return verified

@@ -1,0 +1,61 @@
+"""Assertions the flow tests share: table snapshots, audit entries, raw secrets at rest."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+#: The tables the flows write.
+FLOW_TABLES = ("sessions", "refresh_tokens", "access_tokens", "device_flows", "dpop_jtis")
+
+
+def snapshot(db: Session, *tables: str) -> dict[str, list[str]]:
+    """Every row of ``tables`` as text, sorted: equal snapshots mean nothing was written."""
+    return {
+        table: sorted(db.execute(text(f"SELECT t::text FROM auth.{table} AS t")).scalars())
+        for table in tables or FLOW_TABLES
+    }
+
+
+def audit_events(db: Session, user_id: uuid.UUID | None = None) -> list[tuple[str, str]]:
+    """(event_type, event_status) of the audit entries (of one user), oldest first (in one
+    transaction, in insertion order: `created_at` is the transaction time)."""
+    where = "" if user_id is None else "WHERE user_id = :u"
+    return [
+        (row.event_type, row.event_status)
+        for row in db.execute(
+            text(
+                "SELECT event_type, event_status FROM auth.audit_logs "
+                f"{where} ORDER BY created_at, ctid"
+            ),
+            {"u": user_id},
+        )
+    ]
+
+
+def count(db: Session, table: str, where: str = "true", **params: object) -> int:
+    """Rows of ``auth.<table>`` matching ``where``."""
+    return int(
+        db.execute(
+            text(f"SELECT count(*) FROM auth.{table} WHERE {where}"),
+            params,
+        ).scalar_one()
+    )
+
+
+def assert_no_raw_values(db: Session, raws: Iterable[str], tables: Iterable[str] = ()) -> None:
+    """No raw token or code appears in any column of ``tables`` (text, bytea or JSON).
+
+    Each row is read whole as text (``t::text``: text columns as they are, bytea as hex, JSONB
+    as JSON), and searched for each raw value, as text and as the hex of its UTF-8 bytes.
+    """
+    raws = [r for r in raws if r]
+    assert raws, "nothing to look for"
+    for table in [*(tables or FLOW_TABLES), "audit_logs"]:
+        for row in db.execute(text(f"SELECT t::text FROM auth.{table} AS t")).scalars():
+            for raw in raws:
+                assert raw not in row, f"a raw value is stored in auth.{table}: {row[:120]}"
+                assert raw.encode().hex() not in row, f"a raw value is stored in auth.{table}"
