@@ -9,6 +9,7 @@ from __future__ import annotations
 from authmodels.models.audit import AuditLog
 from authmodels.models.base import SCHEMA, Base, Timestamps, Versioned, metadata
 from authmodels.models.device_flow import DeviceFlow
+from authmodels.models.dpop import DPoPJti
 from authmodels.models.logs import AppLog
 from authmodels.models.messaging import Conversation, ConversationParticipant, Message
 from authmodels.models.profiles import UserProfile
@@ -36,6 +37,7 @@ __all__ = [
     "Base",
     "Conversation",
     "ConversationParticipant",
+    "DPoPJti",
     "DeviceFlow",
     "EmailVerificationToken",
     "Message",
