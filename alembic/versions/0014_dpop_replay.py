@@ -62,7 +62,7 @@ from authmodels.revision_ops import (
 )
 
 revision: str = "0014_dpop_replay"
-down_revision: str | Sequence[str] | None = "0007_privacy_retention"
+down_revision: str | Sequence[str] | None = "0008_type_hygiene"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -105,7 +105,7 @@ TOKEN_INDEXES = {
 }
 
 CREATE_TABLE = """
-CREATE TABLE IF NOT EXISTS auth.dpop_jtis (
+CREATE TABLE auth.dpop_jtis (
     jkt TEXT NOT NULL,
     jti TEXT NOT NULL,
     expires_at TIMESTAMPTZ NOT NULL,
@@ -172,15 +172,7 @@ def _replace_event_check(values: Sequence[str]) -> None:
 
 
 def upgrade() -> None:
-    # the replay store: a new table, so its index needs no CONCURRENTLY
-    op.execute(CREATE_TABLE)
-    op.execute("CREATE INDEX IF NOT EXISTS ix_dpop_jtis_expires_at ON auth.dpop_jtis (expires_at)")
-    op.execute("ALTER TABLE auth.dpop_jtis ENABLE ROW LEVEL SECURITY")
-    op.execute(PURGE)
-    op.execute("REVOKE ALL ON FUNCTION auth.purge_expired_dpop_jtis(integer) FROM PUBLIC")
-    op.execute(SCHEDULE)
-
-    # access tokens know their session
+    # access tokens know their session (the column is instant; FK and index without long locks)
     op.execute("ALTER TABLE auth.access_tokens ADD COLUMN IF NOT EXISTS session_id UUID")
     add_foreign_key("access_tokens", "session_id", "sessions", ondelete="CASCADE")
     create_index_concurrently(
@@ -193,9 +185,16 @@ def upgrade() -> None:
         drop_index_concurrently(name)
 
     _replace_event_check([*SEED_EVENT_TYPES, *FLOW_EVENT_TYPES])
-    op.execute(RESTORE_AUDIT_ENTRIES)  # those a downgrade of this revision set aside
 
-    # The revision's final transaction: instant renames only.
+    # The revision's final transaction: the new table (its index needs no CONCURRENTLY), its
+    # row-level security and purge, the entries a downgrade set aside, and instant renames.
+    op.execute(CREATE_TABLE)
+    op.execute("CREATE INDEX ix_dpop_jtis_expires_at ON auth.dpop_jtis (expires_at)")
+    op.execute("ALTER TABLE auth.dpop_jtis ENABLE ROW LEVEL SECURITY")
+    op.execute(PURGE)
+    op.execute("REVOKE ALL ON FUNCTION auth.purge_expired_dpop_jtis(integer) FROM PUBLIC")
+    op.execute(SCHEDULE)
+    op.execute(RESTORE_AUDIT_ENTRIES)
     for name in TOKEN_INDEXES:
         op.execute(
             "-- squawk-ignore renaming-object -- the full index takes the name of the partial "

@@ -178,7 +178,10 @@ def test_denied_request_answers_access_denied(db: Session, user: User) -> None:
 def test_expired_request_cannot_be_approved_nor_polled(db: Session, user: User) -> None:
     auth = device_flow.start(db, client_id=CLIENT, scope=None)
     db.execute(
-        text("UPDATE auth.device_flows SET expires_at = now() - interval '1 second' WHERE id = :i"),
+        text(
+            "UPDATE auth.device_flows SET created_at = created_at - interval '1 hour', "
+            "expires_at = now() - interval '1 second' WHERE id = :i"
+        ),
         {"i": auth.flow_id},
     )
     before = snapshot(db)
@@ -195,7 +198,10 @@ def test_approved_request_that_expired_yields_no_tokens(db: Session, user: User)
     auth = device_flow.start(db, client_id=CLIENT, scope=None)
     device_flow.approve(db, auth.user_code, user)
     db.execute(
-        text("UPDATE auth.device_flows SET expires_at = now() - interval '1 second' WHERE id = :i"),
+        text(
+            "UPDATE auth.device_flows SET created_at = created_at - interval '1 hour', "
+            "expires_at = now() - interval '1 second' WHERE id = :i"
+        ),
         {"i": auth.flow_id},
     )
     before = snapshot(db)

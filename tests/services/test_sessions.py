@@ -36,9 +36,11 @@ OTHER_JKT = "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
 
 
 def age(db: Session, table: str, column: str, by: timedelta, row_id: object) -> None:
-    """Move a timestamp of one row into the past."""
+    """Move a timestamp of one row into the past (with ``created_at``, which must stay before
+    ``expires_at``)."""
+    also = ", created_at = created_at - :by" if column == "expires_at" else ""
     db.execute(
-        text(f"UPDATE auth.{table} SET {column} = {column} - :by WHERE id = :id"),
+        text(f"UPDATE auth.{table} SET {column} = {column} - :by{also} WHERE id = :id"),
         {"by": by, "id": row_id},
     )
 

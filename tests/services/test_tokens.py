@@ -89,7 +89,10 @@ def test_unknown_access_token_is_invalid(db: Session, user: User) -> None:
 def test_expired_access_token_is_refused(db: Session, user: User) -> None:
     issued = tokens.issue_access_token(db, user)
     db.execute(
-        text("UPDATE auth.access_tokens SET expires_at = now() - interval '1 s' WHERE id = :i"),
+        text(
+            "UPDATE auth.access_tokens SET created_at = now() - interval '1 h', "
+            "expires_at = now() - interval '1 s' WHERE id = :i"
+        ),
         {"i": issued.id},
     )
     before = snapshot(db)

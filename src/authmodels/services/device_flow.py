@@ -261,7 +261,7 @@ def _decide(db: Session, user_code: str, user: User | uuid.UUID, status: str) ->
 
     # 2. The decision: only a pending, unexpired request can be decided, and only once.
     candidates = settings.hasher.candidates(normalize_user_code(str(user_code)))
-    decided = {"status": status, "user_id": user_id, "updated_at": func.now()}
+    decided = {"status": status, "user_id": user_id}
     if status == "approved":
         decided["approved_at"] = func.now()
     flow = db.execute(
@@ -306,8 +306,7 @@ def _decide(db: Session, user_code: str, user: User | uuid.UUID, status: str) ->
 _CONSUME = text(
     """
     UPDATE auth.device_flows
-       SET status = 'consumed', last_polled_at = now(), poll_count = poll_count + 1,
-           updated_at = now()
+       SET status = 'consumed', last_polled_at = now(), poll_count = poll_count + 1
      WHERE device_code_hash = ANY(:candidates) AND status = 'approved' AND expires_at > now()
     RETURNING id, user_id, client_id, scope
     """
@@ -325,7 +324,7 @@ _RECORD_POLL = text(
     """
     UPDATE auth.device_flows
        SET last_polled_at = now(), poll_count = poll_count + 1,
-           interval_seconds = interval_seconds + :step, updated_at = now()
+           interval_seconds = interval_seconds + :step
      WHERE id = :id
     RETURNING interval_seconds
     """

@@ -365,12 +365,14 @@ _ROTATE = text(
     """  # noqa: S608 (constant fragments, no input)
 )
 
+# The grace window is measured from the moment the token was used to this statement (not to
+# now(), the start of this transaction, which may precede a concurrent rotation's use).
 _INSPECT_REFRESH_TOKEN = text(
     f"""
     SELECT rt.id, rt.user_id, rt.session_id, rt.dpop_jkt, rt.used_at,
            rt.revoked_at IS NOT NULL AS revoked,
            rt.expires_at <= now() AS expired,
-           now() - rt.used_at < :grace AS in_grace,
+           statement_timestamp() - rt.used_at < :grace AS in_grace,
            NOT s.is_active OR s.revoked_at IS NOT NULL AS session_revoked,
            s.expires_at <= now() AS session_expired,
            next.id AS next_id, next.token_hash AS next_hash,

@@ -191,8 +191,13 @@ def issue_access_token(
 
     Returns:
         The raw token, its id and expiry, and its ``token_type``.
+
+    Raises:
+        ValueError: ``ttl`` is not positive.
     """
     settings = settings_for(db)
+    if ttl is not None and ttl <= timedelta(0):
+        raise ValueError(f"an access token's ttl must be positive, not {ttl}")
     return insert_access_token(
         db,
         token_id=uuid.uuid4(),
