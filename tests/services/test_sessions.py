@@ -9,7 +9,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from authmodels.errors import (
@@ -536,3 +536,31 @@ def test_revoke_all_sessions_keeps_the_current_one_and_other_users(
             sessions.validate_session(db, issued.session_token)
     assert audit_events(db, user.id)[-1] == ("session_revoked", "success")
     assert sessions.revoke_all_sessions(db, user.id, reason="password_change") == 1
+
+
+def test_validated_session_is_persistent_unmodified_and_refreshed_on_each_validation(
+    fresh: Callable[..., sessionmaker[Session]], fresh_user: User
+) -> None:
+    factory = fresh()
+    with factory() as db:
+        issued = sessions.create_session(db, fresh_user, ttl=TTL)
+        db.commit()
+    with factory() as db:
+        found = sessions.validate_session(db, issued.session_token)
+        state = inspect(found)
+        assert state.persistent and not state.modified and not db.dirty
+        assert sessions.validate_session(db, issued.session_token) is found  # one identity
+        db.commit()
+        with factory() as other:
+            other.execute(
+                text("UPDATE auth.sessions SET device_fingerprint = 'tv' WHERE id = :i"),
+                {"i": issued.session.id},
+            )
+            other.commit()
+        assert sessions.validate_session(db, issued.session_token) is found
+        assert found.device_fingerprint == "tv"  # the object in the identity map was refreshed
+        with factory() as other:
+            sessions.revoke_session(other, issued.session.id, reason="admin")
+            other.commit()
+        with pytest.raises(SessionRevokedError):
+            sessions.validate_session(db, issued.session_token)

@@ -51,7 +51,7 @@ from datetime import datetime, timedelta
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
-from sqlalchemy import Interval, bindparam, cast, func, insert, select, text
+from sqlalchemy import func, insert, text
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -71,6 +71,7 @@ from authmodels.models.users import User
 from authmodels.security.hashing import mac, new_token
 from authmodels.services import audit
 from authmodels.services._digests import check_presented, lookup_params, scheme_matches
+from authmodels.services._fastpath import Statement, columns_of, load_instance
 from authmodels.services.settings import FlowSettings, settings_for
 from authmodels.services.tokens import IssuedTokens, token_type, user_id_of
 
@@ -197,27 +198,24 @@ def create_session(
 # --- validate and touch ----------------------------------------------------------------------
 
 
-_LOOKUP_SESSION = (
-    select(
-        SessionModel,
-        (SessionModel.expires_at <= func.now()).label("expired"),
-        # NULL (not idle) when the idle timeout is disabled
-        (SessionModel.last_activity_at <= func.now() - cast(bindparam("idle"), Interval)).label(
-            "idle"
-        ),
-        (SessionModel.last_activity_at <= func.now() - cast(bindparam("touch"), Interval)).label(
-            "touch_due"
-        ),
-    )
-    .where(text(scheme_matches("sessions")))
-    # a long-lived ORM session must see a revocation committed since it loaded the row
-    .execution_options(populate_existing=True)
+#: The session's columns, then its state computed with the database's clock.
+_SESSION_COLUMNS = columns_of(SessionModel)
+_N = len(_SESSION_COLUMNS)
+_LOOKUP_SESSION = Statement(
+    f"""
+    SELECT {", ".join(_SESSION_COLUMNS)},
+           expires_at <= now() AS expired,
+           -- NULL (not idle) when the idle timeout is disabled
+           last_activity_at <= now() - CAST(:idle AS interval) AS idle,
+           last_activity_at <= now() - CAST(:touch AS interval) AS touch_due
+      FROM auth.sessions
+     WHERE {scheme_matches("sessions")}
+    """  # noqa: S608 (constant fragments, no input)
 )
-
-_TOUCH_IF_DUE = text(
+_TOUCH_IF_DUE = Statement(
     """
     UPDATE auth.sessions SET last_activity_at = now()
-     WHERE id = :id AND last_activity_at <= now() - :touch
+     WHERE id = :id AND last_activity_at <= now() - CAST(:touch AS interval)
     RETURNING last_activity_at
     """
 )
@@ -249,33 +247,35 @@ def validate_session(db: Session, token: str, *, dpop_jkt: str | None = None) ->
     """
     check_presented(token, "session token")
     settings = settings_for(db)
-    row = db.execute(
-        _LOOKUP_SESSION,
+    row = _LOOKUP_SESSION.first(
+        db,
         {
             **lookup_params(settings.hasher, token),
             "idle": settings.session_idle_timeout,
             "touch": settings.session_touch_interval,
         },
-    ).first()
+    )
     if row is None:
         raise InvalidTokenError("the session token is not valid: sign in again")
-    session: SessionModel = row[0]
-    if session.revoked_at is not None or (not session.is_active and not row.expired):
+    values, (expired, idle, touch_due) = row[:_N], row[_N:]
+    found = dict(zip(_SESSION_COLUMNS, values, strict=True))
+    if found["revoked_at"] is not None or (not found["is_active"] and not expired):
         raise SessionRevokedError("the session was revoked: sign in again")
-    if row.expired:
+    if expired:
         raise SessionExpiredError("the session expired: sign in again")
-    if row.idle:
+    if idle:
         raise SessionIdleTimeoutError(
             f"the session was idle for longer than {settings.session_idle_timeout}: sign in again"
         )
-    if session.dpop_jkt is not None and session.dpop_jkt != dpop_jkt:
-        _refuse_dpop(db, session.user_id, {"session_id": str(session.id)}, dpop_jkt)
-    if row.touch_due:
-        touched = db.execute(
-            _TOUCH_IF_DUE, {"id": session.id, "touch": settings.session_touch_interval}
-        ).scalar_one_or_none()
+    if found["dpop_jkt"] is not None and found["dpop_jkt"] != dpop_jkt:
+        _refuse_dpop(db, found["user_id"], {"session_id": str(found["id"])}, dpop_jkt)
+    session = load_instance(db, SessionModel, _SESSION_COLUMNS, values)
+    if touch_due:
+        touched = _TOUCH_IF_DUE.first(
+            db, {"id": session.id, "touch": settings.session_touch_interval}
+        )
         if touched is not None:
-            set_committed_value(session, "last_activity_at", touched)
+            set_committed_value(session, "last_activity_at", touched[0])
     return session
 
 
@@ -311,7 +311,7 @@ def touch(db: Session, session: SessionModel | uuid.UUID) -> bool:
 # --- rotate ----------------------------------------------------------------------------------
 
 
-_ROTATE = text(
+_ROTATE = Statement(
     f"""
     WITH used AS (
         -- the rule: a refresh token is exchanged once, while it and its session are live,
@@ -430,8 +430,8 @@ def rotate_refresh_token(
         kid = settings.hasher.current
         new_refresh = _derive(settings, kid, "refresh", pair_id, refresh_token)
         new_access = _derive(settings, kid, "access", pair_id, refresh_token)
-        rotated = db.execute(
-            _ROTATE,
+        rotated = _ROTATE.first(
+            db,
             {
                 **lookup,
                 "dpop_jkt": dpop_jkt,
@@ -441,18 +441,19 @@ def rotate_refresh_token(
                 "refresh_ttl": settings.refresh_token_ttl,
                 "access_ttl": settings.access_token_ttl,
             },
-        ).first()
+        )
         if rotated is not None:
+            user_id, session_id, bound_to, refresh_expires_at, expires_at, scope = rotated
             return IssuedTokens(
                 access_token=new_access,
                 refresh_token=new_refresh,
-                token_type=token_type(rotated.dpop_jkt),
-                expires_at=rotated.expires_at,
-                refresh_expires_at=rotated.refresh_expires_at,
+                token_type=token_type(bound_to),
+                expires_at=expires_at,
+                refresh_expires_at=refresh_expires_at,
                 pair_id=pair_id,
-                session_id=rotated.session_id,
-                user_id=rotated.user_id,
-                scope=rotated.scope,
+                session_id=session_id,
+                user_id=user_id,
+                scope=scope,
             )
 
         # The token was not usable: find out why (same lookup, any state).

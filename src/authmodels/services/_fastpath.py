@@ -1,0 +1,94 @@
+"""The hot paths' statements, run on the session's own psycopg connection.
+
+Validating a session and rotating a refresh token run on every request and every refresh. Their
+SQL is a single statement whose cost at the server is a few index probes; SQLAlchemy's execution
+pipeline (compilation cache lookup, parameter processing, result metadata, ORM loading) would cost
+about as much again in Python. So these statements are executed directly on the psycopg
+connection underneath the session's ``Connection`` -- the same connection and the same
+transaction, whatever isolation or SAVEPOINT the caller set up -- as server-side prepared
+statements (unless the connection disables prepared statements, ``prepare_threshold=None``, as
+behind a transaction-mode pooler). SQLAlchemy's ``before_cursor_execute``-style events and echo
+do not see them. With another driver than psycopg 3 the statements go through SQLAlchemy.
+
+The ORM object a lookup returns is built from the row without a second query
+(:func:`load_instance`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar, cast
+
+import psycopg
+from sqlalchemy import TextClause, inspect, text
+from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import instance_state, set_committed_value
+
+from authmodels.models.base import Base
+
+M = TypeVar("M", bound=Base)
+
+_DIALECT = psycopg_dialect.dialect()  # type: ignore[no-untyped-call]
+
+
+class Statement:
+    """One SQL statement with ``:name`` parameters, ready for both execution paths.
+
+    Args:
+        sql: the statement, with ``:name`` bind parameters.
+    """
+
+    def __init__(self, sql: str) -> None:
+        self.clause: TextClause = text(sql)
+        self.psycopg_sql: str = str(self.clause.compile(dialect=_DIALECT))
+
+    def first(self, db: Session, params: Mapping[str, Any]) -> Sequence[Any] | None:
+        """Execute in the session's transaction; the first row, or None.
+
+        The statement must return rows (a SELECT, or a write with ``RETURNING``).
+        """
+        driver = db.connection().connection.driver_connection
+        if isinstance(driver, psycopg.Connection):
+            prepare = None if driver.prepare_threshold is None else True
+            with driver.cursor() as cursor:
+                cursor.execute(self.psycopg_sql, params, prepare=prepare)
+                return cursor.fetchone()
+        row = db.execute(self.clause, params).first()
+        return None if row is None else tuple(row)
+
+
+def columns_of(model: type[Base]) -> list[str]:
+    """The column names of ``model``'s table, in table order (the attribute names here)."""
+    return [column.key for column in model.__table__.columns]
+
+
+def load_instance(db: Session, model: type[M], names: Sequence[str], values: Sequence[Any]) -> M:
+    """The persistent ``model`` object of a row, attached to ``db`` without a query.
+
+    An object already in the session's identity map is refreshed with the row's values (a
+    revocation committed since it was loaded must show); otherwise a new object is attached as
+    if the ORM had loaded it: a new instance (no ``__init__``) whose attribute dict holds the row,
+    with the row's identity key, added to the session. No attribute history is recorded, so the
+    object is persistent and unmodified (what :func:`sqlalchemy.orm.make_transient_to_detached`
+    followed by ``Session.add`` gives, without their bookkeeping for attributes not loaded: here
+    every column is).
+
+    Args:
+        db: the session.
+        model: the mapped class.
+        names: the column attribute names, in the order of ``values`` (primary key ``id`` first).
+        values: the row.
+    """
+    mapper = inspect(model)
+    key = mapper.identity_key_from_primary_key((values[0],))
+    existing = db.identity_map.get(key)
+    if existing is not None:
+        for name, value in zip(names, values, strict=True):
+            set_committed_value(existing, name, value)
+        return cast(M, existing)
+    instance = cast(M, mapper.class_manager.new_instance())
+    instance.__dict__.update(zip(names, values, strict=True))
+    instance_state(instance).key = key  # type: ignore[assignment]  # Base vs M
+    db.add(instance)
+    return instance
