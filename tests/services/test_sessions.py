@@ -564,3 +564,54 @@ def test_validated_session_is_persistent_unmodified_and_refreshed_on_each_valida
             other.commit()
         with pytest.raises(SessionRevokedError):
             sessions.validate_session(db, issued.session_token)
+
+
+@pytest.mark.parametrize(
+    ("statement", "index"),
+    [
+        (sessions._LOOKUP_SESSION.clause.text, "ix_sessions_token_hash"),
+        (sessions._ROTATE.clause.text, "ix_refresh_tokens_token_hash"),
+        # the slow path finds a *used* or revoked token too: the index is no longer partial
+        (sessions._INSPECT_REFRESH_TOKEN.text, "ix_refresh_tokens_token_hash"),
+    ],
+    ids=["validate", "rotate", "inspect-refused-token"],
+)
+def test_token_lookups_are_served_by_the_token_hash_indexes(
+    db: Session, user: User, settings: FlowSettings, statement: str, index: str
+) -> None:
+    from authmodels.services._digests import lookup_params
+
+    # a few thousand sessions with a refresh token each, and statistics, for a realistic plan
+    db.execute(
+        text(
+            "INSERT INTO auth.sessions (id, user_id, token_hash, expires_at) "
+            "SELECT md5('s' || i)::uuid, :u, decode(md5('t' || i), 'hex'), "
+            "now() + interval '1 day' FROM generate_series(1, 5000) AS i"
+        ),
+        {"u": user.id},
+    )
+    db.execute(
+        text(
+            "INSERT INTO auth.refresh_tokens (user_id, session_id, token_hash, expires_at) "
+            "SELECT :u, md5('s' || i)::uuid, decode(md5('r' || i), 'hex'), "
+            "now() + interval '1 day' FROM generate_series(1, 5000) AS i"
+        ),
+        {"u": user.id},
+    )
+    db.execute(text("ANALYZE auth.sessions"))
+    db.execute(text("ANALYZE auth.refresh_tokens"))
+    params = {
+        **lookup_params(settings.hasher, "some-token"),
+        "idle": timedelta(minutes=30),
+        "touch": timedelta(minutes=1),
+        "grace": timedelta(seconds=15),
+        "dpop_jkt": None,
+        "pair_id": None,
+        "refresh_hash": b"",
+        "access_hash": b"",
+        "refresh_ttl": timedelta(days=1),
+        "access_ttl": timedelta(minutes=5),
+    }
+    used = {k: v for k, v in params.items() if f":{k}" in statement}
+    plan = "\n".join(db.execute(text(f"EXPLAIN {statement}"), used).scalars())
+    assert f"Index Scan using {index}" in plan or f"Bitmap Index Scan on {index}" in plan, plan
