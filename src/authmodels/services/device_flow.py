@@ -260,7 +260,8 @@ def _decide(db: Session, user_code: str, user: User | uuid.UUID, status: str) ->
         )
 
     # 2. The decision: only a pending, unexpired request can be decided, and only once.
-    candidates = settings.hasher.candidates(normalize_user_code(str(user_code)))
+    # (a code is 8 characters; whatever is typed beyond a screenful cannot match)
+    candidates = settings.hasher.candidates(normalize_user_code(str(user_code)[:64]))
     decided = {"status": status, "user_id": user_id}
     if status == "approved":
         decided["approved_at"] = func.now()
