@@ -187,7 +187,7 @@ def test_touch_refreshes_activity_of_live_sessions_only(db: Session, user: User)
 # --- legacy sessions (issued before revision 0005) --------------------------------------------
 
 
-def test_session_issued_before_0005_still_validates_after_the_upgrade(
+def test_session_issued_before_0005_still_validates_and_refreshes_after_the_upgrade(
     authmodels_migration_runner: MigrationRunner, authmodels_keys: TestKeys
 ) -> None:
     runner = authmodels_migration_runner
@@ -201,6 +201,12 @@ def test_session_issued_before_0005_still_validates_after_the_upgrade(
         "INSERT INTO auth.sessions (user_id, token_hash, expires_at) "
         "VALUES (:u, :h, now() + interval '1 day') RETURNING id",
         {"u": user_id, "h": legacy_hex},
+    )
+    refresh_raw = "legacy-refresh-token-of-the-same-session"
+    runner.execute(
+        "INSERT INTO auth.refresh_tokens (user_id, session_id, token_hash, expires_at) "
+        "VALUES (:u, :s, :h, now() + interval '1 day')",
+        {"u": user_id, "s": session_id, "h": hashlib.sha256(refresh_raw.encode()).hexdigest()},
     )
 
     runner.upgrade("head")
@@ -218,6 +224,8 @@ def test_session_issued_before_0005_still_validates_after_the_upgrade(
         # the unkeyed hash a pre-upgrade copy of the database holds is not a token
         with pytest.raises(InvalidTokenError):
             sessions.validate_session(db, legacy_hex)
+        # its refresh token rotates into a scheme-1 pair
+        assert sessions.rotate_refresh_token(db, refresh_raw).session_id == session_id
         db.rollback()
 
 

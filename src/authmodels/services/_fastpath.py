@@ -22,7 +22,7 @@ from typing import Any, TypeVar, cast
 import psycopg
 from sqlalchemy import TextClause, inspect, text
 from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, configure_mappers
 from sqlalchemy.orm.attributes import instance_state, set_committed_value
 
 from authmodels.models.base import Base
@@ -81,6 +81,8 @@ def load_instance(db: Session, model: type[M], names: Sequence[str], values: Seq
         values: the row.
     """
     mapper = inspect(model)
+    if not mapper.configured:  # an ORM query would have configured the mappers first
+        configure_mappers()
     key = mapper.identity_key_from_primary_key((values[0],))
     existing = db.identity_map.get(key)
     if existing is not None:
