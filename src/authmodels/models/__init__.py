@@ -6,7 +6,7 @@ Alembic autogenerate run against a database at head finds nothing to change.
 
 from __future__ import annotations
 
-from authmodels.models.audit import AuditLog
+from authmodels.models.audit import AuditLog, AuditLogArchive
 from authmodels.models.base import SCHEMA, Base, Timestamps, Versioned, metadata
 from authmodels.models.device_flow import DeviceFlow
 from authmodels.models.logs import AppLog
@@ -14,6 +14,7 @@ from authmodels.models.messaging import Conversation, ConversationParticipant, M
 from authmodels.models.profiles import UserProfile
 from authmodels.models.quarantine import QuarantinedRow
 from authmodels.models.sessions import Session
+from authmodels.models.step_up import StepUpToken
 from authmodels.models.tokens import (
     AccessToken,
     EmailVerificationToken,
@@ -28,6 +29,7 @@ __all__ = [
     "AccessToken",
     "AppLog",
     "AuditLog",
+    "AuditLogArchive",
     "Base",
     "BiometricCredential",
     "Conversation",
@@ -39,6 +41,7 @@ __all__ = [
     "QuarantinedRow",
     "RefreshToken",
     "Session",
+    "StepUpToken",
     "Timestamps",
     "User",
     "UserProfile",

@@ -22,6 +22,14 @@ class AppLog(Base):
     __table_args__ = (
         CheckConstraint(f"level IN ({', '.join(repr(v) for v in LOG_LEVELS)})", name="level_known"),
         Index("ix_app_logs_created_at", "created_at"),
+        CheckConstraint(
+            "char_length(correlation_id) BETWEEN 1 AND 200", name="correlation_id_length"
+        ),
+        Index(
+            "ix_app_logs_correlation_id",
+            "correlation_id",
+            postgresql_where=text("correlation_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True, sort_order=-100)
@@ -38,6 +46,9 @@ class AppLog(Base):
 
     context: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     """Structured fields of the record."""
+
+    correlation_id: Mapped[str | None] = mapped_column(Text)
+    """Request / trace id for distributed tracing (seed 001)."""
 
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), sort_order=100
