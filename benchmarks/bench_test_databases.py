@@ -4,11 +4,14 @@ Prints, measured in one run on one embedded PostgreSQL:
 
 - the median time to migrate an empty database from base to head (what a per-test database would
   cost without a template);
-- the median time to clone the migrated template (``authmodels_fresh_database``), with the
-  FILE_COPY strategy the plugin uses and with PostgreSQL's default WAL_LOG strategy;
+- the median time to clone the migrated template (``authmodels_fresh_database``), with both of
+  PostgreSQL's strategies, FILE_COPY and WAL_LOG (the default);
 - the ratio migrate / clone.
 
-Usage: ``python benchmarks/bench_test_databases.py [--migrations 3] [--clones 20]``
+The server is tuned as the plugin tunes its temporary embedded server (fsync off); ``--durable``
+measures with PostgreSQL's defaults instead.
+
+Usage: ``python benchmarks/bench_test_databases.py [--migrations 3] [--clones 20] [--durable]``
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import psycopg
 from psycopg import sql
 
 from authmodels.db import EmbeddedServer, libpq_url, sqlalchemy_url
+from authmodels.testing.database import TestServer
 from authmodels.testing.migrations import MigrationRunner
 
 
@@ -30,10 +34,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--migrations", type=int, default=3)
     parser.add_argument("--clones", type=int, default=20)
+    parser.add_argument(
+        "--durable", dest="tuned", action="store_false", help="keep fsync on (default: off)"
+    )
     args = parser.parse_args()
 
     server = EmbeddedServer(Path(tempfile.mkdtemp(prefix="authmodels-bench-")), delete_on_exit=True)
     admin = sqlalchemy_url(server.url())
+    if args.tuned:  # as the pytest plugin configures its temporary server
+        TestServer(url=admin, kind="embedded").tune_for_throwaway_data()
     with psycopg.connect(libpq_url(admin), autocommit=True) as conn:
 
         def create(name: str, template: str | None = None, strategy: str | None = None) -> None:

@@ -8,6 +8,7 @@
     authmodels db check                         at head, and the models match the schema
     authmodels server start|stop|url|status     the embedded PostgreSQL under ./.authmodels
     authmodels keys generate [--id KID]         print a new key ring entry
+    authmodels erd [--output FILE]              write the schema diagram (docs/schema/erd.md)
     authmodels demo                             migrate and run a short example
 
 Every command takes ``--url``; without it the URL is resolved as :func:`authmodels.db.resolve_url`
@@ -88,6 +89,21 @@ def _keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def _erd(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from authmodels.erd import erd_markdown
+    from authmodels.models import metadata
+
+    page = erd_markdown(metadata)
+    if args.output == "-":
+        print(page, end="")
+    else:
+        Path(args.output).write_text(page)
+        print(f"wrote {args.output}")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from authmodels.demo import run
 
@@ -115,6 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
     keys.add_argument("action", choices=["generate"])
     keys.add_argument("--id", default=None, help="key id (default: the current month)")
     keys.set_defaults(func=_keys)
+
+    erd = sub.add_parser("erd", help="write the schema diagram (Mermaid) of schema auth")
+    erd.add_argument("--output", default="docs/schema/erd.md", help="file, or - for stdout")
+    erd.set_defaults(func=_erd)
 
     demo = sub.add_parser("demo", help="migrate and run a short example of the library")
     demo.add_argument("--url", default=None, help="database URL (default: resolved)")

@@ -238,6 +238,30 @@ def restore_quarantined(table: str, *, revision: str, columns: Sequence[str]) ->
 # --- backfills computed in Python --------------------------------------------------------------
 
 
+def _computed_update(table: str, key: str, targets: Sequence[tuple[str, str]]) -> Any:
+    arrays = ", ".join(f"CAST(:v{i} AS {sql_type}[])" for i, (_, sql_type) in enumerate(targets))
+    columns = ", ".join(f"v{i}" for i in range(len(targets)))
+    assignments = ", ".join(f"{col} = src.v{i}" for i, (col, _) in enumerate(targets))
+    return text(
+        f"UPDATE {SCHEMA}.{table} AS t SET {assignments} "  # noqa: S608
+        f"FROM unnest(CAST(:keys AS uuid[]), {arrays}) AS src(k, {columns}) WHERE t.{key} = src.k"
+    )
+
+
+def _apply_computed(
+    conn: Connection,
+    update: Any,
+    rows: Sequence[Any],
+    targets: Sequence[tuple[str, str]],
+    compute: Callable[[Sequence[Any]], Sequence[Any]],
+) -> None:
+    computed = [compute(tuple(row)[1:]) for row in rows]
+    params: dict[str, Any] = {"keys": [row[0] for row in rows]}
+    for i in range(len(targets)):
+        params[f"v{i}"] = [values[i] for values in computed]
+    conn.execute(update, params)
+
+
 def backfill_computed(
     table: str,
     *,
@@ -268,23 +292,66 @@ def backfill_computed(
         f"WHERE {key} > coalesce(CAST(:after AS uuid), '{NIL_UUID}'::uuid) AND ({where}) "
         f"ORDER BY {key} LIMIT :limit"
     )
-    arrays = ", ".join(f"CAST(:v{i} AS {sql_type}[])" for i, (_, sql_type) in enumerate(targets))
-    columns = ", ".join(f"v{i}" for i in range(len(targets)))
-    assignments = ", ".join(f"{col} = src.v{i}" for i, (col, _) in enumerate(targets))
-    update = text(
-        f"UPDATE {SCHEMA}.{table} AS t SET {assignments} "  # noqa: S608
-        f"FROM unnest(CAST(:keys AS uuid[]), {arrays}) AS src(k, {columns}) WHERE t.{key} = src.k"
-    )
+    update = _computed_update(table, key, targets)
 
     def apply(conn: Connection, rows: Sequence[Any]) -> None:
-        computed = [compute(tuple(row)[1:]) for row in rows]
-        params: dict[str, Any] = {"keys": [row[0] for row in rows]}
-        for i in range(len(targets)):
-            params[f"v{i}"] = [values[i] for values in computed]
-        conn.execute(update, params)
+        _apply_computed(conn, update, rows, targets, compute)
 
     kwargs: dict[str, Any] = {} if batch_size is None else {"batch_size": batch_size}
     return batched(select, apply, **kwargs)
+
+
+def fill_computed_now(
+    table: str,
+    *,
+    sources: Sequence[str],
+    targets: Sequence[tuple[str, str]],
+    compute: Callable[[Sequence[Any]], Sequence[Any]],
+    where: str,
+    key: str = "id",
+) -> int:
+    """Like :func:`backfill_computed`, in the current transaction and in one go.
+
+    For the few rows written while a backfill ran, filled under the lock that precedes the
+    constraints (inside :func:`step`). Returns how many rows were filled (0 offline).
+    """
+    if is_offline():
+        op.execute(f"-- rows of {table} where {where} are filled online only")
+        return 0
+    bind = op.get_bind()
+    rows = bind.execute(
+        text(f"SELECT {key}, {', '.join(sources)} FROM {SCHEMA}.{table} WHERE {where}")  # noqa: S608
+    ).all()
+    if rows:
+        _apply_computed(bind, _computed_update(table, key, targets), rows, targets, compute)
+    return len(rows)
+
+
+def rename_not_null_constraints(table: str) -> None:
+    """Name the NOT NULL constraints of ``auth.<table>`` after its current table and columns.
+
+    PostgreSQL 18 records each NOT NULL as a named constraint (``<table>_<column>_not_null``),
+    named when it is created; after a table or column rename this gives them their conventional
+    name again. Older servers have no such constraints, and the loop does nothing.
+    """
+    op.execute(f"""
+        DO $$
+        DECLARE
+            c record;
+        BEGIN
+            FOR c IN
+                SELECT con.conname, '{table}_' || att.attname || '_not_null' AS wanted
+                  FROM pg_constraint AS con
+                  JOIN pg_attribute AS att
+                    ON att.attrelid = con.conrelid AND att.attnum = con.conkey[1]
+                 WHERE con.conrelid = '{SCHEMA}.{table}'::regclass AND con.contype = 'n'
+                   AND con.conname <> '{table}_' || att.attname || '_not_null'
+            LOOP
+                EXECUTE format('ALTER TABLE {SCHEMA}.{table} RENAME CONSTRAINT %I TO %I',
+                               c.conname, c.wanted);
+            END LOOP;
+        END;
+        $$""")  # noqa: S608
 
 
 def require_privacy_keys(*, tables_with_rows: Sequence[str]) -> KeyRing | None:
@@ -321,12 +388,14 @@ __all__ = [
     "backfill_computed",
     "column_exists",
     "constraint_exists",
+    "fill_computed_now",
     "finish_not_null",
     "has_rows",
     "not_null_check",
     "prepare_not_null",
     "quarantine_statement",
     "refuse",
+    "rename_not_null_constraints",
     "require_privacy_keys",
     "restore_quarantined",
     "scalar",

@@ -16,22 +16,26 @@ from authmodels.models.quarantine import QuarantinedRow
 from authmodels.models.sessions import Session
 from authmodels.models.step_up import StepUpToken
 from authmodels.models.tokens import (
+    DIGEST_SCHEME_LEGACY_SHA256_HEX,
+    DIGEST_SCHEME_RAW,
     AccessToken,
     EmailVerificationToken,
     PasswordResetToken,
     RefreshToken,
+    token_digest_candidates,
 )
 from authmodels.models.users import User
-from authmodels.models.webauthn import BiometricCredential
+from authmodels.models.webauthn import WebAuthnCredential
 
 __all__ = [
+    "DIGEST_SCHEME_LEGACY_SHA256_HEX",
+    "DIGEST_SCHEME_RAW",
     "SCHEMA",
     "AccessToken",
     "AppLog",
     "AuditLog",
     "AuditLogArchive",
     "Base",
-    "BiometricCredential",
     "Conversation",
     "ConversationParticipant",
     "DeviceFlow",
@@ -46,5 +50,7 @@ __all__ = [
     "User",
     "UserProfile",
     "Versioned",
+    "WebAuthnCredential",
     "metadata",
+    "token_digest_candidates",
 ]

@@ -1,16 +1,32 @@
-"""``auth.sessions``: login sessions (seed 004)."""
+"""``auth.sessions``: login sessions (seed 004).
+
+The client address and user agent are kept only as keyed hashes
+(:class:`authmodels.security.privacy.PrivacyHasher`): a session can be matched against a known
+address or agent, but a copy of the table does not reveal them.
+"""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from ipaddress import IPv4Address, IPv6Address
 
-from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Text, func, text
-from sqlalchemy.dialects.postgresql import INET, UUID
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    SmallInteger,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from authmodels.models.base import Base, uuid_pk
+from authmodels.models.tokens import DIGEST_SCHEME_LEGACY_SHA256_HEX, DIGEST_SCHEME_RAW
 
 
 class Session(Base):
@@ -18,6 +34,10 @@ class Session(Base):
 
     __tablename__ = "sessions"
     __table_args__ = (
+        CheckConstraint(
+            f"digest_scheme IN ({DIGEST_SCHEME_RAW}, {DIGEST_SCHEME_LEGACY_SHA256_HEX})",
+            name="digest_scheme_known",
+        ),
         Index("ix_sessions_user_id", "user_id", postgresql_where=text("is_active")),
         Index("ix_sessions_token_hash", "token_hash", postgresql_where=text("is_active")),
         Index("ix_sessions_expires_at", "expires_at", postgresql_where=text("is_active")),
@@ -33,17 +53,28 @@ class Session(Base):
     )
     """The user the session belongs to."""
 
-    token_hash: Mapped[str] = mapped_column(Text)
-    """Legacy unkeyed SHA-256 hex of the session token."""
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary)
+    """Keyed digest of the session token (see ``digest_scheme``)."""
 
-    refresh_token_hash: Mapped[str | None] = mapped_column(Text)
-    """Legacy unkeyed SHA-256 hex of the session's refresh token."""
+    refresh_token_hash: Mapped[bytes | None] = mapped_column(LargeBinary)
+    """Keyed digest of the session's refresh token (see ``digest_scheme``)."""
 
-    ip_address: Mapped[IPv4Address | IPv6Address | None] = mapped_column(INET)
-    """Client address at login."""
+    digest_scheme: Mapped[int] = mapped_column(
+        SmallInteger, server_default=text(str(DIGEST_SCHEME_RAW))
+    )
+    """1: digests of the raw tokens; 2: of their legacy SHA-256 hex (converted in 0005)."""
 
-    user_agent: Mapped[str | None] = mapped_column(Text)
-    """Client ``User-Agent`` at login."""
+    dpop_jkt: Mapped[str | None] = mapped_column(Text)
+    """JWK thumbprint (RFC 7638) of the DPoP key the session is bound to (RFC 9449)."""
+
+    last_rotated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    """When the session's tokens were last rotated."""
+
+    ip_hash: Mapped[bytes | None] = mapped_column(LargeBinary)
+    """Keyed hash of the client address at login (:meth:`PrivacyHasher.ip_hash`)."""
+
+    ua_hash: Mapped[bytes | None] = mapped_column(LargeBinary)
+    """Keyed hash of the client ``User-Agent`` at login (:meth:`PrivacyHasher.ua_hash`)."""
 
     device_fingerprint: Mapped[str | None] = mapped_column(Text)
     """Opaque device fingerprint supplied by the client."""

@@ -1,17 +1,62 @@
 """Token tables: refresh tokens, password-reset and e-mail verification tokens (seed 004), and
-access tokens (seed 000's ``ia_tokens``)."""
+access tokens (seed 000's ``ia_tokens``).
+
+Every token is stored only as a keyed digest (:class:`~authmodels.security.hashing.TokenHasher`).
+Rows converted from seed 004's unkeyed SHA-256 hashes hold the keyed digest of that hex string
+(``digest_scheme`` 2); :func:`token_digest_candidates` gives the candidates of both schemes for
+one indexed ``token_hash = ANY(:candidates)`` lookup.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import datetime
 from ipaddress import IPv4Address, IPv6Address
 
-from sqlalchemy import DateTime, ForeignKey, Index, Text, func, text
+from sqlalchemy import (
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    SmallInteger,
+    Text,
+    func,
+    text,
+)
 from sqlalchemy.dialects.postgresql import INET, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from authmodels.models.base import Base, uuid_pk
+from authmodels.security.hashing import TokenHasher
+
+#: ``digest_scheme`` of a keyed digest of the raw token (every token issued since 0005).
+DIGEST_SCHEME_RAW = 1
+#: ``digest_scheme`` of a keyed digest of the legacy ``sha256(raw).hexdigest()`` (converted rows).
+DIGEST_SCHEME_LEGACY_SHA256_HEX = 2
+
+
+def token_digest_candidates(hasher: TokenHasher, raw: str) -> list[bytes]:
+    """Every digest a stored ``token_hash`` of ``raw`` may have: both schemes, every key.
+
+    Use it as ``WHERE token_hash = ANY(:candidates)``: one indexed lookup finds the token whether
+    it was issued after revision 0005 (scheme 1) or converted from a seed-004 SHA-256 hash
+    (scheme 2), under any key of the ring.
+    """
+    legacy_hex = hashlib.sha256(raw.encode("utf-8")).hexdigest()
+    return [*hasher.candidates(raw), *hasher.candidates(legacy_hex)]
+
+
+def _digest_scheme() -> Mapped[int]:
+    return mapped_column(SmallInteger, server_default=text(str(DIGEST_SCHEME_RAW)))
+
+
+def _digest_scheme_check() -> CheckConstraint:
+    return CheckConstraint(
+        f"digest_scheme IN ({DIGEST_SCHEME_RAW}, {DIGEST_SCHEME_LEGACY_SHA256_HEX})",
+        name="digest_scheme_known",
+    )
 
 
 def _created_at() -> Mapped[datetime]:
@@ -27,6 +72,7 @@ class RefreshToken(Base):
 
     __tablename__ = "refresh_tokens"
     __table_args__ = (
+        _digest_scheme_check(),
         Index(
             "ix_refresh_tokens_token_hash",
             "token_hash",
@@ -52,8 +98,11 @@ class RefreshToken(Base):
     )
     """The token this one replaced at rotation (NULL for the first of a family)."""
 
-    token_hash: Mapped[str] = mapped_column(Text)
-    """Legacy unkeyed SHA-256 hex of the token."""
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary)
+    """Keyed digest of the token (see ``digest_scheme``)."""
+
+    digest_scheme: Mapped[int] = _digest_scheme()
+    """1: digest of the raw token; 2: digest of its legacy SHA-256 hex (converted in 0005)."""
 
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     """End of the token's lifetime."""
@@ -64,6 +113,9 @@ class RefreshToken(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     """When the token (or its family) was revoked."""
 
+    dpop_jkt: Mapped[str | None] = mapped_column(Text)
+    """JWK thumbprint (RFC 7638) of the DPoP key the token is bound to (RFC 9449)."""
+
     created_at: Mapped[datetime] = _created_at()
     """When the token was issued."""
 
@@ -73,6 +125,7 @@ class PasswordResetToken(Base):
 
     __tablename__ = "password_reset_tokens"
     __table_args__ = (
+        _digest_scheme_check(),
         Index("ix_password_reset_tokens_user_id", "user_id"),
         Index("ix_password_reset_tokens_token_hash", "token_hash"),
         Index("ix_password_reset_tokens_expires_at", "expires_at"),
@@ -84,8 +137,11 @@ class PasswordResetToken(Base):
     user_id: Mapped[uuid.UUID] = _user_fk()
     """The user whose password the link resets."""
 
-    token_hash: Mapped[str] = mapped_column(Text)
-    """Legacy unkeyed SHA-256 hex of the token."""
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary)
+    """Keyed digest of the token (see ``digest_scheme``)."""
+
+    digest_scheme: Mapped[int] = _digest_scheme()
+    """1: digest of the raw token; 2: digest of its legacy SHA-256 hex (converted in 0005)."""
 
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     """End of the link's lifetime (one hour by default)."""
@@ -108,6 +164,7 @@ class EmailVerificationToken(Base):
 
     __tablename__ = "email_verification_tokens"
     __table_args__ = (
+        _digest_scheme_check(),
         Index("ix_email_verification_tokens_user_id", "user_id"),
         Index("ix_email_verification_tokens_token_hash", "token_hash"),
     )
@@ -121,8 +178,11 @@ class EmailVerificationToken(Base):
     email: Mapped[str] = mapped_column(Text)
     """The address being verified (may differ from ``users.email`` during a change)."""
 
-    token_hash: Mapped[str] = mapped_column(Text)
-    """Legacy unkeyed SHA-256 hex of the token."""
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary)
+    """Keyed digest of the token (see ``digest_scheme``)."""
+
+    digest_scheme: Mapped[int] = _digest_scheme()
+    """1: digest of the raw token; 2: digest of its legacy SHA-256 hex (converted in 0005)."""
 
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     """End of the link's lifetime (24 hours by default)."""
@@ -139,15 +199,17 @@ class AccessToken(Base):
 
     __tablename__ = "access_tokens"
     __table_args__ = (
-        Index("ix_access_tokens_token", "token", unique=True),
-        Index("ix_access_tokens_user_id", "user_id"),
+        Index("uq_access_tokens_token_hash", "token_hash", unique=True),
+        Index("idx_tokens_user_expires", "user_id", "expires_at"),
+        Index("idx_tokens_jkt", "dpop_jkt"),
+        Index("idx_tokens_revoked", "revoked_at", postgresql_where=text("revoked_at IS NOT NULL")),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()
     """Primary key, generated by the database."""
 
-    token: Mapped[str] = mapped_column(Text)
-    """The token in plaintext (pre-hardening)."""
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary)
+    """Keyed digest of the token (``TokenHasher.digest(token)``)."""
 
     user_id: Mapped[uuid.UUID] = _user_fk()
     """The user the token was issued to."""
@@ -160,6 +222,17 @@ class AccessToken(Base):
 
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     """End of the token's lifetime."""
+
+    dpop_jkt: Mapped[str | None] = mapped_column(Text)
+    """JWK thumbprint (RFC 7638) of the DPoP key the token is bound to (RFC 9449)."""
+
+    rotated_from: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("auth.access_tokens.id", ondelete="SET NULL")
+    )
+    """The token this one replaced (rotation lineage)."""
+
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    """When the token was revoked."""
 
     created_at: Mapped[datetime] = _created_at()
     """When the token was issued."""

@@ -1,24 +1,51 @@
-"""WebAuthn credentials (pre-hardening ``auth.biometric_credentials``)."""
+"""``auth.webauthn_credentials``: registered passkeys and security keys (WebAuthn)."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
 
-from sqlalchemy import DateTime, ForeignKey, Index, Integer, Text, func, text
-from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from authmodels.models.base import Base, uuid_pk
 
+#: Longest credential id WebAuthn allows, in bytes.
+MAX_CREDENTIAL_ID_BYTES = 1023
+#: Largest signature counter (the authenticator's counter is an unsigned 32-bit integer).
+MAX_SIGN_COUNT = 2**32 - 1
 
-class BiometricCredential(Base):
-    """A registered passkey / security key, in its pre-hardening shape."""
 
-    __tablename__ = "biometric_credentials"
+class WebAuthnCredential(Base):
+    """A public-key credential registered by a user's authenticator.
+
+    ``credential_id`` is unique overall (a credential belongs to one account) and, as the seed
+    asks, per user (``uq_webauthn_user_cred``).
+    """
+
+    __tablename__ = "webauthn_credentials"
     __table_args__ = (
-        Index("ix_biometric_credentials_user_id", "user_id"),
-        Index("ix_biometric_credentials_credential_id", "credential_id"),
+        CheckConstraint(f"sign_count BETWEEN 0 AND {MAX_SIGN_COUNT}", name="sign_count_range"),
+        CheckConstraint(
+            f"octet_length(credential_id) BETWEEN 1 AND {MAX_CREDENTIAL_ID_BYTES}",
+            name="credential_id_length",
+        ),
+        Index("uq_webauthn_credentials_credential_id", "credential_id", unique=True),
+        Index("uq_webauthn_user_cred", "user_id", "credential_id", unique=True),
+        Index("idx_webauthn_aaguid", "aaguid"),
+        Index("idx_webauthn_user_active", "user_id", postgresql_where=text("revoked_at IS NULL")),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()
@@ -29,14 +56,29 @@ class BiometricCredential(Base):
     )
     """The owner of the credential."""
 
-    credential_id: Mapped[str] = mapped_column(Text)
-    """Credential id as hexadecimal text."""
+    credential_id: Mapped[bytes] = mapped_column(LargeBinary)
+    """The credential id chosen by the authenticator (raw bytes, 1 to 1023)."""
 
-    public_key: Mapped[str] = mapped_column(Text)
-    """COSE public key as base64url text."""
+    cose_public_key: Mapped[bytes] = mapped_column(LargeBinary)
+    """The credential public key, COSE-encoded (RFC 9052), as returned at registration."""
 
-    sign_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
-    """Signature counter reported at the last use (32-bit here)."""
+    sign_count: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    """Signature counter seen at the last use (0 for authenticators that do not count)."""
+
+    aaguid: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    """Authenticator model (AAGUID), when the authenticator disclosed it."""
+
+    transports: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'::text[]"))
+    """Transports the authenticator supports (``usb``, ``nfc``, ``ble``, ``internal``, ...)."""
+
+    backup_eligible: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    """BE flag: the credential may be synced (a multi-device passkey)."""
+
+    backup_state: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    """BS flag: the credential is currently backed up / synced."""
+
+    last_uv_result: Mapped[bool | None] = mapped_column(Boolean)
+    """Whether the user was verified (UV flag) at the last authentication."""
 
     device_name: Mapped[str | None] = mapped_column(Text)
     """Name the user gave the authenticator."""

@@ -1,0 +1,247 @@
+"""Retention: declarative purge policies and the batched purge engine.
+
+A :class:`Policy` names a table, the SQL condition that makes a row *expired* (in terms of a
+``:cutoff`` timestamp), and how long after that point the row is still kept. :func:`purge`
+removes what each policy no longer keeps, in batches:
+
+- each batch is one statement in its own short transaction: it picks at most ``batch_size``
+  expired rows with ``FOR UPDATE SKIP LOCKED`` and deletes them (after copying them to the
+  policy's archive table in the same statement, when it has one), so no lock outlives a batch;
+- several workers can purge at once: a row locked by one worker is skipped by the others, so
+  each expired row is removed exactly once;
+- a worker killed mid-run loses at most its current batch, which rolls back whole; the next run
+  finishes the job. Nothing a policy keeps is ever selected, whatever happens in between;
+- memory stays flat: rows are never fetched into Python, only counted.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Engine, text
+
+from authmodels.errors import ConfigurationError
+
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$")
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What one table keeps, and for how long.
+
+    Attributes:
+        name: the policy's name (``--only`` selects by it); usually the table name.
+        table: the qualified table (``auth.sessions``).
+        expired: SQL condition, in terms of the bind parameter ``:cutoff``, true for rows that may
+            go (e.g. ``"expires_at < :cutoff"``). It is combined with ``AND``; keep it sargable so
+            a (partial) index serves it.
+        keep_for: how long after the condition's timestamp a row is kept: ``cutoff = now -
+            keep_for``.
+        key: the primary key column the batches are picked by.
+        archive_to: a table with the same columns (plus ``archived_at``) that rows are copied to
+            before they are deleted, in the same statement.
+    """
+
+    name: str
+    table: str
+    expired: str
+    keep_for: timedelta
+    key: str = "id"
+    archive_to: str | None = None
+
+    def __post_init__(self) -> None:
+        for label, value in (("table", self.table), ("key", self.key)):
+            if not _IDENTIFIER.match(value):
+                raise ConfigurationError(f"policy {self.name!r}: {label} {value!r} is not a name")
+        if self.archive_to is not None and not _IDENTIFIER.match(self.archive_to):
+            raise ConfigurationError(f"policy {self.name!r}: archive_to is not a table name")
+        if ":cutoff" not in self.expired:
+            raise ConfigurationError(
+                f"policy {self.name!r}: its condition must use :cutoff ({self.expired!r})"
+            )
+        if self.keep_for < timedelta(0):
+            raise ConfigurationError(f"policy {self.name!r}: keep_for must not be negative")
+
+    def with_window(self, keep_for: timedelta) -> Policy:
+        """The same policy with another retention window."""
+        return Policy(self.name, self.table, self.expired, keep_for, self.key, self.archive_to)
+
+    def batch_statement(self) -> str:
+        """The one statement that removes (and archives) one batch; its rowcount is the batch."""
+        pick = (
+            f"SELECT {self.key} FROM {self.table} WHERE {self.expired} "
+            f"LIMIT :batch_size FOR UPDATE SKIP LOCKED"
+        )
+        if self.archive_to is None:
+            return (
+                f"WITH doomed AS ({pick}) DELETE FROM {self.table} t USING doomed "
+                f"WHERE t.{self.key} = doomed.{self.key}"
+            )
+        return (
+            f"WITH doomed AS ({pick}), moved AS (DELETE FROM {self.table} t USING doomed "
+            f"WHERE t.{self.key} = doomed.{self.key} RETURNING t.*) "
+            f"INSERT INTO {self.archive_to} SELECT moved.*, now() FROM moved"
+        )
+
+    def count_statement(self) -> str:
+        """Counts what a purge would remove now (dry run)."""
+        return f"SELECT count(*) FROM {self.table} WHERE {self.expired}"
+
+
+@dataclass
+class PolicyReport:
+    """What :func:`purge` did for one policy."""
+
+    name: str
+    cutoff: datetime
+    rows: int = 0
+    batches: int = 0
+    seconds: float = 0.0
+    longest_batch_seconds: float = 0.0
+    finished: bool = False
+    """True when no expired row was left (False when stopped by ``max_duration``)."""
+
+
+@dataclass
+class PurgeReport:
+    """What :func:`purge` did, policy by policy."""
+
+    dry_run: bool
+    policies: list[PolicyReport] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def rows(self) -> int:
+        """Rows removed (or, in a dry run, that would be)."""
+        return sum(p.rows for p in self.policies)
+
+    @property
+    def longest_batch_seconds(self) -> float:
+        """The longest single batch transaction of the run."""
+        return max((p.longest_batch_seconds for p in self.policies), default=0.0)
+
+    @property
+    def finished(self) -> bool:
+        """True when every policy ran to the end."""
+        return all(p.finished for p in self.policies)
+
+    def as_dict(self) -> dict[str, object]:
+        """A JSON-serialisable summary (``authmodels purge --json``)."""
+        return {
+            "dry_run": self.dry_run,
+            "rows": self.rows,
+            "seconds": round(self.seconds, 3),
+            "longest_batch_seconds": round(self.longest_batch_seconds, 4),
+            "finished": self.finished,
+            "policies": [
+                {
+                    "name": p.name,
+                    "cutoff": p.cutoff.isoformat(),
+                    "rows": p.rows,
+                    "batches": p.batches,
+                    "seconds": round(p.seconds, 3),
+                    "longest_batch_seconds": round(p.longest_batch_seconds, 4),
+                    "finished": p.finished,
+                }
+                for p in self.policies
+            ],
+        }
+
+
+ProgressCallback = Callable[[PolicyReport], None]
+
+
+def select_policies(
+    policies: Iterable[Policy],
+    *,
+    only: Sequence[str] | None = None,
+    windows: dict[str, timedelta] | None = None,
+) -> list[Policy]:
+    """Filter policies by name and override their windows.
+
+    Raises:
+        ConfigurationError: ``only`` or ``windows`` names a policy that does not exist.
+    """
+    chosen = list(policies)
+    names = {p.name for p in chosen}
+    for name in [*(only or ()), *(windows or {})]:
+        if name not in names:
+            raise ConfigurationError(
+                f"no retention policy is named {name!r} (there are: {', '.join(sorted(names))})"
+            )
+    if only:
+        chosen = [p for p in chosen if p.name in only]
+    if windows:
+        chosen = [p.with_window(windows[p.name]) if p.name in windows else p for p in chosen]
+    return chosen
+
+
+def purge(
+    engine: Engine,
+    *,
+    policies: Iterable[Policy],
+    now: datetime | None = None,
+    batch_size: int = 5000,
+    dry_run: bool = False,
+    max_duration: timedelta | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> PurgeReport:
+    """Remove every row the policies no longer keep, batch by batch.
+
+    Args:
+        engine: the database (the purge opens one connection and commits every batch).
+        policies: what to purge.
+        now: the reference time (default: the current time); ``cutoff = now - keep_for``.
+        batch_size: rows per batch transaction.
+        dry_run: count what would be removed; change nothing.
+        max_duration: stop starting new batches after this long (the report says what is left).
+        on_progress: called after every batch with the policy's running report.
+
+    Returns:
+        What was removed, per policy, with the longest batch transaction.
+    """
+    if batch_size < 1:
+        raise ConfigurationError("batch_size must be at least 1")
+    now = now or datetime.now(UTC)
+    deadline = time.monotonic() + max_duration.total_seconds() if max_duration is not None else None
+    report = PurgeReport(dry_run=dry_run)
+    started = time.perf_counter()
+    with engine.connect() as conn:
+        for policy in policies:
+            cutoff = now - policy.keep_for
+            result = PolicyReport(name=policy.name, cutoff=cutoff)
+            report.policies.append(result)
+            policy_started = time.perf_counter()
+            if dry_run:
+                result.rows = int(
+                    conn.execute(text(policy.count_statement()), {"cutoff": cutoff}).scalar() or 0
+                )
+                conn.rollback()
+                result.finished = True
+            else:
+                statement = text(policy.batch_statement())
+                while True:
+                    if deadline is not None and time.monotonic() >= deadline:
+                        break
+                    batch_started = time.perf_counter()
+                    with conn.begin():
+                        removed = conn.execute(
+                            statement, {"cutoff": cutoff, "batch_size": batch_size}
+                        ).rowcount
+                    elapsed = time.perf_counter() - batch_started
+                    if removed:
+                        result.rows += removed
+                        result.batches += 1
+                        result.longest_batch_seconds = max(result.longest_batch_seconds, elapsed)
+                        if on_progress is not None:
+                            on_progress(result)
+                    if removed < batch_size:
+                        result.finished = True
+                        break
+            result.seconds = time.perf_counter() - policy_started
+    report.seconds = time.perf_counter() - started
+    return report
