@@ -66,6 +66,15 @@ in class ``MA`` (implementation-defined; PostgreSQL uses no code starting with M
   conservative MA002 while every other admin row is being changed.
 - ``MA003`` "The new master admin must be an active admin" (from ``transfer_master_admin``).
 
+Row-level security, as revision 0006 does it: ``step_up_tokens`` shows a user their own tokens
+(``step_up_tokens_owner``, every command); ``audit_logs_archive`` lets a user read their own
+archived rows (``audit_logs_archive_owner_read``; no policy writes to it: it is append-only,
+filled by the archival). The guards must see every admin whatever the caller's policies (the
+application role sees only its own ``users`` row), so ``guard_last_admin``,
+``designate_master_admin`` and ``archive_audit_logs`` are ``SECURITY DEFINER`` with a pinned
+``search_path``, like 0007's purge; ``transfer_master_admin`` runs with the caller's rights (the
+service role or the owner: an administrative act).
+
 ``auth.is_token_digest(bytea)`` and ``auth.is_field_envelope(bytea)``, immutable SQL functions,
 check the shape of ``TokenHasher`` digests and ``FieldCipher`` envelopes in CHECK constraints of
 this revision and the following ones.
@@ -108,7 +117,7 @@ from authmodels.revision_ops import (
 )
 
 revision: str = "0009_step_up_admin_safety"
-down_revision: str | Sequence[str] | None = "0002_identity_unification"
+down_revision: str | Sequence[str] | None = "0007_privacy_retention"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -126,10 +135,11 @@ EVENT_TYPES_ADDED = (
     "step_up_used", "sensitive_action",
 )  # fmt: skip
 
-#: Columns of audit_logs at this revision, in order (the archive adds archived_at).
+#: Columns of audit_logs at this revision, in their physical order; the archive has the same
+#: order plus archived_at, so the retention engine's ``INSERT ... SELECT moved.*, now()`` fits.
 AUDIT_COLUMNS = [
     "id", "user_id", "event_type", "event_status", "ip_address", "user_agent", "details",
-    "actor_user_id", "target_user_id", "action", "correlation_id", "created_at",
+    "created_at", "actor_user_id", "target_user_id", "action", "correlation_id",
 ]  # fmt: skip
 #: The columns this revision adds to audit_logs, folded into ``details`` by the downgrade.
 AUDIT_ADDED = ("actor_user_id", "target_user_id", "action", "correlation_id")
@@ -244,11 +254,11 @@ CREATE TABLE IF NOT EXISTS auth.audit_logs_archive (
     ip_address INET,
     user_agent TEXT,
     details JSONB NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL,
     actor_user_id UUID,
     target_user_id UUID,
     action TEXT,
     correlation_id TEXT,
-    created_at TIMESTAMPTZ NOT NULL,
     archived_at TIMESTAMPTZ NOT NULL DEFAULT now(),
     CONSTRAINT pk_audit_logs_archive PRIMARY KEY (id)
 )""",
@@ -258,6 +268,25 @@ CREATE TABLE IF NOT EXISTS auth.audit_logs_archive (
 ]
 
 _COLS = ", ".join(AUDIT_COLUMNS)
+
+UID = "(SELECT auth.uid())"
+RLS_RERUN = (
+    "-- squawk-ignore prefer-robust-stmts -- enabling row-level security on a table that has it "
+    "is a no-op, so a re-run is safe\n"
+)
+
+#: Row-level security on the new tables, as revision 0006 does it: a user sees (and writes) their
+#: own step-up tokens, and reads their own archived audit rows (the archive is append-only).
+RLS = [
+    f"{RLS_RERUN}ALTER TABLE auth.step_up_tokens ENABLE ROW LEVEL SECURITY",
+    "DROP POLICY IF EXISTS step_up_tokens_owner ON auth.step_up_tokens",
+    "CREATE POLICY step_up_tokens_owner ON auth.step_up_tokens AS PERMISSIVE FOR ALL "
+    f"USING (user_id = {UID}) WITH CHECK (user_id = {UID})",
+    f"{RLS_RERUN}ALTER TABLE auth.audit_logs_archive ENABLE ROW LEVEL SECURITY",
+    "DROP POLICY IF EXISTS audit_logs_archive_owner_read ON auth.audit_logs_archive",
+    "CREATE POLICY audit_logs_archive_owner_read ON auth.audit_logs_archive AS PERMISSIVE "
+    f"FOR SELECT USING (user_id = {UID})",
+]
 
 FUNCTIONS = [
     """
@@ -302,7 +331,7 @@ CREATE OR REPLACE TRIGGER users_guard_master_admin
     EXECUTE FUNCTION auth.guard_master_admin()""",
     f"""
 CREATE OR REPLACE FUNCTION auth.guard_last_admin() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     other record;
     unconfirmed integer := 0;
@@ -390,7 +419,7 @@ CREATE OR REPLACE TRIGGER users_bump_version
     f"""
 CREATE OR REPLACE FUNCTION auth.designate_master_admin(audit_correlation_id text DEFAULT NULL)
 RETURNS uuid
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     chosen uuid;
 BEGIN
@@ -453,7 +482,7 @@ $$""",
 CREATE OR REPLACE FUNCTION auth.archive_audit_logs(
     older_than interval DEFAULT interval '90 days', batch_size integer DEFAULT 10000
 ) RETURNS bigint
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     moved bigint;
 BEGIN
@@ -543,6 +572,9 @@ def _json_user(column: str, key: str) -> str:
 def upgrade() -> None:
     for statement in (*SHAPE_FUNCTIONS, *STEP_UP_TOKENS, *ARCHIVE):
         op.execute(statement)
+    with step():
+        for statement in RLS:
+            op.execute(statement)
     op.execute(
         "ALTER TABLE auth.audit_logs ADD COLUMN IF NOT EXISTS actor_user_id UUID, "
         "ADD COLUMN IF NOT EXISTS target_user_id UUID, ADD COLUMN IF NOT EXISTS action TEXT, "

@@ -9,17 +9,22 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from sqlalchemy import Connection, Engine, select, text
+from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from authmodels import rls
 from authmodels.errors import ConcurrentUpdateError
 from authmodels.locking import optimistic_update
 from authmodels.models import User
+from authmodels.testing.migrations import MigrationRunner
+from tests.migrations.helpers import application_role, drop_role
 
 MASTER = "MA001"
 LAST_ADMIN = "MA002"
@@ -354,3 +359,51 @@ def test_orm_updates_increment_the_version_once(engine: Engine) -> None:
         assert loaded.version == 2
     with engine.connect() as conn:
         assert _conn_version(conn, plain) == 2
+
+
+# --- row-level security: the guards see every admin, whoever asks ---------------------------
+
+
+def test_guards_count_every_admin_whatever_the_callers_policies(
+    engine: Engine, authmodels_fresh_database: URL
+) -> None:
+    a = _user(engine, "a@example.com", "admin")
+    b = _user(engine, "b@example.com", "admin")
+    runner = MigrationRunner(authmodels_fresh_database)
+    service = f"svc_{uuid.uuid4().hex[:10]}"
+    try:
+        with application_role(runner, authmodels_fresh_database) as (role, app):
+            runner.execute(f"CREATE ROLE {service} NOLOGIN")
+            runner.execute("SELECT auth.grant_service_role(:r)", {"r": service})
+            runner.execute(f"GRANT {service} TO {role}")
+            # the application as user b sees only its own row, yet the designation is exact
+            with app.begin() as conn:
+                rls.set_current_user(conn, b)
+                assert conn.execute(text("SELECT count(*) FROM auth.users")).scalar_one() == 1
+                assert str(conn.execute(text("SELECT auth.designate_master_admin()")).scalar()) == a
+            # administration runs on the service path; the guard counts every admin
+            with app.begin() as conn, rls.service_role(conn, service):
+                error = _refused_on(conn, "UPDATE auth.users SET role = 'user' WHERE id = :i", a)
+                assert _sqlstate(error) == MASTER
+            with app.begin() as conn, rls.service_role(conn, service):
+                conn.execute(text("SELECT auth.transfer_master_admin(:i)"), {"i": b})
+                conn.execute(text("UPDATE auth.users SET role = 'user' WHERE id = :i"), {"i": a})
+            with app.begin() as conn:
+                rls.set_current_user(conn, b)
+                error = _refused_on(
+                    conn, "UPDATE auth.users SET deleted_at = now() WHERE id = :i", b
+                )
+                assert _sqlstate(error) == MASTER
+    finally:
+        if runner.execute("SELECT 1 FROM pg_roles WHERE rolname = :r", {"r": service}):
+            drop_role(runner, service)
+        runner.dispose()
+    assert _active_admins(engine) == {b}
+
+
+def _refused_on(conn: Connection, sql: str, user_id: str) -> DBAPIError:
+    savepoint = conn.begin_nested()
+    with pytest.raises(DBAPIError) as caught:
+        conn.execute(text(sql), {"i": user_id})
+    savepoint.rollback()
+    return caught.value

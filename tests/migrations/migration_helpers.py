@@ -1,4 +1,4 @@
-"""Helpers shared by the per-revision data tests."""
+"""Helpers of the data tests of revisions 0009-0013 (``helpers`` has the shared basics)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError
 
 from authmodels.testing.migrations import MigrationRunner, revision_ids
+from tests.migrations.helpers import insert
 
 
 def previous(revision: str) -> str:
@@ -15,38 +16,18 @@ def previous(revision: str) -> str:
     return ids[ids.index(revision) - 1]
 
 
-def insert(runner: MigrationRunner, table: str, **values: Any) -> str:
-    """Insert one row into ``auth.<table>`` and return its id as text."""
-    columns = ", ".join(values)
-    params = ", ".join(f":{c}" for c in values)
-    [(row_id,)] = runner.execute(
-        f"INSERT INTO auth.{table} ({columns}) VALUES ({params}) RETURNING id::text", values
-    )
-    return str(row_id)
-
-
 def user(runner: MigrationRunner, email: str, **values: Any) -> str:
     """Insert a user with a placeholder password hash; its id."""
     return insert(runner, "users", email=email, password_hash="x", **values)
 
 
-def columns(runner: MigrationRunner, *tables: str) -> list[tuple[Any, ...]]:
-    """(table, column, type, nullable, default) of ``tables`` in schema auth."""
-    return runner.execute(
-        "SELECT table_name, column_name, data_type, is_nullable, column_default "
-        "FROM information_schema.columns WHERE table_schema = 'auth' AND table_name = ANY(:t) "
-        "ORDER BY 1, 2",
-        {"t": list(tables)},
-    )
-
-
 def schema_objects(runner: MigrationRunner) -> list[tuple[Any, ...]]:
-    """Constraints, indexes, functions and triggers of schema auth (for before/after checks)."""
+    """Constraints, indexes, functions, triggers, ENUMs and policies of schema auth."""
     return runner.execute(
         """
         SELECT 'constraint', conrelid::regclass::text || ':' || conname || ':'
-                || pg_get_constraintdef(oid)
-          FROM pg_constraint WHERE connamespace = 'auth'::regnamespace
+                || pg_get_constraintdef(oid) || ':' || convalidated
+          FROM pg_constraint WHERE connamespace = 'auth'::regnamespace AND contype <> 'n'
         UNION ALL
         SELECT 'index', indexname || ':' || indexdef FROM pg_indexes WHERE schemaname = 'auth'
         UNION ALL
@@ -59,6 +40,8 @@ def schema_objects(runner: MigrationRunner) -> list[tuple[Any, ...]]:
         UNION ALL
         SELECT 'type', t.typname FROM pg_type t
          WHERE t.typnamespace = 'auth'::regnamespace AND t.typtype = 'e'
+        UNION ALL
+        SELECT 'policy', tablename || ':' || policyname FROM pg_policies WHERE schemaname = 'auth'
         ORDER BY 1, 2
         """
     )

@@ -10,9 +10,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from migration_helpers import columns, insert, previous, schema_objects, user
 
 from authmodels.testing.migrations import MigrationRunner
+from tests.migrations.helpers import columns, insert
+from tests.migrations.migration_helpers import previous, schema_objects, user
 
 REVISION = "0009_step_up_admin_safety"
 BEFORE = previous(REVISION)
