@@ -117,7 +117,7 @@ from authmodels.revision_ops import (
 )
 
 revision: str = "0009_step_up_admin_safety"
-down_revision: str | Sequence[str] | None = "0007_privacy_retention"
+down_revision: str | Sequence[str] | None = "0008_type_hygiene"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -138,8 +138,8 @@ EVENT_TYPES_ADDED = (
 #: Columns of audit_logs at this revision, in their physical order; the archive has the same
 #: order plus archived_at, so the retention engine's ``INSERT ... SELECT moved.*, now()`` fits.
 AUDIT_COLUMNS = [
-    "id", "user_id", "event_type", "event_status", "ip_address", "user_agent", "details",
-    "created_at", "actor_user_id", "target_user_id", "action", "correlation_id",
+    "id", "user_id", "event_type", "ip_address", "user_agent", "details", "created_at",
+    "event_status", "actor_user_id", "target_user_id", "action", "correlation_id",
 ]  # fmt: skip
 #: The columns this revision adds to audit_logs, folded into ``details`` by the downgrade.
 AUDIT_ADDED = ("actor_user_id", "target_user_id", "action", "correlation_id")
@@ -250,11 +250,11 @@ CREATE TABLE IF NOT EXISTS auth.audit_logs_archive (
     id UUID NOT NULL,
     user_id UUID,
     event_type TEXT NOT NULL,
-    event_status TEXT NOT NULL,
     ip_address INET,
     user_agent TEXT,
     details JSONB NOT NULL,
     created_at TIMESTAMPTZ NOT NULL,
+    event_status auth.audit_event_status NOT NULL,
     actor_user_id UUID,
     target_user_id UUID,
     action TEXT,

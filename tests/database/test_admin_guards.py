@@ -335,7 +335,7 @@ def test_a_stale_user_object_is_refused_after_a_raw_sql_update(engine: Engine) -
     with Session(engine) as db:
         loaded = db.execute(select(User).where(User.id == plain)).scalar_one()
         _run(engine, "UPDATE auth.users SET last_login_at = now() WHERE id = :i", i=plain)
-        loaded.role = "moderator"
+        loaded.email_verified = True
         with pytest.raises(ConcurrentUpdateError), optimistic_update(db):
             pass
 
@@ -352,7 +352,7 @@ def test_orm_updates_increment_the_version_once(engine: Engine) -> None:
     plain = _user(engine, "u@example.com")
     with Session(engine) as db:
         loaded = db.execute(select(User).where(User.id == plain)).scalar_one()
-        loaded.role = "moderator"
+        loaded.email_verified = True
         with optimistic_update(db):
             pass
         db.commit()

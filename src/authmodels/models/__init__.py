@@ -9,6 +9,7 @@ from __future__ import annotations
 from authmodels.models.audit import AuditLog, AuditLogArchive
 from authmodels.models.base import SCHEMA, Base, Timestamps, Versioned, metadata
 from authmodels.models.device_flow import DeviceFlow
+from authmodels.models.enums import AuditEventStatus, DeviceFlowStatus, LogLevel, UserRole
 from authmodels.models.logs import AppLog
 from authmodels.models.messaging import Conversation, ConversationParticipant, Message
 from authmodels.models.profiles import UserProfile
@@ -33,13 +34,16 @@ __all__ = [
     "SCHEMA",
     "AccessToken",
     "AppLog",
+    "AuditEventStatus",
     "AuditLog",
     "AuditLogArchive",
     "Base",
     "Conversation",
     "ConversationParticipant",
     "DeviceFlow",
+    "DeviceFlowStatus",
     "EmailVerificationToken",
+    "LogLevel",
     "Message",
     "PasswordResetToken",
     "QuarantinedRow",
@@ -49,6 +53,7 @@ __all__ = [
     "Timestamps",
     "User",
     "UserProfile",
+    "UserRole",
     "Versioned",
     "WebAuthnCredential",
     "metadata",

@@ -10,9 +10,10 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from authmodels.models.base import Base
+from authmodels.models.enums import LogLevel, pg_enum
 
 #: Accepted log levels.
-LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+LOG_LEVELS = tuple(level.value for level in LogLevel)
 
 
 class AppLog(Base):
@@ -20,7 +21,6 @@ class AppLog(Base):
 
     __tablename__ = "app_logs"
     __table_args__ = (
-        CheckConstraint(f"level IN ({', '.join(repr(v) for v in LOG_LEVELS)})", name="level_known"),
         Index("ix_app_logs_created_at", "created_at"),
         CheckConstraint(
             "char_length(correlation_id) BETWEEN 1 AND 200", name="correlation_id_length"
@@ -35,8 +35,10 @@ class AppLog(Base):
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True, sort_order=-100)
     """Primary key, from an identity sequence."""
 
-    level: Mapped[str] = mapped_column(Text, server_default=text("'info'"))
-    """Severity, one of :data:`LOG_LEVELS`."""
+    level: Mapped[LogLevel] = mapped_column(
+        pg_enum(LogLevel, "log_level"), server_default=text("'info'")
+    )
+    """Severity (``auth.log_level``)."""
 
     logger: Mapped[str] = mapped_column(Text, server_default=text("'app'"))
     """Name of the emitting logger."""

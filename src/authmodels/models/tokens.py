@@ -52,6 +52,10 @@ def _digest_scheme() -> Mapped[int]:
     return mapped_column(SmallInteger, server_default=text(str(DIGEST_SCHEME_RAW)))
 
 
+def _expires_after_created() -> CheckConstraint:
+    return CheckConstraint("expires_at > created_at", name="expires_after_created")
+
+
 def _digest_scheme_check() -> CheckConstraint:
     return CheckConstraint(
         f"digest_scheme IN ({DIGEST_SCHEME_RAW}, {DIGEST_SCHEME_LEGACY_SHA256_HEX})",
@@ -73,6 +77,7 @@ class RefreshToken(Base):
     __tablename__ = "refresh_tokens"
     __table_args__ = (
         _digest_scheme_check(),
+        _expires_after_created(),
         Index(
             "ix_refresh_tokens_token_hash",
             "token_hash",
@@ -126,6 +131,7 @@ class PasswordResetToken(Base):
     __tablename__ = "password_reset_tokens"
     __table_args__ = (
         _digest_scheme_check(),
+        _expires_after_created(),
         Index("ix_password_reset_tokens_user_id", "user_id"),
         Index("ix_password_reset_tokens_token_hash", "token_hash"),
         Index("ix_password_reset_tokens_expires_at", "expires_at"),
@@ -165,6 +171,7 @@ class EmailVerificationToken(Base):
     __tablename__ = "email_verification_tokens"
     __table_args__ = (
         _digest_scheme_check(),
+        _expires_after_created(),
         Index("ix_email_verification_tokens_user_id", "user_id"),
         Index("ix_email_verification_tokens_token_hash", "token_hash"),
     )
@@ -199,6 +206,7 @@ class AccessToken(Base):
 
     __tablename__ = "access_tokens"
     __table_args__ = (
+        _expires_after_created(),
         Index("uq_access_tokens_token_hash", "token_hash", unique=True),
         Index("idx_tokens_user_expires", "user_id", "expires_at"),
         Index("idx_tokens_jkt", "dpop_jkt"),
