@@ -87,9 +87,6 @@ class User(Versioned, Timestamps, Base):
     two_factor_enabled: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     """Whether a second factor is required at login."""
 
-    two_factor_secret: Mapped[str | None] = mapped_column(Text)
-    """Legacy TOTP secret column of seed 004 (new secrets are stored encrypted elsewhere)."""
-
     failed_login_attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     """Consecutive failed logins, 0 to 10; reset by a successful login."""
 
