@@ -65,7 +65,8 @@ audits; written on the service path) and manages their own devices, 2FA enrolmen
 OAuth connections and API keys (``<table>_owner``, every command).
 
 Downgrade: ``users.two_factor_secret`` comes back, filled by decrypting each enrolment (keys
-needed; base32 without padding, upper case), and the tables are dropped. The other tables' rows
+needed; base32 without padding, upper case; a blank value, which held no seed, comes back NULL),
+and the tables are dropped. The other tables' rows
 (including backup codes, which are digests) have no place in the previous schema: the
 downgrade refuses to run while any of them holds rows unless ``-x allow_data_loss=true`` is
 given. The ENUM types are dropped.
@@ -271,7 +272,7 @@ CREATE TABLE IF NOT EXISTS auth.user_devices (
     CONSTRAINT ck_user_devices_trust_is_complete CHECK (
         (trust_token_hash IS NULL AND trusted_at IS NULL AND trust_expires_at IS NULL)
         OR (trust_token_hash IS NOT NULL AND trusted_at IS NOT NULL
-            AND trust_expires_at > trusted_at)
+            AND trust_expires_at IS NOT NULL AND trust_expires_at > trusted_at)
     ),
     CONSTRAINT ck_user_devices_revoked_after_created CHECK (revoked_at >= created_at)
 )""",

@@ -39,7 +39,7 @@ class UserDevice(Timestamps, Base):
         CheckConstraint(
             "(trust_token_hash IS NULL AND trusted_at IS NULL AND trust_expires_at IS NULL) "
             "OR (trust_token_hash IS NOT NULL AND trusted_at IS NOT NULL "
-            "AND trust_expires_at > trusted_at)",
+            "AND trust_expires_at IS NOT NULL AND trust_expires_at > trusted_at)",
             name="trust_is_complete",
         ),
         CheckConstraint("revoked_at >= created_at", name="revoked_after_created"),
