@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     CheckConstraint,
     DateTime,
     ForeignKey,
@@ -14,16 +15,25 @@ from sqlalchemy import (
     LargeBinary,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from authmodels.models.base import Base, Timestamps, uuid_pk
-from authmodels.models.checks import token_digest
+from authmodels.models.checks import field_envelope, token_digest
+from authmodels.models.enums import OAuthRefreshStatus, pg_enum
 
 
 class OAuthConnection(Timestamps, Base):
-    """An account at an OAuth provider linked to a user (one per provider account)."""
+    """An account at an OAuth provider linked to a user (one per provider account).
+
+    Since revision 0011 (seed 003 #118) new provider tokens are stored encrypted
+    (``tokens_encrypted``); connections made before keep their legacy hashes, which cannot be
+    used to refresh: the refresh job reads ``WHERE tokens_encrypted AND refresh_token_encrypted
+    IS NOT NULL AND token_expires_at < now() + interval '5 minutes'``
+    (``idx_oauth_expiring_tokens``).
+    """
 
     __tablename__ = "oauth_connections"
     __table_args__ = (
@@ -40,6 +50,32 @@ class OAuthConnection(Timestamps, Base):
             name="raw_data_has_no_tokens",
         ),
         Index("ix_oauth_connections_user_id", "user_id"),
+        field_envelope("access_token_encrypted"),
+        field_envelope("refresh_token_encrypted"),
+        CheckConstraint(
+            "token_encryption_method = 'aes-256-gcm'", name="token_encryption_method_known"
+        ),
+        CheckConstraint(
+            "(tokens_encrypted AND access_token_encrypted IS NOT NULL "
+            "AND token_encryption_method IS NOT NULL) "
+            "OR (NOT tokens_encrypted AND access_token_encrypted IS NULL "
+            "AND refresh_token_encrypted IS NULL)",
+            name="tokens_encrypted_consistent",
+        ),
+        CheckConstraint(
+            "(last_token_refresh_status IS NULL) = (last_token_refresh_attempt IS NULL)",
+            name="refresh_status_has_attempt",
+        ),
+        CheckConstraint(
+            "token_refresh_error_message IS NULL OR last_token_refresh_status = 'failed'",
+            name="refresh_error_is_a_failure",
+        ),
+        Index(
+            "idx_oauth_expiring_tokens",
+            "token_expires_at",
+            postgresql_where=text("tokens_encrypted AND refresh_token_encrypted IS NOT NULL"),
+        ),
+        Index("idx_oauth_last_refresh", "last_token_refresh_attempt"),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()
@@ -82,3 +118,28 @@ class OAuthConnection(Timestamps, Base):
 
     raw_data: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     """The provider's profile response (never its tokens: a CHECK refuses those keys)."""
+
+    access_token_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
+    """AES-256-GCM envelope of the provider access token (``aad_for(table, column, id)``)."""
+
+    refresh_token_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
+    """AES-256-GCM envelope of the provider refresh token."""
+
+    token_encryption_method: Mapped[str | None] = mapped_column(
+        Text, server_default=text("'aes-256-gcm'")
+    )
+    """Encryption algorithm of the tokens (NULL on connections made before revision 0011)."""
+
+    tokens_encrypted: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    """True: the encrypted columns hold the tokens; false: legacy hashes only."""
+
+    last_token_refresh_attempt: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    """When the refresh job last tried this connection."""
+
+    last_token_refresh_status: Mapped[OAuthRefreshStatus | None] = mapped_column(
+        pg_enum(OAuthRefreshStatus, "oauth_refresh_status")
+    )
+    """``success``, ``failed`` or ``skipped``."""
+
+    token_refresh_error_message: Mapped[str | None] = mapped_column(Text)
+    """The provider's error on the last failed refresh."""
