@@ -12,12 +12,14 @@ from authmodels.models.base import SCHEMA, Base, Timestamps, Versioned, metadata
 from authmodels.models.delivery import EmailDeliveryLog, SmsDeliveryLog
 from authmodels.models.device_flow import DeviceFlow
 from authmodels.models.devices import UserDevice
+from authmodels.models.e2ee import DeviceKey, DeviceKeyEvent, KeyExchange
 from authmodels.models.enums import (
     AccountRecoveryMethod,
     AccountRecoveryStatus,
     AuditEventStatus,
     DeliveryStatus,
     DeviceFlowStatus,
+    DeviceKeyEventType,
     LoginAttemptResult,
     LogLevel,
     OAuthRefreshStatus,
@@ -68,8 +70,12 @@ __all__ = [
     "DeliveryStatus",
     "DeviceFlow",
     "DeviceFlowStatus",
+    "DeviceKey",
+    "DeviceKeyEvent",
+    "DeviceKeyEventType",
     "EmailDeliveryLog",
     "EmailVerificationToken",
+    "KeyExchange",
     "LogLevel",
     "LoginAttempt",
     "LoginAttemptResult",
