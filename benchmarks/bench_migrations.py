@@ -76,7 +76,7 @@ POPULATE = [
                    WHEN 0 THEN ('10.' || (i >> 16) %% 256 || '.' || (i >> 8) %% 256 || '.'
                                 || i %% 256)::inet
                    WHEN 1 THEN ('::ffff:192.0.2.' || i %% 256)::inet
-                   WHEN 2 THEN ('2001:db8::' || to_hex(i))::inet
+                   WHEN 2 THEN ('2001:db8::' || to_hex(i >> 16) || ':' || to_hex(i & 65535))::inet
                END,
                'Mozilla/5.0 (bench ' || i %% 50 || ')',
                md5('fp' || i %% 1000),
