@@ -62,18 +62,20 @@ from authmodels.revision_ops import (
 )
 
 revision: str = "0014_dpop_replay"
-down_revision: str | Sequence[str] | None = "0008_type_hygiene"
+down_revision: str | Sequence[str] | None = "0013_device_keys"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 CRON_JOB = "authmodels-purge-dpop-jtis"
 CRON_SCHEDULE = "*/10 * * * *"
 
-#: Seed 004's event types (0001's CHECK).
+#: The event types the CHECK allows before this revision: seed 004's (0001) and seed 001's (0009).
 SEED_EVENT_TYPES = [
     "login", "logout", "password_change", "password_reset_request", "password_reset_complete",
     "email_verification", "account_locked", "account_unlocked", "2fa_enabled", "2fa_disabled",
     "session_revoked",
+    "role_changed", "master_admin_designated", "master_admin_transferred", "step_up_issued",
+    "step_up_used", "sensitive_action",
 ]  # fmt: skip
 #: The event types the flows add.
 FLOW_EVENT_TYPES = [

@@ -231,3 +231,34 @@ class ConcurrentUpdateError(AuthModelsError):
 
 class GuardViolation(AuthModelsError):
     """A database guard refused a change (master admin, last admin)."""
+
+
+#: SQLSTATE of "Cannot demote the master admin" (revision 0009, class ``MA``).
+MASTER_ADMIN_SQLSTATE = "MA001"
+#: SQLSTATE of "Cannot remove the last admin" (revision 0009).
+LAST_ADMIN_SQLSTATE = "MA002"
+#: SQLSTATE of "The new master admin must be an active admin" (``auth.transfer_master_admin``).
+NOT_AN_ACTIVE_ADMIN_SQLSTATE = "MA003"
+
+
+class MasterAdminProtectedError(GuardViolation):
+    """The master admin cannot be demoted, soft-deleted or deleted (SQLSTATE ``MA001``).
+
+    Move the role first with ``auth.transfer_master_admin(<admin id>)``.
+    """
+
+
+class LastAdminError(GuardViolation):
+    """The change would leave no active admin (SQLSTATE ``MA002``); promote another admin first."""
+
+
+class NotAnActiveAdminError(GuardViolation):
+    """The master admin role can only move to an active admin (SQLSTATE ``MA003``)."""
+
+
+GUARD_ERRORS: dict[str, type[GuardViolation]] = {
+    MASTER_ADMIN_SQLSTATE: MasterAdminProtectedError,
+    LAST_ADMIN_SQLSTATE: LastAdminError,
+    NOT_AN_ACTIVE_ADMIN_SQLSTATE: NotAnActiveAdminError,
+}
+"""The typed error of each database guard's SQLSTATE, for services translating driver errors."""

@@ -542,12 +542,51 @@ def refuse(message: str) -> None:
     raise MigrationError(message)
 
 
+# --- downgrades that would drop data -------------------------------------------------------------
+
+#: ``-x allow_data_loss=true`` (or the config attribute of that name) lets a downgrade drop
+#: tables that still hold rows.
+ALLOW_DATA_LOSS = "allow_data_loss"
+
+
+def allow_data_loss() -> bool:
+    """Whether the operator allowed this run to drop rows (``-x allow_data_loss=true``)."""
+    from alembic import context
+
+    value = context.get_x_argument(as_dictionary=True).get(ALLOW_DATA_LOSS)
+    if value is None:
+        value = context.config.attributes.get(ALLOW_DATA_LOSS)
+    return str(value).strip().lower() in {"1", "true", "yes", "on"}
+
+
+def refuse_to_drop_rows(revision: str, tables: Sequence[str]) -> None:
+    """Stop a downgrade that would drop ``auth.<table>`` rows, unless the operator allowed it.
+
+    Call it first, before the downgrade changes anything. Tables whose rows the downgrade moves
+    elsewhere should not be listed. Offline nothing is checked (the SQL is for review).
+
+    Raises:
+        MigrationError: a table holds rows and ``allow_data_loss`` is not set.
+    """
+    if is_offline() or allow_data_loss():
+        return
+    full = [t for t in tables if has_rows(t)]
+    if full:
+        refuse(
+            f"downgrading {revision} drops {', '.join(f'auth.{t}' for t in full)}, which "
+            "still hold rows that the previous schema has no place for. Export them first, "
+            f"then run the downgrade with -x {ALLOW_DATA_LOSS}=true."
+        )
+
+
 __all__ = [
+    "ALLOW_DATA_LOSS",
     "KEEP_UPDATED_AT",
     "NIL_UUID",
     "IndexSpec",
     "add_check_not_valid",
     "add_foreign_key",
+    "allow_data_loss",
     "backfill_computed",
     "column_exists",
     "constraint_exists",
@@ -559,6 +598,7 @@ __all__ = [
     "prepare_not_null",
     "quarantine_statement",
     "refuse",
+    "refuse_to_drop_rows",
     "rename_not_null_constraints",
     "require_privacy_keys",
     "restore_quarantined",

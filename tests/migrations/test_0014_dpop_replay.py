@@ -11,7 +11,7 @@ from sqlalchemy.exc import ProgrammingError
 from authmodels.testing.migrations import MigrationRunner
 from tests.migrations.helpers import application_role, constraints, indexes, insert, quarantined
 
-BEFORE = "0008_type_hygiene"
+BEFORE = "0013_device_keys"
 REVISION = "0014_dpop_replay"
 FUTURE = "2999-01-01T00:00:00Z"
 

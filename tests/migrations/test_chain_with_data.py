@@ -16,6 +16,9 @@ FUTURE = "2999-01-01T00:00:00Z"
 
 #: baseline table -> its name at head
 RENAMED = {"biometric_credentials": "webauthn_credentials"}
+#: rows the revisions themselves write into baseline tables (and their downgrades remove):
+#: 0009 records the designation of the master admin in audit_logs.
+WRITTEN_BY_REVISIONS = {"audit_logs": 1}
 
 
 def _hex(raw: str) -> str:
@@ -142,7 +145,7 @@ def test_no_row_is_lost_from_base_to_head_and_back(
     assert all(reason for (reason,) in runner.execute("SELECT reason FROM auth.quarantine"))
     for table, n in seeded.items():
         kept = count(runner, RENAMED.get(table, table))
-        assert kept + quarantined.get(table, 0) == n, table
+        assert kept + quarantined.get(table, 0) == n + WRITTEN_BY_REVISIONS.get(table, 0), table
 
     runner.downgrade("0001_baseline")
 

@@ -1,4 +1,8 @@
-"""``auth.audit_logs``: the security audit trail (seed 004)."""
+"""``auth.audit_logs``: the security audit trail (seed 004, with seed 001's audit log merged in).
+
+``auth.audit_logs_archive`` holds rows moved out by ``auth.archive_audit_logs()`` (seed 001's
+monthly archival).
+"""
 
 from __future__ import annotations
 
@@ -27,6 +31,13 @@ AUDIT_EVENT_TYPES = (
     "2fa_enabled",
     "2fa_disabled",
     "session_revoked",
+    # seed 001 (revision 0009)
+    "role_changed",
+    "master_admin_designated",
+    "master_admin_transferred",
+    "step_up_issued",
+    "step_up_used",
+    "sensitive_action",
 )
 #: Event types the flows of :mod:`authmodels.services` add (revision 0014).
 FLOW_AUDIT_EVENT_TYPES = (
@@ -49,18 +60,43 @@ def _in(column: str, values: tuple[str, ...]) -> str:
 
 
 class AuditLog(Base):
-    """One security event: who, what, outcome, from where."""
+    """One security event: who did what to whom, outcome, from where, in which request.
+
+    ``user_id`` is the account the event concerns; ``actor_user_id`` who performed it (NULL for
+    the system, and for rows written before revision 0009), ``target_user_id`` the account acted
+    upon (seed 001). A ``sensitive_action`` event names its operation in ``action``.
+    """
 
     __tablename__ = "audit_logs"
     __table_args__ = (
         CheckConstraint(
             _in("event_type", AUDIT_EVENT_TYPES + FLOW_AUDIT_EVENT_TYPES), name="event_type_known"
         ),
+        CheckConstraint("char_length(action) BETWEEN 1 AND 100", name="action_length"),
+        CheckConstraint(
+            "char_length(correlation_id) BETWEEN 1 AND 200", name="correlation_id_length"
+        ),
+        CheckConstraint(
+            "event_type <> 'sensitive_action' OR action IS NOT NULL", name="sensitive_action_named"
+        ),
         Index("ix_audit_logs_user_id_created_at", "user_id", text("created_at DESC")),
         Index("ix_audit_logs_event_type_created_at", "event_type", text("created_at DESC")),
         Index("ix_audit_logs_created_at", text("created_at DESC")),
         Index("ix_audit_logs_ip_address_created_at", "ip_address", text("created_at DESC")),
         Index("ix_audit_logs_event_status_event_type", "event_status", "event_type"),
+        Index("ix_audit_logs_actor_user_id_created_at", "actor_user_id", text("created_at DESC")),
+        Index("ix_audit_logs_target_user_id_created_at", "target_user_id", text("created_at DESC")),
+        Index(
+            "ix_audit_logs_action_created_at",
+            "action",
+            text("created_at DESC"),
+            postgresql_where=text("action IS NOT NULL"),
+        ),
+        Index(
+            "ix_audit_logs_correlation_id",
+            "correlation_id",
+            postgresql_where=text("correlation_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()
@@ -86,9 +122,82 @@ class AuditLog(Base):
     """Client ``User-Agent``."""
 
     details: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
-    """Event-specific data."""
+    """Event-specific data (seed 001's ``metadata``)."""
+
+    actor_user_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("auth.users.id", ondelete="SET NULL")
+    )
+    """Who performed the action (NULL: the system, or not recorded)."""
+
+    target_user_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("auth.users.id", ondelete="SET NULL")
+    )
+    """The account acted upon (e.g. whose role changed)."""
+
+    action: Mapped[str | None] = mapped_column(Text)
+    """The operation, e.g. ``admin.role_change`` (1 to 100 characters)."""
+
+    correlation_id: Mapped[str | None] = mapped_column(Text)
+    """Request / trace id shared by the records of one operation across services."""
 
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), sort_order=100
     )
     """When the event happened."""
+
+
+class AuditLogArchive(Base):
+    """An audit row moved out of ``audit_logs`` by ``auth.archive_audit_logs()``.
+
+    The same columns as :class:`AuditLog` plus ``archived_at``; no foreign keys, so deleting an
+    account never has to scan the archive (the ids of deleted accounts stay as they were).
+    """
+
+    __tablename__ = "audit_logs_archive"
+    __table_args__ = (
+        Index("ix_audit_logs_archive_created_at", "created_at"),
+        Index("ix_audit_logs_archive_user_id_created_at", "user_id", "created_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, sort_order=-100)
+    """The id the row had in ``audit_logs``."""
+
+    user_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    """The account the event concerned."""
+
+    event_type: Mapped[str] = mapped_column(Text)
+    """What happened."""
+
+    event_status: Mapped[AuditEventStatus] = mapped_column(
+        pg_enum(AuditEventStatus, "audit_event_status")
+    )
+    """Outcome."""
+
+    ip_address: Mapped[IPv4Address | IPv6Address | None] = mapped_column(INET)
+    """Client address."""
+
+    user_agent: Mapped[str | None] = mapped_column(Text)
+    """Client ``User-Agent``."""
+
+    details: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    """Event-specific data."""
+
+    actor_user_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    """Who performed the action."""
+
+    target_user_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    """The account acted upon."""
+
+    action: Mapped[str | None] = mapped_column(Text)
+    """The operation."""
+
+    correlation_id: Mapped[str | None] = mapped_column(Text)
+    """Request / trace id."""
+
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), sort_order=100)
+    """When the event happened."""
+
+    archived_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), sort_order=101
+    )
+    """When the row was moved to the archive."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Identity, Index, Text, func, text
+from sqlalchemy import BigInteger, CheckConstraint, DateTime, Identity, Index, Text, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -20,7 +20,17 @@ class AppLog(Base):
     """One application log record."""
 
     __tablename__ = "app_logs"
-    __table_args__ = (Index("ix_app_logs_created_at", "created_at"),)
+    __table_args__ = (
+        Index("ix_app_logs_created_at", "created_at"),
+        CheckConstraint(
+            "char_length(correlation_id) BETWEEN 1 AND 200", name="correlation_id_length"
+        ),
+        Index(
+            "ix_app_logs_correlation_id",
+            "correlation_id",
+            postgresql_where=text("correlation_id IS NOT NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True, sort_order=-100)
     """Primary key, from an identity sequence."""
@@ -38,6 +48,9 @@ class AppLog(Base):
 
     context: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     """Structured fields of the record."""
+
+    correlation_id: Mapped[str | None] = mapped_column(Text)
+    """Request / trace id for distributed tracing (seed 001)."""
 
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), sort_order=100

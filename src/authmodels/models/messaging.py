@@ -20,6 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.sql.elements import conv
 
 from authmodels.models.base import Base, Timestamps, uuid_pk
 
@@ -64,12 +65,37 @@ class ConversationParticipant(Base):
     """When the user joined."""
 
 
+#: Column comments revision 0012 sets (seed 003 #119).
+ENCRYPTION_VERSION_COMMENT = "1 = plaintext content; 2 = end-to-end encrypted (content_encrypted)"
+CONTENT_ENCRYPTED_COMMENT = (
+    "ChaCha20-Poly1305 ciphertext of an end-to-end encrypted message (version 2 only); the "
+    "server never has the key"
+)
+CONTENT_NONCE_COMMENT = "96-bit ChaCha20-Poly1305 nonce of content_encrypted (version 2 only)"
+CONTENT_COMMENT = "Plaintext content (version 1); empty for end-to-end encrypted messages"
+
+
 class Message(Base):
-    """One message; version 1 is plaintext ``content``, version 2 end-to-end encrypted."""
+    """One message; version 1 is plaintext ``content``, version 2 end-to-end encrypted.
+
+    Revision 0012 (seed 003 #119): ``encryption_version`` is 1 or 2
+    (``chk_messages_encryption_version_valid``), and a version-2 message has its ciphertext, a
+    12-byte nonce and an empty ``content`` (``ck_messages_version_2_is_encrypted``).
+    """
 
     __tablename__ = "messages"
     __table_args__ = (
         CheckConstraint("version_number > 0", name="version_number_positive"),
+        CheckConstraint(
+            "encryption_version IN (1, 2)", name=conv("chk_messages_encryption_version_valid")
+        ),
+        CheckConstraint(
+            "encryption_version <> 2 OR (content_encrypted IS NOT NULL "
+            "AND content_nonce IS NOT NULL AND octet_length(content_nonce) = 12 "
+            "AND content = '')",
+            name="version_2_is_encrypted",
+        ),
+        Index("idx_messages_encryption_version", "encryption_version"),
         Index("idx_messages_conversation_id", "conversation_id"),
         Index("idx_messages_sender_id", "sender_id"),
         Index("idx_messages_idempotency_key", "idempotency_key", unique=True),
@@ -94,16 +120,20 @@ class Message(Base):
     )
     """The user who sent it."""
 
-    encryption_version: Mapped[int] = mapped_column(Integer, server_default=text("1"))
+    encryption_version: Mapped[int] = mapped_column(
+        Integer, server_default=text("1"), comment=ENCRYPTION_VERSION_COMMENT
+    )
     """1 = plaintext ``content``; 2 = ``content_encrypted`` (ChaCha20-Poly1305), empty content."""
 
-    content_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
+    content_encrypted: Mapped[bytes | None] = mapped_column(
+        LargeBinary, comment=CONTENT_ENCRYPTED_COMMENT
+    )
     """Ciphertext of an end-to-end encrypted message (version 2)."""
 
-    content_nonce: Mapped[bytes | None] = mapped_column(LargeBinary)
+    content_nonce: Mapped[bytes | None] = mapped_column(LargeBinary, comment=CONTENT_NONCE_COMMENT)
     """96-bit nonce of ``content_encrypted``."""
 
-    content: Mapped[str] = mapped_column(Text, server_default=text("''"))
+    content: Mapped[str] = mapped_column(Text, server_default=text("''"), comment=CONTENT_COMMENT)
     """Plaintext content (version 1) or empty (version 2)."""
 
     version_number: Mapped[int] = mapped_column(BigInteger, server_default=text("1"))

@@ -8,18 +8,23 @@ from datetime import datetime
 from sqlalchemy import Boolean, CheckConstraint, DateTime, Index, Integer, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from authmodels.models.base import Base, Timestamps, uuid_pk
+from authmodels.models.base import Base, Timestamps, Versioned, uuid_pk
 from authmodels.models.enums import UserRole, pg_enum
 
 #: Upper bound of ``failed_login_attempts`` (a CHECK constraint enforces it).
 MAX_FAILED_LOGIN_ATTEMPTS = 10
 
 
-class User(Timestamps, Base):
+class User(Versioned, Timestamps, Base):
     """An account: e-mail, password hash, verification, second factor and lockout state.
 
     ``email`` is unique among live accounts (``deleted_at IS NULL``); a soft-deleted account keeps
     its row so that the rows that reference it stay valid.
+
+    Optimistic locking (:class:`Versioned`): every ORM update checks and increments ``version``;
+    the trigger ``users_bump_version`` increments it for raw SQL updates too. Database guards
+    (revision 0009) refuse to demote, soft-delete or delete the master admin (SQLSTATE
+    ``MA001``) and to remove the last active admin (``MA002``), also under concurrency.
     """
 
     __tablename__ = "users"
@@ -39,6 +44,23 @@ class User(Timestamps, Base):
             "ix_users_account_locked_until",
             "account_locked_until",
             postgresql_where=text("account_locked_until IS NOT NULL"),
+        ),
+        CheckConstraint("version > 0", name="version_positive"),
+        CheckConstraint(
+            "NOT is_master_admin OR (role = 'admin' AND deleted_at IS NULL)",
+            name="master_admin_is_active_admin",
+        ),
+        Index(
+            "ix_users_is_master_admin",
+            "is_master_admin",
+            unique=True,
+            postgresql_where=text("is_master_admin"),
+        ),
+        Index(
+            "ix_users_admin_created_at",
+            "created_at",
+            "id",
+            postgresql_where=text("role = 'admin' AND deleted_at IS NULL"),
         ),
     )
 
@@ -65,9 +87,6 @@ class User(Timestamps, Base):
     two_factor_enabled: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     """Whether a second factor is required at login."""
 
-    two_factor_secret: Mapped[str | None] = mapped_column(Text)
-    """Legacy TOTP secret column of seed 004 (new secrets are stored encrypted elsewhere)."""
-
     failed_login_attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     """Consecutive failed logins, 0 to 10; reset by a successful login."""
 
@@ -79,6 +98,9 @@ class User(Timestamps, Base):
 
     password_changed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     """When the password was last set."""
+
+    is_master_admin: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    """The protected first admin (at most one; moved only by ``auth.transfer_master_admin``)."""
 
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), sort_order=102)
     """Soft-deletion time; a deleted account cannot log in and frees its e-mail address."""

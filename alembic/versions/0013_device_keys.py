@@ -1,0 +1,354 @@
+"""E2EE device keys and key exchanges, with the audit trail seed 003 found missing.
+
+Seed 003, its migration 122 (``122_create_device_keys_and_key_exchanges.sql``, renumbered from
+120 in the seed), and the two gaps its security review lists: "No audit trail for device_keys
+changes (rotation, deletion)" and "No audit trail for failed key exchanges".
+
+- ``device_keys``: one X25519 key pair per user and device (unique ``(user_id, device_id)``).
+  ``public_key`` is the standard, padded base64 of the 32-byte key (the seed's TEXT column);
+  ``ck_device_keys_public_key_x25519`` checks that it decodes to 32 bytes
+  (``octet_length(decode(public_key, 'base64')) = 32``, behind a pattern check so that text
+  which is not base64 is a CHECK violation rather than a decoding error). Low-order points are
+  refused by the services (``authmodels.security.e2ee.validate_public_key``), not by SQL.
+  ``private_key_encrypted`` is a ``FieldCipher`` envelope (BYTEA, key id inside, associated data
+  ``aad_for("device_keys", "private_key_encrypted", id)``), never base64 text of a plaintext
+  key. ``auth.update_device_keys_updated_at()`` (the seed's name) maintains ``updated_at``
+  through ``trg_device_keys_updated_at``.
+- ``key_exchanges``: who exchanged keys with whom in which conversation, and only
+  ``shared_secret_hash``, the 32-byte HMAC-SHA256 of the shared secret
+  (``authmodels.security.e2ee.shared_secret_audit_hash``); initiator and peer differ.
+- ``device_key_events`` (ENUM ``auth.device_key_event_type``: registered, rotated, deleted,
+  exchange_failed): the audit trail. Triggers on ``device_keys`` write ``registered`` (INSERT),
+  ``rotated`` (UPDATE of ``public_key`` to another key) and ``deleted`` (DELETE), so raw SQL
+  cannot skip it, with the SHA-256 fingerprints of the old and new raw public keys
+  (``auth.device_key_fingerprint(text)``), the actor (``auth.uid()``, NULL for the system or the
+  service path) and the reason from the transaction-local setting
+  ``authmodels.device_key_change_reason`` when set. Failed exchanges are recorded by the service
+  (``exchange_failed``, with the conversation, the peer and a reason, which is required). The
+  trail outlives the key (``device_key_id`` has no foreign key) and the account (``user_id``
+  becomes NULL; a key deleted with its account is logged with user NULL and reason "account
+  deleted"). It is append-only for the application: no policy lets it update or delete.
+- ``auth.get_device_key_stats()``: one row of counts (keys, users with keys, average devices per
+  user, rotations and exchanges in the last 30 days, failed exchanges in the last 30 days).
+- ``auth.get_peer_public_keys(peer uuid)``: the public keys (and device ids) of a user who shares
+  a conversation with the caller; ``SECURITY DEFINER``, because row-level security lets a user
+  read only their own ``device_keys`` rows, which also hold the encrypted private keys.
+
+Row-level security (0006's pattern): a user manages their own ``device_keys``
+(``device_keys_owner``); reads the exchanges they took part in and records those they initiate
+in a conversation they belong to; reads their own key events and records their own failed
+exchanges. The statistics, peer-key and trigger functions are ``SECURITY DEFINER`` with a pinned
+``search_path``.
+
+Downgrade: the tables, functions, triggers and type go. Device keys, exchanges and events have
+no place in the previous schema: the downgrade refuses while any of them holds rows, unless
+``-x allow_data_loss=true`` (the seed's rollback "will DELETE ALL DATA in these tables").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from alembic import op
+
+from authmodels.revision_ops import refuse_to_drop_rows, step
+
+revision: str = "0013_device_keys"
+down_revision: str | Sequence[str] | None = "0012_message_encryption"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+CREATED = ["device_keys", "key_exchanges", "device_key_events"]
+UID = "(SELECT auth.uid())"
+RLS_RERUN = (
+    "-- squawk-ignore prefer-robust-stmts -- enabling row-level security on a table that has it "
+    "is a no-op, so a re-run is safe\n"
+)
+#: The transaction-local setting a caller may set to record why a key changed.
+REASON_SETTING = "authmodels.device_key_change_reason"
+
+TABLES = [
+    """
+CREATE TABLE IF NOT EXISTS auth.device_keys (
+    id UUID NOT NULL DEFAULT gen_random_uuid(),
+    user_id UUID NOT NULL,
+    device_id TEXT NOT NULL,
+    public_key TEXT NOT NULL,
+    private_key_encrypted BYTEA NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    CONSTRAINT pk_device_keys PRIMARY KEY (id),
+    CONSTRAINT fk_device_keys_user_id_users
+        FOREIGN KEY (user_id) REFERENCES auth.users (id) ON DELETE CASCADE,
+    CONSTRAINT uq_device_keys_user_id_device_id UNIQUE (user_id, device_id),
+    CONSTRAINT ck_device_keys_device_id_length CHECK (char_length(device_id) BETWEEN 1 AND 255),
+    CONSTRAINT ck_device_keys_public_key_x25519 CHECK (
+        CASE WHEN public_key ~ '^[A-Za-z0-9+/]{43}=$'
+             THEN octet_length(decode(public_key, 'base64')) = 32
+             ELSE false END
+    ),
+    CONSTRAINT ck_device_keys_private_key_encrypted_envelope
+        CHECK (auth.is_field_envelope(private_key_encrypted))
+)""",
+    """
+CREATE TABLE IF NOT EXISTS auth.key_exchanges (
+    id UUID NOT NULL DEFAULT gen_random_uuid(),
+    conversation_id UUID NOT NULL,
+    initiator_id UUID NOT NULL,
+    peer_id UUID NOT NULL,
+    shared_secret_hash BYTEA NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    CONSTRAINT pk_key_exchanges PRIMARY KEY (id),
+    CONSTRAINT fk_key_exchanges_conversation_id_conversations
+        FOREIGN KEY (conversation_id) REFERENCES auth.conversations (id) ON DELETE CASCADE,
+    CONSTRAINT fk_key_exchanges_initiator_id_users
+        FOREIGN KEY (initiator_id) REFERENCES auth.users (id) ON DELETE CASCADE,
+    CONSTRAINT fk_key_exchanges_peer_id_users
+        FOREIGN KEY (peer_id) REFERENCES auth.users (id) ON DELETE CASCADE,
+    CONSTRAINT ck_key_exchanges_shared_secret_hash_hmac_sha256
+        CHECK (octet_length(shared_secret_hash) = 32),
+    CONSTRAINT ck_key_exchanges_initiator_is_not_peer CHECK (initiator_id <> peer_id)
+)""",
+    "CREATE INDEX IF NOT EXISTS ix_key_exchanges_conversation_id_created_at "
+    "ON auth.key_exchanges (conversation_id, created_at DESC)",
+    "CREATE INDEX IF NOT EXISTS ix_key_exchanges_initiator_id ON auth.key_exchanges (initiator_id)",
+    "CREATE INDEX IF NOT EXISTS ix_key_exchanges_peer_id ON auth.key_exchanges (peer_id)",
+    """
+CREATE TABLE IF NOT EXISTS auth.device_key_events (
+    id UUID NOT NULL DEFAULT gen_random_uuid(),
+    event_type auth.device_key_event_type NOT NULL,
+    device_key_id UUID,
+    user_id UUID,
+    device_id TEXT,
+    old_public_key_fingerprint BYTEA,
+    new_public_key_fingerprint BYTEA,
+    actor_user_id UUID,
+    conversation_id UUID,
+    peer_id UUID,
+    reason TEXT,
+    created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    CONSTRAINT pk_device_key_events PRIMARY KEY (id),
+    CONSTRAINT fk_device_key_events_user_id_users
+        FOREIGN KEY (user_id) REFERENCES auth.users (id) ON DELETE SET NULL,
+    CONSTRAINT fk_device_key_events_actor_user_id_users
+        FOREIGN KEY (actor_user_id) REFERENCES auth.users (id) ON DELETE SET NULL,
+    CONSTRAINT fk_device_key_events_conversation_id_conversations
+        FOREIGN KEY (conversation_id) REFERENCES auth.conversations (id) ON DELETE SET NULL,
+    CONSTRAINT fk_device_key_events_peer_id_users
+        FOREIGN KEY (peer_id) REFERENCES auth.users (id) ON DELETE SET NULL,
+    CONSTRAINT ck_device_key_events_old_public_key_fingerprint_sha256
+        CHECK (octet_length(old_public_key_fingerprint) = 32),
+    CONSTRAINT ck_device_key_events_new_public_key_fingerprint_sha256
+        CHECK (octet_length(new_public_key_fingerprint) = 32),
+    CONSTRAINT ck_device_key_events_reason_length CHECK (char_length(reason) BETWEEN 1 AND 500),
+    CONSTRAINT ck_device_key_events_shape CHECK (
+        CASE event_type
+            WHEN 'registered' THEN new_public_key_fingerprint IS NOT NULL
+                               AND old_public_key_fingerprint IS NULL
+            WHEN 'rotated' THEN new_public_key_fingerprint IS NOT NULL
+                            AND old_public_key_fingerprint IS NOT NULL
+                            AND new_public_key_fingerprint <> old_public_key_fingerprint
+            WHEN 'deleted' THEN old_public_key_fingerprint IS NOT NULL
+                            AND new_public_key_fingerprint IS NULL
+            WHEN 'exchange_failed' THEN reason IS NOT NULL
+        END
+    )
+)""",
+    "CREATE INDEX IF NOT EXISTS ix_device_key_events_user_id_created_at "
+    "ON auth.device_key_events (user_id, created_at DESC)",
+    "CREATE INDEX IF NOT EXISTS ix_device_key_events_device_key_id_created_at "
+    "ON auth.device_key_events (device_key_id, created_at)",
+    "CREATE INDEX IF NOT EXISTS ix_device_key_events_event_type_created_at "
+    "ON auth.device_key_events (event_type, created_at DESC)",
+    # for ON DELETE SET NULL of the other references: small partial indexes
+    *(
+        f"CREATE INDEX IF NOT EXISTS ix_device_key_events_{column} "
+        f"ON auth.device_key_events ({column}) WHERE {column} IS NOT NULL"
+        for column in ("actor_user_id", "conversation_id", "peer_id")
+    ),
+]
+
+FUNCTIONS = [
+    """
+CREATE OR REPLACE FUNCTION auth.device_key_fingerprint(public_key text) RETURNS bytea
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+    -- SHA-256 of the raw 32-byte X25519 key behind its base64 text
+    SELECT sha256(decode(public_key, 'base64'))
+$$""",
+    """
+CREATE OR REPLACE FUNCTION auth.update_device_keys_updated_at() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF coalesce(current_setting('authmodels.keep_updated_at', true), '') <> 'on' THEN
+        NEW.updated_at := now();
+    END IF;
+    RETURN NEW;
+END;
+$$""",
+    """
+CREATE OR REPLACE TRIGGER trg_device_keys_updated_at
+    BEFORE UPDATE ON auth.device_keys
+    FOR EACH ROW EXECUTE FUNCTION auth.update_device_keys_updated_at()""",
+    f"""
+CREATE OR REPLACE FUNCTION auth.record_device_key_event() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    reason text := nullif(current_setting('{REASON_SETTING}', true), '');
+    actor uuid;
+    owner uuid;
+BEGIN
+    -- The current user of the transaction, if that account exists (it may be the one being
+    -- deleted); NULL for the system and the service path.
+    SELECT id INTO actor FROM auth.users WHERE id = auth.uid();
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO auth.device_key_events
+               (event_type, device_key_id, user_id, device_id, new_public_key_fingerprint,
+                actor_user_id, reason)
+        VALUES ('registered', NEW.id, NEW.user_id, NEW.device_id,
+                auth.device_key_fingerprint(NEW.public_key), actor, reason);
+        RETURN NULL;
+    END IF;
+    IF TG_OP = 'UPDATE' THEN
+        INSERT INTO auth.device_key_events
+               (event_type, device_key_id, user_id, device_id, old_public_key_fingerprint,
+                new_public_key_fingerprint, actor_user_id, reason)
+        VALUES ('rotated', NEW.id, NEW.user_id, NEW.device_id,
+                auth.device_key_fingerprint(OLD.public_key),
+                auth.device_key_fingerprint(NEW.public_key), actor, reason);
+        RETURN NULL;
+    END IF;
+    -- DELETE: when the account itself is being deleted, the key goes with it and the event
+    -- cannot reference the account any more.
+    SELECT id INTO owner FROM auth.users WHERE id = OLD.user_id;
+    INSERT INTO auth.device_key_events
+           (event_type, device_key_id, user_id, device_id, old_public_key_fingerprint,
+            actor_user_id, reason)
+    VALUES ('deleted', OLD.id, owner, OLD.device_id,
+            auth.device_key_fingerprint(OLD.public_key), actor,
+            coalesce(reason, CASE WHEN owner IS NULL THEN 'account deleted' END));
+    RETURN NULL;
+END;
+$$""",
+    """
+CREATE OR REPLACE TRIGGER trg_device_keys_registered
+    AFTER INSERT ON auth.device_keys
+    FOR EACH ROW EXECUTE FUNCTION auth.record_device_key_event()""",
+    """
+CREATE OR REPLACE TRIGGER trg_device_keys_rotated
+    AFTER UPDATE OF public_key ON auth.device_keys
+    FOR EACH ROW WHEN (OLD.public_key IS DISTINCT FROM NEW.public_key)
+    EXECUTE FUNCTION auth.record_device_key_event()""",
+    """
+CREATE OR REPLACE TRIGGER trg_device_keys_deleted
+    AFTER DELETE ON auth.device_keys
+    FOR EACH ROW EXECUTE FUNCTION auth.record_device_key_event()""",
+    """
+CREATE OR REPLACE FUNCTION auth.get_device_key_stats()
+RETURNS TABLE (
+    total_device_keys bigint,
+    users_with_device_keys bigint,
+    average_devices_per_user numeric,
+    keys_rotated_last_30_days bigint,
+    key_exchanges_last_30_days bigint,
+    failed_exchanges_last_30_days bigint
+)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT (SELECT count(*) FROM auth.device_keys),
+           (SELECT count(DISTINCT user_id) FROM auth.device_keys),
+           (SELECT round(count(*)::numeric / nullif(count(DISTINCT user_id), 0), 2)
+              FROM auth.device_keys),
+           (SELECT count(*) FROM auth.device_key_events
+             WHERE event_type = 'rotated' AND created_at > now() - interval '30 days'),
+           (SELECT count(*) FROM auth.key_exchanges
+             WHERE created_at > now() - interval '30 days'),
+           (SELECT count(*) FROM auth.device_key_events
+             WHERE event_type = 'exchange_failed' AND created_at > now() - interval '30 days')
+$$""",
+    """
+CREATE OR REPLACE FUNCTION auth.get_peer_public_keys(peer uuid)
+RETURNS TABLE (device_id text, public_key text, updated_at timestamptz)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    -- A peer's public keys, for a caller who shares a conversation with the peer.
+    SELECT k.device_id, k.public_key, k.updated_at
+      FROM auth.device_keys AS k
+     WHERE k.user_id = peer
+       AND EXISTS (
+           SELECT 1
+             FROM auth.conversation_participants AS mine
+             JOIN auth.conversation_participants AS theirs
+               ON theirs.conversation_id = mine.conversation_id
+            WHERE mine.user_id = auth.uid() AND theirs.user_id = peer
+       )
+     ORDER BY k.device_id
+$$""",
+]
+
+#: (table, policy, command, USING, WITH CHECK)
+POLICIES = [
+    ("device_keys", "device_keys_owner", "ALL", f"user_id = {UID}", f"user_id = {UID}"),
+    (
+        "key_exchanges",
+        "key_exchanges_party_read",
+        "SELECT",
+        f"initiator_id = {UID} OR peer_id = {UID}",
+        None,
+    ),
+    (
+        "key_exchanges",
+        "key_exchanges_initiator_insert",
+        "INSERT",
+        None,
+        f"initiator_id = {UID} AND auth.is_conversation_member(conversation_id)",
+    ),
+    ("device_key_events", "device_key_events_owner_read", "SELECT", f"user_id = {UID}", None),
+    (
+        "device_key_events",
+        "device_key_events_owner_report_failure",
+        "INSERT",
+        None,
+        f"user_id = {UID} AND event_type = 'exchange_failed'",
+    ),
+]
+
+DROPPED_FUNCTIONS = [
+    "auth.get_peer_public_keys(uuid)",
+    "auth.get_device_key_stats()",
+    "auth.record_device_key_event()",
+    "auth.update_device_keys_updated_at()",
+    "auth.device_key_fingerprint(text)",
+]
+
+
+def upgrade() -> None:
+    op.execute("""
+        DO $$
+        BEGIN
+            CREATE TYPE auth.device_key_event_type AS ENUM
+                ('registered', 'rotated', 'deleted', 'exchange_failed');
+        EXCEPTION WHEN duplicate_object THEN NULL;  -- a re-run after a failure
+        END;
+        $$""")
+    for statement in (*TABLES, *FUNCTIONS):
+        op.execute(statement)
+    with step():
+        for table in CREATED:
+            op.execute(f"{RLS_RERUN}ALTER TABLE auth.{table} ENABLE ROW LEVEL SECURITY")
+        for table, name, command, using, check in POLICIES:
+            op.execute(f"DROP POLICY IF EXISTS {name} ON auth.{table}")
+            clauses = "".join(
+                [f" USING ({using})" if using else "", f" WITH CHECK ({check})" if check else ""]
+            )
+            op.execute(f"CREATE POLICY {name} ON auth.{table} AS PERMISSIVE FOR {command}{clauses}")
+
+
+def downgrade() -> None:
+    refuse_to_drop_rows(revision, CREATED)  # before any change
+    for table in reversed(CREATED):
+        op.execute(
+            "-- squawk-ignore ban-drop-table -- created by this revision; the downgrade refused "
+            "to run while one held rows, unless allow_data_loss was given\n"
+            f"DROP TABLE IF EXISTS auth.{table}"
+        )
+    for function in DROPPED_FUNCTIONS:
+        op.execute(f"DROP FUNCTION IF EXISTS {function}")
+    op.execute("DROP TYPE IF EXISTS auth.device_key_event_type")

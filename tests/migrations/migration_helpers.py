@@ -1,0 +1,53 @@
+"""Helpers of the data tests of revisions 0009-0013 (``helpers`` has the shared basics)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError
+
+from authmodels.testing.migrations import MigrationRunner, revision_ids
+from tests.migrations.helpers import insert
+
+
+def previous(revision: str) -> str:
+    """The revision just before ``revision`` in the chain."""
+    ids = revision_ids()
+    return ids[ids.index(revision) - 1]
+
+
+def user(runner: MigrationRunner, email: str, **values: Any) -> str:
+    """Insert a user with a placeholder password hash; its id."""
+    return insert(runner, "users", email=email, password_hash="x", **values)
+
+
+def schema_objects(runner: MigrationRunner) -> list[tuple[Any, ...]]:
+    """Constraints, indexes, functions, triggers, ENUMs and policies of schema auth."""
+    return runner.execute(
+        """
+        SELECT 'constraint', conrelid::regclass::text || ':' || conname || ':'
+                || pg_get_constraintdef(oid) || ':' || convalidated
+          FROM pg_constraint WHERE connamespace = 'auth'::regnamespace AND contype <> 'n'
+        UNION ALL
+        SELECT 'index', indexname || ':' || indexdef FROM pg_indexes WHERE schemaname = 'auth'
+        UNION ALL
+        SELECT 'function', p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')'
+          FROM pg_proc p WHERE p.pronamespace = 'auth'::regnamespace
+        UNION ALL
+        SELECT 'trigger', tgrelid::regclass::text || ':' || tgname
+          FROM pg_trigger WHERE NOT tgisinternal
+           AND tgrelid IN (SELECT oid FROM pg_class WHERE relnamespace = 'auth'::regnamespace)
+        UNION ALL
+        SELECT 'type', t.typname FROM pg_type t
+         WHERE t.typnamespace = 'auth'::regnamespace AND t.typtype = 'e'
+        UNION ALL
+        SELECT 'policy', tablename || ':' || policyname FROM pg_policies WHERE schemaname = 'auth'
+        ORDER BY 1, 2
+        """
+    )
+
+
+def sqlstate(error: BaseException) -> str | None:
+    """The SQLSTATE of a database error raised through SQLAlchemy (or psycopg)."""
+    orig = error.orig if isinstance(error, DBAPIError) else error
+    return getattr(orig, "sqlstate", None)
