@@ -36,7 +36,11 @@ def _in(column: str, values: tuple[str, ...]) -> str:
 
 
 class AuditLog(Base):
-    """One security event: who, what, outcome, from where."""
+    """One security event: who, what, outcome, from where.
+
+    Partitioned by month of ``created_at`` (revision 0015): the primary key is ``(id,
+    created_at)``, and a month is removed whole by the retention job.
+    """
 
     __tablename__ = "audit_logs"
     __table_args__ = (
@@ -47,6 +51,7 @@ class AuditLog(Base):
         Index("ix_audit_logs_created_at", text("created_at DESC")),
         Index("ix_audit_logs_ip_address_created_at", "ip_address", text("created_at DESC")),
         Index("ix_audit_logs_event_status_event_type", "event_status", "event_type"),
+        {"postgresql_partition_by": "RANGE (created_at)"},
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()
@@ -73,6 +78,6 @@ class AuditLog(Base):
     """Event-specific data."""
 
     created_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now(), sort_order=100
+        DateTime(timezone=True), server_default=func.now(), primary_key=True, sort_order=100
     )
-    """When the event happened."""
+    """When the event happened (also the partition key, hence part of the primary key)."""
