@@ -20,8 +20,8 @@ from alembic import context
 from sqlalchemy import Connection, Engine, pool, text
 
 from authmodels import db, migrations
-from authmodels.partitions import PARTITION_NAME as MONTHLY_PARTITION
 from authmodels.models import Base
+from authmodels.partitions import PARTITION_NAME as MONTHLY_PARTITION
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):

@@ -8,8 +8,10 @@ instead of deleting rows one by one.
 
 What it creates: ``auth.ensure_monthly_partitions(parent regclass, months_ahead integer,
 from_month date, to_month date)`` (creates the missing monthly partitions from ``from_month``
-(default: this month) to ``months_ahead`` months ahead or ``to_month``, whichever is later, and
-returns their names; serialised by an advisory lock so concurrent callers are safe); the partitioned tables, with a primary key of ``(id, created_at)`` (a
+(default: this month) to ``months_ahead`` months ahead, ``to_month`` or ``from_month``, whichever
+is latest, and returns their names; serialised by an advisory lock so concurrent callers are safe; each partition gets row-level security enabled with no policy, so that reading
+a partition directly, past the parent's policies, shows nothing to anyone but the owner); the
+partitioned tables, with a primary key of ``(id, created_at)`` (a
 partitioned table's unique keys must contain the partition key; ids stay unique in practice: they
 are random UUIDs).
 
@@ -44,7 +46,7 @@ from authmodels.migrations import is_offline
 from authmodels.revision_ops import step
 
 revision: str = "0015_partitioned_logs"
-down_revision: str | Sequence[str] | None = "0004_device_flow_hardening"
+down_revision: str | Sequence[str] | None = "0006_row_level_security"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -83,7 +85,8 @@ BEGIN
     last_month := greatest(
         date_trunc('month', (now() AT TIME ZONE 'UTC')::date)
             + make_interval(months => months_ahead),
-        date_trunc('month', to_month));
+        date_trunc('month', to_month),
+        month_start);
     WHILE month_start <= last_month LOOP
         part := format('%s_p%s', parent_name, to_char(month_start, 'YYYYMM'));
         IF to_regclass(format('%I.%I', parent_schema, part)) IS NULL THEN
@@ -92,6 +95,9 @@ BEGIN
                 parent_schema, part, parent,
                 month_start::timestamp AT TIME ZONE 'UTC',
                 (month_start + interval '1 month')::timestamp AT TIME ZONE 'UTC');
+            -- Policies apply to queries through the parent only; a partition read directly
+            -- would bypass them. RLS enabled with no policy: nobody but the owner reads it.
+            EXECUTE format('ALTER TABLE %I.%I ENABLE ROW LEVEL SECURITY', parent_schema, part);
             RETURN NEXT part;
         END IF;
         month_start := month_start + interval '1 month';
@@ -111,8 +117,10 @@ def _rebuild(table: str, *, partitioned: bool) -> None:
     twin_name = f"{table}_rebuild"
     twin = f"auth.{twin_name}"
     if is_offline():
-        op.execute(f"-- rebuild of {original} as a {'partitioned' if partitioned else 'plain'} "
-                   "table runs online only (it copies the rows in batches)")
+        op.execute(
+            f"-- rebuild of {original} as a {'partitioned' if partitioned else 'plain'} "
+            "table runs online only (it copies the rows in batches)"
+        )
         return
     bind = op.get_bind()
 
@@ -192,9 +200,7 @@ def _rebuild(table: str, *, partitioned: bool) -> None:
                 )
             ).one()
             bind.execute(
-                text(
-                    "SELECT auth.ensure_monthly_partitions(CAST(:t AS regclass), :n, :f, :l)"
-                ),
+                text("SELECT auth.ensure_monthly_partitions(CAST(:t AS regclass), :n, :f, :l)"),
                 {"t": twin, "n": MONTHS_AHEAD, "f": first, "l": last},
             ).all()
 

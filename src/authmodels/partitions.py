@@ -158,9 +158,9 @@ def drop_months(
         months = list_partitions(conn, table)
         conn.rollback()
     for month in months:
-        if month.attached and not month.detach_pending:
-            if month.upper is None or month.upper > before:
-                continue
+        settled = month.attached and not month.detach_pending
+        if settled and (month.upper is None or month.upper > before):
+            continue
         qualified = f"{schema}.{month.name}"
         if dry_run:
             with engine.connect() as conn:
@@ -173,9 +173,7 @@ def drop_months(
                 conn.execute(text(f"ALTER TABLE {table} DETACH PARTITION {qualified} FINALIZE"))
             elif month.attached:
                 _log.info("detaching %s", qualified)
-                conn.execute(
-                    text(f"ALTER TABLE {table} DETACH PARTITION {qualified} CONCURRENTLY")
-                )
+                conn.execute(text(f"ALTER TABLE {table} DETACH PARTITION {qualified} CONCURRENTLY"))
         with engine.begin() as conn:
             rows = int(conn.execute(text(f"SELECT count(*) FROM {qualified}")).scalar() or 0)
             if archive_to is not None:
