@@ -1,9 +1,16 @@
-"""Small helpers the per-revision data tests share: seed rows, read a table's shape."""
+"""Small helpers the per-revision data tests share: seed rows, read a table's shape, roles."""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+from sqlalchemy import Engine, pool
+from sqlalchemy.engine import URL
+
+from authmodels.db import create_db_engine
 from authmodels.testing.migrations import MigrationRunner
 
 
@@ -64,3 +71,29 @@ def count(runner: MigrationRunner, table: str) -> int:
     """Rows in ``auth.<table>``."""
     [(n,)] = runner.execute(f"SELECT count(*) FROM auth.{table}")
     return int(n)
+
+
+@contextmanager
+def application_role(runner: MigrationRunner, url: URL) -> Iterator[tuple[str, Engine]]:
+    """A login role registered with ``auth.grant_app_role``, and an Engine connected as it.
+
+    The role is neither superuser nor the tables' owner, so row-level security applies to it
+    as it does to a real application. It is dropped at the end of the block.
+    """
+    role = f"app_{uuid.uuid4().hex[:10]}"
+    runner.execute(f"CREATE ROLE {role} LOGIN")
+    engine = create_db_engine(url.set(username=role), poolclass=pool.NullPool)
+    try:
+        runner.execute("SELECT auth.grant_app_role(:r)", {"r": role})
+        yield role, engine
+    finally:
+        engine.dispose()
+        drop_role(runner, role)
+
+
+def drop_role(runner: MigrationRunner, role: str) -> None:
+    """Remove ``role``'s service policies, privileges and the role itself."""
+    if runner.execute("SELECT to_regprocedure('auth.revoke_service_role(text)')") != [(None,)]:
+        runner.execute("SELECT auth.revoke_service_role(:r)", {"r": role})
+    runner.execute(f"DROP OWNED BY {role}")
+    runner.execute(f"DROP ROLE {role}")

@@ -12,6 +12,7 @@ from datetime import datetime
 from sqlalchemy import (
     CheckConstraint,
     DateTime,
+    FetchedValue,
     ForeignKey,
     Index,
     Integer,
@@ -87,5 +88,7 @@ class DeviceFlow(Timestamps, Base):
     poll_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     """How many times the device polled."""
 
-    retention_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    """When the row may be purged (a day after ``expires_at`` unless set otherwise)."""
+    retention_expires_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=FetchedValue()
+    )
+    """When the row may be purged; a trigger sets ``expires_at + 1 day`` when left out."""

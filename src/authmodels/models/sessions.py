@@ -1,10 +1,14 @@
-"""``auth.sessions``: login sessions (seed 004)."""
+"""``auth.sessions``: login sessions (seed 004).
+
+The client address and user agent are kept only as keyed hashes
+(:class:`authmodels.security.privacy.PrivacyHasher`): a session can be matched against a known
+address or agent, but a copy of the table does not reveal them.
+"""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from ipaddress import IPv4Address, IPv6Address
 
 from sqlalchemy import (
     Boolean,
@@ -18,7 +22,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import INET, UUID
+from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from authmodels.models.base import Base, uuid_pk
@@ -66,11 +70,11 @@ class Session(Base):
     last_rotated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     """When the session's tokens were last rotated."""
 
-    ip_address: Mapped[IPv4Address | IPv6Address | None] = mapped_column(INET)
-    """Client address at login."""
+    ip_hash: Mapped[bytes | None] = mapped_column(LargeBinary)
+    """Keyed hash of the client address at login (:meth:`PrivacyHasher.ip_hash`)."""
 
-    user_agent: Mapped[str | None] = mapped_column(Text)
-    """Client ``User-Agent`` at login."""
+    ua_hash: Mapped[bytes | None] = mapped_column(LargeBinary)
+    """Keyed hash of the client ``User-Agent`` at login (:meth:`PrivacyHasher.ua_hash`)."""
 
     device_fingerprint: Mapped[str | None] = mapped_column(Text)
     """Opaque device fingerprint supplied by the client."""

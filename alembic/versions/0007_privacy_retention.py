@@ -1,0 +1,270 @@
+"""Privacy and retention: sessions keep keyed IP / user-agent hashes only; expired data is purged.
+
+Seed 000, phase 1.4 week 6 ("Privacy & Retention"). The seed adds ``ip_hash``/``ua_hash`` as
+TEXT and its purge function deletes from tables that are not ours (``user_sessions``,
+``auth_analytics``) and is scheduled with pg_cron unconditionally; this revision:
+
+- ``sessions.ip_hash`` and ``ua_hash`` (BYTEA): keyed HMAC-SHA256 digests from
+  :class:`authmodels.security.privacy.PrivacyHasher` (``AUTHMODELS_PRIVACY_KEYS``, falling back to
+  ``AUTHMODELS_HASH_KEYS``), never a plain SHA-256 (the IPv4 space is 2^32: a plain hash is
+  reversed by enumeration). The address is normalised first (``normalize_ip``: an IPv4-mapped
+  IPv6 address hashes as its IPv4 address). Backfilled; ``ip_address`` and ``user_agent`` are then
+  dropped from ``sessions``, and ``auth.active_sessions`` shows the hashes instead.
+- ``device_flows.retention_expires_at`` (added and filled by 0004, where the seed puts it) is
+  enforced: ``NOT NULL``, and a ``BEFORE INSERT`` trigger (``trg_device_flows_retention``,
+  function ``auth.set_retention_expires_at(interval)``) fills it with ``expires_at + 1 day`` when
+  the application leaves it out, so the purge has one indexed column to follow.
+- ``auth.purge_expired_data(batch_limit integer DEFAULT 10000)`` returns ``(table_name,
+  deleted)`` per table, deleting at most ``batch_limit`` rows per table per call (``FOR UPDATE
+  SKIP LOCKED``, so several runs may overlap; call it again until it returns zeros). Windows:
+  device flows past ``retention_expires_at``; sessions ended (expired, revoked or inactive) more
+  than 30 days ago, with their refresh tokens; refresh tokens expired, used or revoked more than
+  30 days ago; access tokens expired or revoked more than 7 days ago; password-reset and
+  verification links expired or used more than 7 days ago; ``app_logs`` older than 90 days.
+  ``audit_logs`` are not purged here: the audit trail is archived before it is deleted (the
+  retention job and 0009's archive table). The function is ``SECURITY DEFINER`` (owner rights,
+  ``search_path`` pinned), so a cron job or the application role purges every user's expired rows
+  through row-level security without any bypass of its own.
+- When the ``cron`` extension (pg_cron) is installed, a daily job ``authmodels-purge-expired-data``
+  runs it at 03:17; without the extension the revision does not schedule anything and passes.
+
+Keys: with sessions to hash and no key configured, the revision stops before changing anything,
+with an error naming the variables; an empty ``sessions`` table migrates without keys.
+
+Downgrade: raw IP addresses and user agents cannot be recovered from keyed hashes: ``ip_address``
+and ``user_agent`` come back empty (NULL) for every session, and the hashes are dropped. The
+trigger, the NOT NULL on ``retention_expires_at``, the purge function and its cron job go.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from alembic import op
+from sqlalchemy import Connection, text
+
+from authmodels.migrations import batched
+from authmodels.revision_ops import (
+    NIL_UUID,
+    backfill_computed,
+    fill_computed_now,
+    finish_not_null,
+    prepare_not_null,
+    require_privacy_keys,
+)
+from authmodels.security.privacy import PrivacyHasher
+
+revision: str = "0007_privacy_retention"
+down_revision: str | Sequence[str] | None = "0006_row_level_security"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+CRON_JOB = "authmodels-purge-expired-data"
+CRON_SCHEDULE = "17 3 * * *"
+
+ACTIVE_SESSIONS_0006 = """
+CREATE VIEW auth.active_sessions WITH (security_invoker = true) AS
+SELECT s.id AS session_id,
+       s.user_id,
+       u.email,
+       s.ip_address,
+       s.user_agent,
+       s.device_fingerprint,
+       s.created_at,
+       s.last_activity_at,
+       s.expires_at
+  FROM auth.sessions s
+  JOIN auth.users u ON u.id = s.user_id
+ WHERE s.is_active
+   AND s.expires_at > now()
+   AND u.deleted_at IS NULL"""
+
+ACTIVE_SESSIONS_0007 = ACTIVE_SESSIONS_0006.replace(
+    "s.ip_address,\n       s.user_agent,", "s.ip_hash,\n       s.ua_hash,"
+)
+
+RETENTION_TRIGGER = """
+CREATE OR REPLACE FUNCTION auth.set_retention_expires_at() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    -- TG_ARGV[0]: how long after expires_at the row is kept
+    IF NEW.retention_expires_at IS NULL THEN
+        NEW.retention_expires_at := NEW.expires_at + TG_ARGV[0]::interval;
+    END IF;
+    RETURN NEW;
+END;
+$$"""
+
+PURGE = """
+CREATE OR REPLACE FUNCTION auth.purge_expired_data(batch_limit integer DEFAULT 10000)
+RETURNS TABLE (table_name text, deleted bigint)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    -- Each DELETE takes at most batch_limit rows, skipping rows another purge holds, so runs
+    -- stay short and may overlap; call again until every count is 0.
+    table_name := 'device_flows';
+    DELETE FROM auth.device_flows WHERE id IN (
+        SELECT id FROM auth.device_flows WHERE retention_expires_at < now()
+         LIMIT batch_limit FOR UPDATE SKIP LOCKED);
+    GET DIAGNOSTICS deleted = ROW_COUNT;
+    RETURN NEXT;
+
+    table_name := 'sessions';  -- their refresh tokens go with them (ON DELETE CASCADE)
+    DELETE FROM auth.sessions WHERE id IN (
+        SELECT id FROM auth.sessions
+         WHERE expires_at < now() - interval '30 days'
+            OR revoked_at < now() - interval '30 days'
+            OR (NOT is_active AND last_activity_at < now() - interval '30 days')
+         LIMIT batch_limit FOR UPDATE SKIP LOCKED);
+    GET DIAGNOSTICS deleted = ROW_COUNT;
+    RETURN NEXT;
+
+    table_name := 'refresh_tokens';
+    DELETE FROM auth.refresh_tokens WHERE id IN (
+        SELECT id FROM auth.refresh_tokens
+         WHERE expires_at < now() - interval '30 days'
+            OR used_at < now() - interval '30 days'
+            OR revoked_at < now() - interval '30 days'
+         LIMIT batch_limit FOR UPDATE SKIP LOCKED);
+    GET DIAGNOSTICS deleted = ROW_COUNT;
+    RETURN NEXT;
+
+    table_name := 'access_tokens';
+    DELETE FROM auth.access_tokens WHERE id IN (
+        SELECT id FROM auth.access_tokens
+         WHERE expires_at < now() - interval '7 days'
+            OR revoked_at < now() - interval '7 days'
+         LIMIT batch_limit FOR UPDATE SKIP LOCKED);
+    GET DIAGNOSTICS deleted = ROW_COUNT;
+    RETURN NEXT;
+
+    table_name := 'password_reset_tokens';
+    DELETE FROM auth.password_reset_tokens WHERE id IN (
+        SELECT id FROM auth.password_reset_tokens
+         WHERE expires_at < now() - interval '7 days'
+            OR used_at < now() - interval '7 days'
+         LIMIT batch_limit FOR UPDATE SKIP LOCKED);
+    GET DIAGNOSTICS deleted = ROW_COUNT;
+    RETURN NEXT;
+
+    table_name := 'email_verification_tokens';
+    DELETE FROM auth.email_verification_tokens WHERE id IN (
+        SELECT id FROM auth.email_verification_tokens
+         WHERE expires_at < now() - interval '7 days'
+            OR verified_at < now() - interval '7 days'
+         LIMIT batch_limit FOR UPDATE SKIP LOCKED);
+    GET DIAGNOSTICS deleted = ROW_COUNT;
+    RETURN NEXT;
+
+    table_name := 'app_logs';
+    DELETE FROM auth.app_logs WHERE id IN (
+        SELECT id FROM auth.app_logs WHERE created_at < now() - interval '90 days'
+         LIMIT batch_limit FOR UPDATE SKIP LOCKED);
+    GET DIAGNOSTICS deleted = ROW_COUNT;
+    RETURN NEXT;
+END;
+$$"""
+
+SCHEDULE = f"""
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'cron') THEN
+        EXECUTE format('SELECT cron.schedule(%L, %L, %L)',
+                       '{CRON_JOB}', '{CRON_SCHEDULE}', 'SELECT auth.purge_expired_data()');
+    END IF;
+END;
+$$"""
+
+UNSCHEDULE = f"""
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'cron') THEN
+        EXECUTE 'SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname = $1'
+          USING '{CRON_JOB}';
+    END IF;
+END;
+$$"""
+
+
+def upgrade() -> None:
+    ring = require_privacy_keys(tables_with_rows=["sessions"])  # before any change
+    hasher = None if ring is None else PrivacyHasher.from_ring(ring)
+
+    def hashes(row: Sequence[Any]) -> tuple[bytes | None, bytes | None]:
+        ip, user_agent = row
+        if hasher is None:  # unreachable: rows exist, so a ring was required
+            raise AssertionError("no privacy key ring")
+        return (
+            None if ip is None else hasher.ip_hash(ip),
+            None if user_agent is None else hasher.ua_hash(user_agent),
+        )
+
+    fill: dict[str, Any] = {
+        # host() gives the address without a netmask, whatever the INET value carries
+        "sources": ["host(ip_address)", "user_agent"],
+        "targets": [("ip_hash", "bytea"), ("ua_hash", "bytea")],
+        "compute": hashes,
+        "where": "(ip_hash IS NULL AND ip_address IS NOT NULL) "
+        "OR (ua_hash IS NULL AND user_agent IS NOT NULL)",
+    }
+
+    op.execute("ALTER TABLE auth.sessions ADD COLUMN IF NOT EXISTS ip_hash BYTEA")
+    op.execute("ALTER TABLE auth.sessions ADD COLUMN IF NOT EXISTS ua_hash BYTEA")
+    op.execute(RETENTION_TRIGGER)
+    op.execute("DROP TRIGGER IF EXISTS trg_device_flows_retention ON auth.device_flows")
+    op.execute(
+        "CREATE TRIGGER trg_device_flows_retention BEFORE INSERT ON auth.device_flows "
+        "FOR EACH ROW EXECUTE FUNCTION auth.set_retention_expires_at('1 day')"
+    )
+    op.execute(PURGE)
+    op.execute(SCHEDULE)
+
+    backfill_computed("sessions", **fill)
+    # Flows inserted between 0004 and the trigger above have no retention time yet.
+    retain = text(
+        "UPDATE auth.device_flows SET retention_expires_at = expires_at + interval '1 day' "
+        "WHERE id = ANY(CAST(:ids AS uuid[])) AND retention_expires_at IS NULL"
+    )
+
+    def apply(conn: Connection, rows: Sequence[Any]) -> None:
+        conn.execute(retain, {"ids": [row[0] for row in rows]})
+
+    batched(
+        "SELECT id FROM auth.device_flows "
+        f"WHERE id > coalesce(CAST(:after AS uuid), '{NIL_UUID}'::uuid) "
+        "AND retention_expires_at IS NULL ORDER BY id LIMIT :limit",
+        apply,
+    )
+    prepare_not_null("device_flows", "retention_expires_at")
+
+    # The revision's final transaction. Writers wait (readers do not) while sessions written
+    # since the backfill are hashed; then the raw columns go, instantly.
+    op.execute("LOCK TABLE auth.sessions IN SHARE ROW EXCLUSIVE MODE")
+    fill_computed_now("sessions", **fill)
+    finish_not_null("device_flows", "retention_expires_at")
+    op.execute(
+        "-- squawk-ignore ban-drop-view -- recreated below with the hashes instead of the raw "
+        "columns it shows\n"
+        "DROP VIEW IF EXISTS auth.active_sessions"
+    )
+    for column in ("ip_address", "user_agent"):
+        op.execute(
+            "-- squawk-ignore ban-drop-column -- replaced by its keyed hash, filled above; the "
+            "raw value must not be kept (see the docstring)\n"
+            f"ALTER TABLE auth.sessions DROP COLUMN IF EXISTS {column}"
+        )
+    op.execute(ACTIVE_SESSIONS_0007)
+
+
+def downgrade() -> None:
+    op.execute(UNSCHEDULE)
+    op.execute("DROP FUNCTION auth.purge_expired_data(integer)")
+    op.execute("DROP TRIGGER trg_device_flows_retention ON auth.device_flows")
+    op.execute("DROP FUNCTION auth.set_retention_expires_at()")
+    op.execute("ALTER TABLE auth.device_flows ALTER COLUMN retention_expires_at DROP NOT NULL")
+    op.execute("DROP VIEW auth.active_sessions")
+    # The raw values cannot be recovered from keyed hashes: the columns come back empty.
+    op.execute("ALTER TABLE auth.sessions ADD COLUMN ip_address INET, ADD COLUMN user_agent TEXT")
+    op.execute("ALTER TABLE auth.sessions DROP COLUMN ip_hash, DROP COLUMN ua_hash")
+    op.execute(ACTIVE_SESSIONS_0006)
