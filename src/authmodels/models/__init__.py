@@ -12,6 +12,7 @@ from authmodels.models.device_flow import DeviceFlow
 from authmodels.models.logs import AppLog
 from authmodels.models.messaging import Conversation, ConversationParticipant, Message
 from authmodels.models.profiles import UserProfile
+from authmodels.models.retention import RetentionPolicy
 from authmodels.models.quarantine import QuarantinedRow
 from authmodels.models.sessions import Session
 from authmodels.models.tokens import (
@@ -42,6 +43,7 @@ __all__ = [
     "PasswordResetToken",
     "QuarantinedRow",
     "RefreshToken",
+    "RetentionPolicy",
     "Session",
     "Timestamps",
     "User",
