@@ -46,7 +46,7 @@ from authmodels.migrations import is_offline
 from authmodels.revision_ops import step
 
 revision: str = "0015_partitioned_logs"
-down_revision: str | Sequence[str] | None = "0007_privacy_retention"
+down_revision: str | Sequence[str] | None = "0008_type_hygiene"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

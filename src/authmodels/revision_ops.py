@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from alembic import op
@@ -38,7 +39,13 @@ from sqlalchemy import Connection, text
 
 from authmodels.config import KeyRing, Settings
 from authmodels.errors import MigrationError
-from authmodels.migrations import SCHEMA, BackfillReport, batched, is_offline
+from authmodels.migrations import (
+    SCHEMA,
+    BackfillReport,
+    batched,
+    create_index_concurrently,
+    is_offline,
+)
 
 #: The smallest UUID, the starting point of a keyset walk over a UUID key. ``gen_random_uuid()``
 #: never returns it (version-4 UUIDs have version bits set).
@@ -214,14 +221,30 @@ def quarantine_statement(
     )
 
 
-def restore_quarantined(table: str, *, revision: str, columns: Sequence[str]) -> None:
+def restore_quarantined(table: str, *, revision: str, columns: Sequence[str] | None = None) -> None:
     """Put back the rows ``revision`` moved from ``auth.<table>`` to quarantine (downgrades).
 
-    ``columns`` are the table's columns as the downgrade leaves them; each row is rebuilt from its
-    JSON copy with ``jsonb_populate_record``, so the values come back with their own types. A row
-    that would now break a unique constraint of the table stays in quarantine (nothing is
-    overwritten, nothing is lost); :func:`drop_quarantine_if_empty` then keeps the table.
+    ``columns`` are the table's columns as the downgrade leaves them (all of its columns when
+    None, read from the catalog); each row is rebuilt from its JSON copy with
+    ``jsonb_populate_record``, so the values come back with their own types. A row that would now
+    break a unique constraint of the table stays in quarantine (nothing is overwritten, nothing is
+    lost); the downgrade that drops ``auth.quarantine`` then keeps it.
     """
+    if columns is None:
+        if is_offline():
+            op.execute(f"-- quarantined rows of {table} from {revision} are put back online only")
+            return
+        columns = [
+            row[0]
+            for row in op.get_bind().execute(
+                text(
+                    "SELECT column_name FROM information_schema.columns "
+                    "WHERE table_schema = :s AND table_name = :t AND is_generated = 'NEVER' "
+                    "ORDER BY ordinal_position"
+                ),
+                {"s": SCHEMA, "t": table},
+            )
+        ]
     names = ", ".join(columns)
     op.execute(
         f"WITH restored AS (INSERT INTO {SCHEMA}.{table} ({names}) "  # noqa: S608
@@ -354,6 +377,144 @@ def rename_not_null_constraints(table: str) -> None:
         $$""")  # noqa: S608
 
 
+#: Transaction-local setting that tells ``auth.update_updated_at_column()`` (from revision 0008
+#: on) to leave ``updated_at`` alone: a type migration rewrites a value, it does not change it.
+KEEP_UPDATED_AT = "authmodels.keep_updated_at"
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """An index that involves a column :func:`swap_column_type` replaces, to build again."""
+
+    name: str
+    columns: str
+    unique: bool = False
+    where: str | None = None
+
+
+def swap_column_type(
+    table: str,
+    column: str,
+    *,
+    new_type: str,
+    using: str,
+    not_null: bool = True,
+    indexes: Sequence[IndexSpec] = (),
+    key: str = "id",
+    key_start: str = f"'{NIL_UUID}'::uuid",
+) -> None:
+    """Change the type of a column of a populated table without rewriting it under a lock.
+
+    ``ALTER COLUMN ... TYPE`` to a type that is not binary-compatible rewrites the whole table
+    and its indexes under an ACCESS EXCLUSIVE lock. Instead: a shadow column ``<column>__new``
+    of the new type, kept in step with the old one by a trigger while rows are copied in batches
+    (``using`` is an SQL expression of ``{old}``, the old value); the indexes that involve the
+    column built again concurrently on the shadow column; ``NOT NULL`` through a validated check;
+    then, in the revision's final transaction, the old column dropped (its indexes and checks with
+    it) and the shadow column, its indexes and its NOT NULL renamed to the old names.
+
+    Call it before the revision's final statements; the last step (drop and renames) is emitted
+    by :func:`finish_swap`, which must run in the final transaction.
+
+    Args:
+        table: table in schema ``auth``.
+        column: the column to convert.
+        new_type: the SQL type, e.g. ``auth.user_role``.
+        using: the conversion, with ``{old}`` for the old value, e.g. ``{old}::auth.user_role``.
+        not_null: whether the column is NOT NULL.
+        indexes: the indexes to build again (with the old name; ``columns`` and ``where`` name the
+            shadow column as ``{new}``).
+        key: the table's key column (walked in batches).
+        key_start: SQL value below every key (the NIL UUID; ``0`` for identity keys).
+    """
+    shadow = f"{column}__new"
+    sync = f"{table}_{column}__sync"
+    op.execute(f"ALTER TABLE {SCHEMA}.{table} ADD COLUMN IF NOT EXISTS {shadow} {new_type}")
+    op.execute(f"""
+        CREATE OR REPLACE FUNCTION {SCHEMA}.{sync}() RETURNS trigger
+        LANGUAGE plpgsql AS $$
+        BEGIN
+            NEW.{shadow} := {using.format(old=f"NEW.{column}")};
+            RETURN NEW;
+        END;
+        $$""")
+    op.execute(f"DROP TRIGGER IF EXISTS {sync} ON {SCHEMA}.{table}")
+    op.execute(
+        f"CREATE TRIGGER {sync} BEFORE INSERT OR UPDATE OF {column} ON {SCHEMA}.{table} "
+        f"FOR EACH ROW EXECUTE FUNCTION {SCHEMA}.{sync}()"
+    )
+
+    copy = text(
+        f"UPDATE {SCHEMA}.{table} SET {shadow} = {using.format(old=column)} "  # noqa: S608
+        f"WHERE {key} = ANY(:keys) AND {shadow} IS NULL AND {column} IS NOT NULL"
+    )
+
+    def apply(conn: Connection, rows: Sequence[Any]) -> None:
+        conn.execute(text("SELECT set_config(:name, 'on', true)"), {"name": KEEP_UPDATED_AT})
+        conn.execute(copy, {"keys": [row[0] for row in rows]})
+
+    batched(
+        f"SELECT {key} FROM {SCHEMA}.{table} "  # noqa: S608
+        f"WHERE {key} > coalesce(:after, {key_start}) "
+        f"AND {shadow} IS NULL AND {column} IS NOT NULL ORDER BY {key} LIMIT :limit",
+        apply,
+    )
+    for index in indexes:
+        create_index_concurrently(
+            f"{index.name}__new",
+            table,
+            index.columns.format(new=shadow),
+            unique=index.unique,
+            where=None if index.where is None else index.where.format(new=shadow),
+        )
+    if not_null:
+        prepare_not_null(table, shadow)
+
+
+def finish_swap(
+    table: str,
+    column: str,
+    *,
+    default: str | None = None,
+    not_null: bool = True,
+    indexes: Sequence[IndexSpec] = (),
+) -> None:
+    """The final, instant step of :func:`swap_column_type` (in the revision's final transaction)."""
+    shadow = f"{column}__new"
+    sync = f"{table}_{column}__sync"
+    if not_null:
+        finish_not_null(table, shadow)
+    op.execute(
+        "-- squawk-ignore ban-drop-trigger -- the temporary trigger that kept the shadow column "
+        "in step during the copy\n"
+        f"DROP TRIGGER IF EXISTS {sync} ON {SCHEMA}.{table}"
+    )
+    op.execute(
+        "-- squawk-ignore ban-drop-function -- the temporary trigger's function; nothing else "
+        "calls it\n"
+        f"DROP FUNCTION IF EXISTS {SCHEMA}.{sync}()"
+    )
+    op.execute(
+        "-- squawk-ignore ban-drop-column -- replaced by its copy in the new type, filled and "
+        "kept in step above\n"
+        f"ALTER TABLE {SCHEMA}.{table} DROP COLUMN IF EXISTS {column}"
+    )
+    op.execute(
+        "-- squawk-ignore renaming-column -- the converted copy takes the name of the column it "
+        "replaces\n"
+        f"ALTER TABLE {SCHEMA}.{table} RENAME COLUMN {shadow} TO {column}"
+    )
+    if default is not None:
+        op.execute(f"ALTER TABLE {SCHEMA}.{table} ALTER COLUMN {column} SET DEFAULT {default}")
+    for index in indexes:
+        op.execute(
+            "-- squawk-ignore renaming-object -- the rebuilt index takes the name of the one "
+            "dropped with the old column\n"
+            f"ALTER INDEX {SCHEMA}.{index.name}__new RENAME TO {index.name}"
+        )
+    rename_not_null_constraints(table)
+
+
 def require_privacy_keys(*, tables_with_rows: Sequence[str]) -> KeyRing | None:
     """The IP / user-agent key ring a backfill needs, checked before anything changes.
 
@@ -382,7 +543,9 @@ def refuse(message: str) -> None:
 
 
 __all__ = [
+    "KEEP_UPDATED_AT",
     "NIL_UUID",
+    "IndexSpec",
     "add_check_not_valid",
     "add_foreign_key",
     "backfill_computed",
@@ -390,6 +553,7 @@ __all__ = [
     "constraint_exists",
     "fill_computed_now",
     "finish_not_null",
+    "finish_swap",
     "has_rows",
     "not_null_check",
     "prepare_not_null",
@@ -400,5 +564,6 @@ __all__ = [
     "restore_quarantined",
     "scalar",
     "step",
+    "swap_column_type",
     "validate_constraint",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 from authmodels.models.audit import AuditLog
 from authmodels.models.base import SCHEMA, Base, Timestamps, Versioned, metadata
 from authmodels.models.device_flow import DeviceFlow
+from authmodels.models.enums import AuditEventStatus, DeviceFlowStatus, LogLevel, UserRole
 from authmodels.models.logs import AppLog
 from authmodels.models.messaging import Conversation, ConversationParticipant, Message
 from authmodels.models.profiles import UserProfile
@@ -33,12 +34,15 @@ __all__ = [
     "SCHEMA",
     "AccessToken",
     "AppLog",
+    "AuditEventStatus",
     "AuditLog",
     "Base",
     "Conversation",
     "ConversationParticipant",
     "DeviceFlow",
+    "DeviceFlowStatus",
     "EmailVerificationToken",
+    "LogLevel",
     "Message",
     "PasswordResetToken",
     "QuarantinedRow",
@@ -48,6 +52,7 @@ __all__ = [
     "Timestamps",
     "User",
     "UserProfile",
+    "UserRole",
     "Versioned",
     "WebAuthnCredential",
     "metadata",

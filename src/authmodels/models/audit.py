@@ -12,6 +12,7 @@ from sqlalchemy.dialects.postgresql import INET, JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from authmodels.models.base import Base, uuid_pk
+from authmodels.models.enums import AuditEventStatus, pg_enum
 
 #: Event types seed 004 defines.
 AUDIT_EVENT_TYPES = (
@@ -28,7 +29,7 @@ AUDIT_EVENT_TYPES = (
     "session_revoked",
 )
 #: Outcomes of an audited event.
-AUDIT_EVENT_STATUSES = ("success", "failure", "blocked", "pending")
+AUDIT_EVENT_STATUSES = tuple(status.value for status in AuditEventStatus)
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -45,7 +46,6 @@ class AuditLog(Base):
     __tablename__ = "audit_logs"
     __table_args__ = (
         CheckConstraint(_in("event_type", AUDIT_EVENT_TYPES), name="event_type_known"),
-        CheckConstraint(_in("event_status", AUDIT_EVENT_STATUSES), name="event_status_known"),
         Index("ix_audit_logs_user_id_created_at", "user_id", text("created_at DESC")),
         Index("ix_audit_logs_event_type_created_at", "event_type", text("created_at DESC")),
         Index("ix_audit_logs_created_at", text("created_at DESC")),
@@ -65,8 +65,10 @@ class AuditLog(Base):
     event_type: Mapped[str] = mapped_column(Text)
     """What happened (one of :data:`AUDIT_EVENT_TYPES`)."""
 
-    event_status: Mapped[str] = mapped_column(Text, server_default=text("'success'"))
-    """Outcome (one of :data:`AUDIT_EVENT_STATUSES`)."""
+    event_status: Mapped[AuditEventStatus] = mapped_column(
+        pg_enum(AuditEventStatus, "audit_event_status"), server_default=text("'success'")
+    )
+    """Outcome (``auth.audit_event_status``)."""
 
     ip_address: Mapped[IPv4Address | IPv6Address | None] = mapped_column(INET)
     """Client address."""

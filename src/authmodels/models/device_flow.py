@@ -24,9 +24,10 @@ from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from authmodels.models.base import Base, Timestamps, uuid_pk
+from authmodels.models.enums import DeviceFlowStatus, pg_enum
 
 #: States of a device flow.
-DEVICE_FLOW_STATUSES = ("pending", "approved", "denied", "expired", "consumed")
+DEVICE_FLOW_STATUSES = tuple(status.value for status in DeviceFlowStatus)
 
 
 class DeviceFlow(Timestamps, Base):
@@ -34,8 +35,13 @@ class DeviceFlow(Timestamps, Base):
 
     __tablename__ = "device_flows"
     __table_args__ = (
+        CheckConstraint("expires_at > created_at", name="expires_after_created"),
+        CheckConstraint("interval_seconds BETWEEN 1 AND 3600", name="interval_seconds_range"),
+        CheckConstraint("poll_count >= 0", name="poll_count_nonnegative"),
+        CheckConstraint("retention_expires_at >= expires_at", name="retention_after_expiry"),
         CheckConstraint(
-            f"status IN ({', '.join(repr(s) for s in DEVICE_FLOW_STATUSES)})", name="status_known"
+            "status NOT IN ('approved', 'consumed') OR user_id IS NOT NULL",
+            name="approved_has_user",
         ),
         Index("uq_device_flows_device_code_hash", "device_code_hash", unique=True),
         Index(
@@ -65,8 +71,10 @@ class DeviceFlow(Timestamps, Base):
     scope: Mapped[str | None] = mapped_column(Text)
     """Space-separated scopes requested."""
 
-    status: Mapped[str] = mapped_column(Text, server_default=text("'pending'"))
-    """One of :data:`DEVICE_FLOW_STATUSES`."""
+    status: Mapped[DeviceFlowStatus] = mapped_column(
+        pg_enum(DeviceFlowStatus, "device_flow_status"), server_default=text("'pending'")
+    )
+    """Where the flow stands (``auth.device_flow_status``)."""
 
     user_id: Mapped[uuid.UUID | None] = mapped_column(
         UUID(as_uuid=True), ForeignKey("auth.users.id", ondelete="CASCADE")

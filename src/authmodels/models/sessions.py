@@ -40,6 +40,7 @@ class Session(Base):
             f"digest_scheme IN ({DIGEST_SCHEME_RAW}, {DIGEST_SCHEME_LEGACY_SHA256_HEX})",
             name="digest_scheme_known",
         ),
+        CheckConstraint("expires_at > created_at", name="expires_after_created"),
         Index("ix_sessions_user_id", "user_id", postgresql_where=text("is_active")),
         Index("ix_sessions_token_hash", "token_hash", postgresql_where=text("is_active")),
         Index("ix_sessions_expires_at", "expires_at", postgresql_where=text("is_active")),

@@ -52,6 +52,10 @@ def _digest_scheme() -> Mapped[int]:
     return mapped_column(SmallInteger, server_default=text(str(DIGEST_SCHEME_RAW)))
 
 
+def _expires_after_created() -> CheckConstraint:
+    return CheckConstraint("expires_at > created_at", name="expires_after_created")
+
+
 def _digest_scheme_check() -> CheckConstraint:
     return CheckConstraint(
         f"digest_scheme IN ({DIGEST_SCHEME_RAW}, {DIGEST_SCHEME_LEGACY_SHA256_HEX})",
@@ -75,6 +79,7 @@ class RefreshToken(Base):
         # serves the retention policy (revision 0016)
         Index("ix_refresh_tokens_retention", text("least(expires_at, used_at, revoked_at)")),
         _digest_scheme_check(),
+        _expires_after_created(),
         Index(
             "ix_refresh_tokens_token_hash",
             "token_hash",
@@ -130,6 +135,7 @@ class PasswordResetToken(Base):
         # serves the retention policy (revision 0016)
         Index("ix_password_reset_tokens_retention", text("least(expires_at, used_at)")),
         _digest_scheme_check(),
+        _expires_after_created(),
         Index("ix_password_reset_tokens_user_id", "user_id"),
         Index("ix_password_reset_tokens_token_hash", "token_hash"),
         Index("ix_password_reset_tokens_expires_at", "expires_at"),
@@ -171,6 +177,7 @@ class EmailVerificationToken(Base):
         # serves the retention policy (revision 0016)
         Index("ix_email_verification_tokens_retention", text("least(expires_at, verified_at)")),
         _digest_scheme_check(),
+        _expires_after_created(),
         Index("ix_email_verification_tokens_user_id", "user_id"),
         Index("ix_email_verification_tokens_token_hash", "token_hash"),
     )
@@ -205,6 +212,7 @@ class AccessToken(Base):
 
     __tablename__ = "access_tokens"
     __table_args__ = (
+        _expires_after_created(),
         # serves the retention policy (revision 0016)
         Index("ix_access_tokens_retention", text("least(expires_at, revoked_at)")),
         Index("uq_access_tokens_token_hash", "token_hash", unique=True),

@@ -9,6 +9,7 @@ from sqlalchemy import Boolean, CheckConstraint, DateTime, Index, Integer, Text,
 from sqlalchemy.orm import Mapped, mapped_column
 
 from authmodels.models.base import Base, Timestamps, uuid_pk
+from authmodels.models.enums import UserRole, pg_enum
 
 #: Upper bound of ``failed_login_attempts`` (a CHECK constraint enforces it).
 MAX_FAILED_LOGIN_ATTEMPTS = 10
@@ -50,8 +51,10 @@ class User(Timestamps, Base):
     password_hash: Mapped[str] = mapped_column(Text)
     """Password hash (argon2id for new hashes; legacy bcrypt hashes are rehashed on login)."""
 
-    role: Mapped[str] = mapped_column(Text, server_default=text("'user'"))
-    """Authorisation role of the account."""
+    role: Mapped[UserRole] = mapped_column(
+        pg_enum(UserRole, "user_role"), server_default=text("'user'")
+    )
+    """Authorisation role of the account (``auth.user_role``)."""
 
     email_verified: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     """Whether the owner proved control of ``email``."""
