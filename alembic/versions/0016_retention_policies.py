@@ -125,6 +125,7 @@ DECLARE
     p auth.retention_policies;
     cutoff timestamptz;
     condition text;
+    columns text;
     month record;
     n bigint;
 BEGIN
@@ -144,8 +145,13 @@ BEGIN
                     SET LOCAL lock_timeout = '2s';
                     EXECUTE format('ALTER TABLE %s DETACH PARTITION %s', p.table_name, month.part);
                     IF p.archive_to IS NOT NULL THEN
-                        EXECUTE format('INSERT INTO %s SELECT m.*, now() FROM %s m',
-                                       p.archive_to, month.part);
+                        -- by name: the archive's columns need not be in the table's order
+                        SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum)
+                          INTO columns FROM pg_attribute
+                         WHERE attrelid = p.table_name::regclass AND attnum > 0
+                           AND NOT attisdropped;
+                        EXECUTE format('INSERT INTO %s (%s, archived_at) SELECT %s, now() FROM %s',
+                                       p.archive_to, columns, columns, month.part);
                     END IF;
                     EXECUTE format('SELECT count(*) FROM %s', month.part) INTO n;
                     EXECUTE format('DROP TABLE %s', month.part);
@@ -165,12 +171,15 @@ BEGIN
                     'WHERE t.%1$I = doomed.%1$I', p.key_column, p.table_name, condition)
                 USING cutoff, batch_limit;
             ELSE
+                SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum)
+                  INTO columns FROM pg_attribute
+                 WHERE attrelid = p.table_name::regclass AND attnum > 0 AND NOT attisdropped;
                 EXECUTE format(
                     'WITH doomed AS (SELECT %1$I FROM %2$s WHERE %3$s LIMIT $2 '
                     'FOR UPDATE SKIP LOCKED), moved AS (DELETE FROM %2$s t USING doomed '
                     'WHERE t.%1$I = doomed.%1$I RETURNING t.*) '
-                    'INSERT INTO %4$s SELECT moved.*, now() FROM moved',
-                    p.key_column, p.table_name, condition, p.archive_to)
+                    'INSERT INTO %4$s (%5$s, archived_at) SELECT %5$s, now() FROM moved',
+                    p.key_column, p.table_name, condition, p.archive_to, columns)
                 USING cutoff, batch_limit;
             END IF;
             GET DIAGNOSTICS deleted = ROW_COUNT;

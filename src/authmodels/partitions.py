@@ -177,11 +177,32 @@ def drop_months(
         with engine.begin() as conn:
             rows = int(conn.execute(text(f"SELECT count(*) FROM {qualified}")).scalar() or 0)
             if archive_to is not None:
-                conn.execute(text(f"INSERT INTO {archive_to} SELECT m.*, now() FROM {qualified} m"))
+                # by name: the archive's columns need not be in the table's order
+                columns = column_list(conn, table)
+                conn.execute(
+                    text(
+                        f"INSERT INTO {archive_to} ({columns}, archived_at) "
+                        f"SELECT {columns}, now() FROM {qualified}"
+                    )
+                )
             conn.execute(text(f"DROP TABLE {qualified}"))
         _log.info("dropped %s (%d rows%s)", qualified, rows, ", archived" if archive_to else "")
         done.append(DroppedMonth(month.name, rows, archive_to is not None))
     return done
+
+
+def column_list(conn: Connection, table: str) -> str:
+    """The columns of ``table`` in order, quoted, comma-separated (for archive copies by name)."""
+    columns = conn.execute(
+        text(
+            "SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) FROM pg_attribute "
+            "WHERE attrelid = CAST(:t AS regclass) AND attnum > 0 AND NOT attisdropped"
+        ),
+        {"t": table},
+    ).scalar()
+    if not columns:
+        raise ConfigurationError(f"{table} has no columns (does it exist?)")
+    return str(columns)
 
 
 def ensure_all(

@@ -93,8 +93,13 @@ class Policy:
             self.partitioned,
         )
 
-    def batch_statement(self) -> str:
-        """The one statement that removes (and archives) one batch; its rowcount is the batch."""
+    def batch_statement(self, columns: str | None = None) -> str:
+        """The one statement that removes (and archives) one batch; its rowcount is the batch.
+
+        Args:
+            columns: the table's columns (:func:`authmodels.partitions.column_list`), copied to
+                the archive by name; needed when the policy archives.
+        """
         pick = (
             f"SELECT {self.key} FROM {self.table} WHERE {self.expired} "
             f"LIMIT :batch_size FOR UPDATE SKIP LOCKED"
@@ -104,10 +109,13 @@ class Policy:
                 f"WITH doomed AS ({pick}) DELETE FROM {self.table} t USING doomed "
                 f"WHERE t.{self.key} = doomed.{self.key}"
             )
+        if not columns:
+            raise ConfigurationError(f"policy {self.name!r} archives: its columns are needed")
         return (
             f"WITH doomed AS ({pick}), moved AS (DELETE FROM {self.table} t USING doomed "
             f"WHERE t.{self.key} = doomed.{self.key} RETURNING t.*) "
-            f"INSERT INTO {self.archive_to} SELECT moved.*, now() FROM moved"
+            f"INSERT INTO {self.archive_to} ({columns}, archived_at) "
+            f"SELECT {columns}, now() FROM moved"
         )
 
     def count_statement(self) -> str:
@@ -277,7 +285,9 @@ def purge(
                 conn.rollback()
                 result.finished = True
             else:
-                statement = text(policy.batch_statement())
+                columns = partitions.column_list(conn, policy.table) if policy.archive_to else None
+                conn.rollback()
+                statement = text(policy.batch_statement(columns))
                 while True:
                     if deadline is not None and time.monotonic() >= deadline:
                         break
