@@ -37,8 +37,9 @@ def _session(
     return str(
         conn.execute(
             text(
-                "INSERT INTO auth.sessions (user_id, token_hash, expires_at, revoked_at, created_at)"
-                " VALUES (:u, sha256(convert_to(gen_random_uuid()::text, 'UTF8')), :e, :r, :c) "
+                "INSERT INTO auth.sessions "
+                "(user_id, token_hash, expires_at, revoked_at, created_at) VALUES "
+                "(:u, sha256(convert_to(gen_random_uuid()::text, 'UTF8')), :e, :r, :c) "
                 "RETURNING id"
             ),
             {
@@ -145,7 +146,7 @@ PARTITIONED = {"audit_logs"}
 
 def _tag_query(policy: Policy) -> str:
     column = TAG_COLUMN.get(policy.name, "convert_from(token_hash, 'UTF8')")
-    return f"SELECT {column} FROM {policy.table}"  # noqa: S608 (names from the policy table)
+    return f"SELECT {column} FROM {policy.table}"
 
 
 @pytest.fixture

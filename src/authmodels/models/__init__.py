@@ -13,8 +13,8 @@ from authmodels.models.enums import AuditEventStatus, DeviceFlowStatus, LogLevel
 from authmodels.models.logs import AppLog
 from authmodels.models.messaging import Conversation, ConversationParticipant, Message
 from authmodels.models.profiles import UserProfile
-from authmodels.models.retention import RetentionPolicy
 from authmodels.models.quarantine import QuarantinedRow
+from authmodels.models.retention import RetentionPolicy
 from authmodels.models.sessions import Session
 from authmodels.models.tokens import (
     DIGEST_SCHEME_LEGACY_SHA256_HEX,
