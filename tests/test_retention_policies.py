@@ -196,7 +196,8 @@ def test_audit_months_past_the_window_are_archived_identically_then_dropped(
     columns = "id, user_id, event_type, event_status, details, created_at"
     with authmodels_fresh_engine.begin() as conn:
         conn.execute(
-            text("SELECT auth.ensure_monthly_partitions('auth.audit_logs', 0, :m)"), {"m": old}
+            text("SELECT auth.ensure_monthly_partitions('auth.audit_logs', 0, CAST(:m AS date))"),
+            {"m": old},
         )
         conn.execute(
             text(
