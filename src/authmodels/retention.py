@@ -12,6 +12,17 @@ removes what each policy no longer keeps, in batches:
 - a worker killed mid-run loses at most its current batch, which rolls back whole; the next run
   finishes the job. Nothing a policy keeps is ever selected, whatever happens in between;
 - memory stays flat: rows are never fetched into Python, only counted.
+
+A policy on a partitioned table (``partitioned=True``: ``audit_logs``, ``login_attempts``) removes
+whole months instead: every month that ends before the cutoff is detached, archived when the
+policy has an archive, and dropped (:func:`authmodels.partitions.drop_months`). Retention there is
+by month: a row stays until its whole month has passed the window.
+
+The policies of a database live in the table ``auth.retention_policies`` (revision 0016), which
+both :func:`purge` (through :func:`load_policies`) and the SQL function
+``auth.purge_expired_data()`` (for pg_cron) read, so the two follow the same windows. Change a
+window with ``UPDATE auth.retention_policies SET keep_for = '60 days' WHERE name = 'sessions'``,
+or for one run with ``purge(..., windows={"sessions": timedelta(days=60)})``.
 """
 
 from __future__ import annotations
@@ -22,8 +33,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
+from authmodels import partitions
 from authmodels.errors import ConfigurationError
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$")
@@ -44,6 +56,8 @@ class Policy:
         key: the primary key column the batches are picked by.
         archive_to: a table with the same columns (plus ``archived_at``) that rows are copied to
             before they are deleted, in the same statement.
+        partitioned: the table is partitioned by month: whole months are dropped (``expired``
+            is then only used to count in a dry run).
     """
 
     name: str
@@ -52,6 +66,7 @@ class Policy:
     keep_for: timedelta
     key: str = "id"
     archive_to: str | None = None
+    partitioned: bool = False
 
     def __post_init__(self) -> None:
         for label, value in (("table", self.table), ("key", self.key)):
@@ -68,10 +83,23 @@ class Policy:
 
     def with_window(self, keep_for: timedelta) -> Policy:
         """The same policy with another retention window."""
-        return Policy(self.name, self.table, self.expired, keep_for, self.key, self.archive_to)
+        return Policy(
+            self.name,
+            self.table,
+            self.expired,
+            keep_for,
+            self.key,
+            self.archive_to,
+            self.partitioned,
+        )
 
-    def batch_statement(self) -> str:
-        """The one statement that removes (and archives) one batch; its rowcount is the batch."""
+    def batch_statement(self, columns: str | None = None) -> str:
+        """The one statement that removes (and archives) one batch; its rowcount is the batch.
+
+        Args:
+            columns: the table's columns (:func:`authmodels.partitions.column_list`), copied to
+                the archive by name; needed when the policy archives.
+        """
         pick = (
             f"SELECT {self.key} FROM {self.table} WHERE {self.expired} "
             f"LIMIT :batch_size FOR UPDATE SKIP LOCKED"
@@ -81,10 +109,13 @@ class Policy:
                 f"WITH doomed AS ({pick}) DELETE FROM {self.table} t USING doomed "
                 f"WHERE t.{self.key} = doomed.{self.key}"
             )
+        if not columns:
+            raise ConfigurationError(f"policy {self.name!r} archives: its columns are needed")
         return (
             f"WITH doomed AS ({pick}), moved AS (DELETE FROM {self.table} t USING doomed "
             f"WHERE t.{self.key} = doomed.{self.key} RETURNING t.*) "
-            f"INSERT INTO {self.archive_to} SELECT moved.*, now() FROM moved"
+            f"INSERT INTO {self.archive_to} ({columns}, archived_at) "
+            f"SELECT {columns}, now() FROM moved"
         )
 
     def count_statement(self) -> str:
@@ -155,6 +186,20 @@ class PurgeReport:
 ProgressCallback = Callable[[PolicyReport], None]
 
 
+def load_policies(conn: Connection) -> list[Policy]:
+    """The policies stored in ``auth.retention_policies``, in their purge order."""
+    rows = conn.execute(
+        text(
+            "SELECT name, table_name, expired, keep_for, key_column, archive_to, partitioned "
+            "FROM auth.retention_policies ORDER BY position, name"
+        )
+    ).all()
+    return [
+        Policy(name, table, expired, keep_for, key, archive_to, partitioned)
+        for name, table, expired, keep_for, key, archive_to, partitioned in rows
+    ]
+
+
 def select_policies(
     policies: Iterable[Policy],
     *,
@@ -183,7 +228,7 @@ def select_policies(
 def purge(
     engine: Engine,
     *,
-    policies: Iterable[Policy],
+    policies: Iterable[Policy] | None = None,
     now: datetime | None = None,
     batch_size: int = 5000,
     dry_run: bool = False,
@@ -194,7 +239,7 @@ def purge(
 
     Args:
         engine: the database (the purge opens one connection and commits every batch).
-        policies: what to purge.
+        policies: what to purge; by default every policy of ``auth.retention_policies``.
         now: the reference time (default: the current time); ``cutoff = now - keep_for``.
         batch_size: rows per batch transaction.
         dry_run: count what would be removed; change nothing.
@@ -210,20 +255,39 @@ def purge(
     deadline = time.monotonic() + max_duration.total_seconds() if max_duration is not None else None
     report = PurgeReport(dry_run=dry_run)
     started = time.perf_counter()
+    if policies is None:
+        with engine.connect() as conn:
+            policies = load_policies(conn)
     with engine.connect() as conn:
         for policy in policies:
             cutoff = now - policy.keep_for
             result = PolicyReport(name=policy.name, cutoff=cutoff)
             report.policies.append(result)
             policy_started = time.perf_counter()
-            if dry_run:
+            if policy.partitioned:
+                if deadline is None or time.monotonic() < deadline:
+                    months = partitions.drop_months(
+                        engine,
+                        policy.table,
+                        before=cutoff,
+                        archive_to=policy.archive_to,
+                        dry_run=dry_run,
+                    )
+                    result.rows = sum(m.rows for m in months)
+                    result.batches = len(months)
+                    result.finished = True
+                    if on_progress is not None and months:
+                        on_progress(result)
+            elif dry_run:
                 result.rows = int(
                     conn.execute(text(policy.count_statement()), {"cutoff": cutoff}).scalar() or 0
                 )
                 conn.rollback()
                 result.finished = True
             else:
-                statement = text(policy.batch_statement())
+                columns = partitions.column_list(conn, policy.table) if policy.archive_to else None
+                conn.rollback()
+                statement = text(policy.batch_statement(columns))
                 while True:
                     if deadline is not None and time.monotonic() >= deadline:
                         break

@@ -38,6 +38,7 @@ from authmodels.models.quarantine import QuarantinedRow
 from authmodels.models.recovery import AccountRecovery
 from authmodels.models.security_events import LoginAttempt, SecurityEvent
 from authmodels.models.session_audits import SessionAudit
+from authmodels.models.retention import RetentionPolicy
 from authmodels.models.sessions import Session
 from authmodels.models.step_up import StepUpToken
 from authmodels.models.tokens import (
@@ -90,6 +91,7 @@ __all__ = [
     "RefreshToken",
     "SecurityEvent",
     "SecurityEventSeverity",
+    "RetentionPolicy",
     "Session",
     "SessionAudit",
     "SessionAuditAction",

@@ -65,6 +65,9 @@ class AuditLog(Base):
     ``user_id`` is the account the event concerns; ``actor_user_id`` who performed it (NULL for
     the system, and for rows written before revision 0009), ``target_user_id`` the account acted
     upon (seed 001). A ``sensitive_action`` event names its operation in ``action``.
+
+    Partitioned by month of ``created_at`` (revision 0015): the primary key is ``(id,
+    created_at)``, and a month is removed whole by the retention job.
     """
 
     __tablename__ = "audit_logs"
@@ -97,6 +100,7 @@ class AuditLog(Base):
             "correlation_id",
             postgresql_where=text("correlation_id IS NOT NULL"),
         ),
+        {"postgresql_partition_by": "RANGE (created_at)"},
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()
@@ -141,9 +145,9 @@ class AuditLog(Base):
     """Request / trace id shared by the records of one operation across services."""
 
     created_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now(), sort_order=100
+        DateTime(timezone=True), server_default=func.now(), primary_key=True, sort_order=100
     )
-    """When the event happened."""
+    """When the event happened (also the partition key, hence part of the primary key)."""
 
 
 class AuditLogArchive(Base):

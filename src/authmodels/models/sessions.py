@@ -34,6 +34,8 @@ class Session(Base):
 
     __tablename__ = "sessions"
     __table_args__ = (
+        # serves the retention policy (revision 0016)
+        Index("ix_sessions_retention", text("least(expires_at, revoked_at)")),
         CheckConstraint(
             f"digest_scheme IN ({DIGEST_SCHEME_RAW}, {DIGEST_SCHEME_LEGACY_SHA256_HEX})",
             name="digest_scheme_known",

@@ -76,6 +76,8 @@ class RefreshToken(Base):
 
     __tablename__ = "refresh_tokens"
     __table_args__ = (
+        # serves the retention policy (revision 0016)
+        Index("ix_refresh_tokens_retention", text("least(expires_at, used_at, revoked_at)")),
         _digest_scheme_check(),
         _expires_after_created(),
         Index("ix_refresh_tokens_token_hash", "token_hash"),
@@ -126,6 +128,8 @@ class PasswordResetToken(Base):
 
     __tablename__ = "password_reset_tokens"
     __table_args__ = (
+        # serves the retention policy (revision 0016)
+        Index("ix_password_reset_tokens_retention", text("least(expires_at, used_at)")),
         _digest_scheme_check(),
         _expires_after_created(),
         Index("ix_password_reset_tokens_user_id", "user_id"),
@@ -166,6 +170,8 @@ class EmailVerificationToken(Base):
 
     __tablename__ = "email_verification_tokens"
     __table_args__ = (
+        # serves the retention policy (revision 0016)
+        Index("ix_email_verification_tokens_retention", text("least(expires_at, verified_at)")),
         _digest_scheme_check(),
         _expires_after_created(),
         Index("ix_email_verification_tokens_user_id", "user_id"),
@@ -203,6 +209,8 @@ class AccessToken(Base):
     __tablename__ = "access_tokens"
     __table_args__ = (
         _expires_after_created(),
+        # serves the retention policy (revision 0016)
+        Index("ix_access_tokens_retention", text("least(expires_at, revoked_at)")),
         Index("uq_access_tokens_token_hash", "token_hash", unique=True),
         Index("idx_tokens_user_expires", "user_id", "expires_at"),
         Index("idx_tokens_jkt", "dpop_jkt"),

@@ -1,0 +1,341 @@
+"""Partitioned logs: ``audit_logs`` and ``login_attempts`` become monthly range partitions.
+
+Issue "retention at scale"; seed 004's scalability note ("Audit Events: 100M+ (with
+partitioning)", "Partitioning: Audit logs by month"). Append-only logs grow without bound; with
+one partition per month of ``created_at`` (UTC), retention drops whole months
+(``DETACH PARTITION ... CONCURRENTLY`` + ``DROP TABLE``: see :mod:`authmodels.partitions`)
+instead of deleting rows one by one.
+
+What it creates: ``auth.ensure_monthly_partitions(parent regclass, months_ahead integer,
+from_month date, to_month date)`` (creates the missing monthly partitions from ``from_month``
+(default: this month) to ``months_ahead`` months ahead, ``to_month`` or ``from_month``, whichever
+is latest, and returns their names; serialised by an advisory lock so concurrent callers are safe; each partition gets row-level security enabled with no policy, so that reading
+a partition directly, past the parent's policies, shows nothing to anyone but the owner); the
+partitioned tables, with a primary key of ``(id, created_at)`` (a
+partitioned table's unique keys must contain the partition key; ids stay unique in practice: they
+are random UUIDs).
+
+How a table is rebuilt on a live database (the same routine runs the other way on downgrade):
+
+1. A twin table is created (``LIKE`` the original: columns in the same order, defaults, NOT NULL,
+   CHECKs), partitioned (or not, on downgrade), with the original's foreign keys, indexes,
+   row-level security policies, grants and triggers under temporary names; its partitions cover
+   every month holding rows, up to three months ahead.
+2. A trigger on the original mirrors every insert, update and delete into the twin from then on.
+3. Existing rows are copied in batches (keyset on ``id``, one short transaction each, ``ON
+   CONFLICT DO NOTHING`` so rows the trigger already copied are skipped), with progress logged.
+   ``authmodels partitions plan`` shows beforehand, without changing anything, how many rows of
+   which months would move.
+4. One short transaction (under ``lock_timeout``): lock the original, check both hold the same
+   number of rows, swap the names (tables, constraints, indexes), re-point dependent views.
+5. The original is dropped.
+
+Downgrade folds each table back into one unpartitioned table the same way; no row is lost either
+way. The partitions named ``<table>_pYYYYMM`` are excluded from the models' DDL comparison (env.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from alembic import op
+from sqlalchemy import Connection, text
+
+from authmodels.migrations import is_offline
+from authmodels.revision_ops import step
+
+revision: str = "0015_partitioned_logs"
+down_revision: str | Sequence[str] | None = "0014_dpop_replay"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+log = logging.getLogger("authmodels.migrations")
+
+TABLES = ("audit_logs",)
+PARTITION_KEY = "created_at"
+BATCH_SIZE = 10_000
+MONTHS_AHEAD = 3
+
+ENSURE_FUNCTION = r"""
+CREATE OR REPLACE FUNCTION auth.ensure_monthly_partitions(
+    parent regclass, months_ahead integer DEFAULT 3, from_month date DEFAULT NULL,
+    to_month date DEFAULT NULL
+) RETURNS SETOF text
+LANGUAGE plpgsql AS $$
+DECLARE
+    parent_schema text;
+    parent_name text;
+    month_start date;
+    last_month date;
+    part text;
+BEGIN
+    IF months_ahead < 0 THEN
+        RAISE EXCEPTION 'months_ahead must not be negative (got %)', months_ahead;
+    END IF;
+    SELECT n.nspname, c.relname INTO parent_schema, parent_name
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.oid = parent AND c.relkind = 'p';
+    IF parent_name IS NULL THEN
+        RAISE EXCEPTION '% is not a partitioned table', parent;
+    END IF;
+    -- one caller at a time per parent: two would race to create the same month
+    PERFORM pg_advisory_xact_lock(parent::oid::bigint);
+    month_start := date_trunc('month', coalesce(from_month, (now() AT TIME ZONE 'UTC')::date));
+    last_month := greatest(
+        date_trunc('month', (now() AT TIME ZONE 'UTC')::date)
+            + make_interval(months => months_ahead),
+        date_trunc('month', to_month),
+        month_start);
+    WHILE month_start <= last_month LOOP
+        part := format('%s_p%s', parent_name, to_char(month_start, 'YYYYMM'));
+        IF to_regclass(format('%I.%I', parent_schema, part)) IS NULL THEN
+            EXECUTE format(
+                'CREATE TABLE %I.%I PARTITION OF %s FOR VALUES FROM (%L) TO (%L)',
+                parent_schema, part, parent,
+                month_start::timestamp AT TIME ZONE 'UTC',
+                (month_start + interval '1 month')::timestamp AT TIME ZONE 'UTC');
+            -- Policies apply to queries through the parent only; a partition read directly
+            -- would bypass them. RLS enabled with no policy: nobody but the owner reads it.
+            EXECUTE format('ALTER TABLE %I.%I ENABLE ROW LEVEL SECURITY', parent_schema, part);
+            RETURN NEXT part;
+        END IF;
+        month_start := month_start + interval '1 month';
+    END LOOP;
+END
+$$
+"""
+
+
+def _q(bind: Connection, sql: str, **params: object) -> list[tuple[object, ...]]:
+    return [tuple(r) for r in bind.execute(text(sql), params).all()]
+
+
+def _rebuild(table: str, *, partitioned: bool) -> None:
+    """Rebuild ``auth.<table>`` as a partitioned (or plain) table, online (see module doc)."""
+    original = f"auth.{table}"
+    twin_name = f"{table}_rebuild"
+    twin = f"auth.{twin_name}"
+    if is_offline():
+        op.execute(
+            f"-- rebuild of {original} as a {'partitioned' if partitioned else 'plain'} "
+            "table runs online only (it copies the rows in batches)"
+        )
+        return
+    bind = op.get_bind()
+
+    # 1. the twin, with everything the original has, under temporary names
+    with step():
+        # leftovers of an interrupted run
+        op.execute(f"DROP TRIGGER IF EXISTS mirror_{table} ON {original}")
+        op.execute(f"DROP TABLE IF EXISTS {twin}")
+        partition_clause = f" PARTITION BY RANGE ({PARTITION_KEY})" if partitioned else ""
+        op.execute(
+            f"CREATE TABLE {twin} (LIKE {original} INCLUDING DEFAULTS INCLUDING CONSTRAINTS "
+            f"INCLUDING STORAGE INCLUDING COMMENTS){partition_clause}"
+        )
+        key = f"(id, {PARTITION_KEY})" if partitioned else "(id)"
+        op.execute(f"ALTER TABLE {twin} ADD CONSTRAINT tmp_pk_{table} PRIMARY KEY {key}")
+        for name, definition in _q(
+            bind,
+            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE conrelid = CAST(:t AS regclass) AND contype = 'f'",
+            t=original,
+        ):
+            op.execute(f"ALTER TABLE {twin} ADD CONSTRAINT tmp_{name} {definition}")
+        for name, definition in _q(
+            bind,
+            "SELECT c.relname, pg_get_indexdef(i.indexrelid) FROM pg_index i "
+            "JOIN pg_class c ON c.oid = i.indexrelid "
+            "WHERE i.indrelid = CAST(:t AS regclass) AND NOT i.indisprimary",
+            t=original,
+        ):
+            twin_def = str(definition).replace(" ON ONLY ", " ON ", 1)
+            twin_def = twin_def.replace(f"INDEX {name} ON ", f"INDEX tmp_{name} ON ", 1)
+            twin_def = twin_def.replace(f" ON {original} ", f" ON {twin} ", 1)
+            op.execute(twin_def)
+        rls, force = _q(
+            bind,
+            "SELECT relrowsecurity, relforcerowsecurity FROM pg_class "
+            "WHERE oid = CAST(:t AS regclass)",
+            t=original,
+        )[0]
+        if rls:
+            op.execute(f"ALTER TABLE {twin} ENABLE ROW LEVEL SECURITY")
+        if force:
+            op.execute(f"ALTER TABLE {twin} FORCE ROW LEVEL SECURITY")
+        for name, permissive, cmd, roles, qual, check in _q(
+            bind,
+            "SELECT policyname, permissive, cmd, roles, qual, with_check FROM pg_policies "
+            "WHERE schemaname = 'auth' AND tablename = :t",
+            t=table,
+        ):
+            role_list = ", ".join(str(r) for r in roles)  # type: ignore[attr-defined]
+            op.execute(
+                f"CREATE POLICY {name} ON {twin} AS {permissive} FOR {cmd} TO {role_list}"
+                + (f" USING ({qual})" if qual else "")
+                + (f" WITH CHECK ({check})" if check else "")
+            )
+        for grantee, privilege in _q(
+            bind,
+            "SELECT grantee, privilege_type FROM information_schema.role_table_grants "
+            "WHERE table_schema = 'auth' AND table_name = :t "
+            "AND grantee <> (SELECT tableowner FROM pg_tables "
+            "WHERE schemaname = 'auth' AND tablename = :t)",
+            t=table,
+        ):
+            op.execute(f'GRANT {privilege} ON {twin} TO "{grantee}"')
+        for (definition,) in _q(
+            bind,
+            "SELECT pg_get_triggerdef(oid) FROM pg_trigger "
+            "WHERE tgrelid = CAST(:t AS regclass) AND NOT tgisinternal",
+            t=original,
+        ):
+            op.execute(str(definition).replace(f" ON {original} ", f" ON {twin} ", 1))
+        if partitioned:
+            first, last = bind.execute(
+                text(
+                    f"SELECT min({PARTITION_KEY} AT TIME ZONE 'UTC')::date, "
+                    f"max({PARTITION_KEY} AT TIME ZONE 'UTC')::date FROM {original}"
+                )
+            ).one()
+            bind.execute(
+                text("SELECT auth.ensure_monthly_partitions(CAST(:t AS regclass), :n, :f, :l)"),
+                {"t": twin, "n": MONTHS_AHEAD, "f": first, "l": last},
+            ).all()
+
+    # 2. mirror every change made to the original from now on
+    with step():
+        op.execute(
+            f"""
+            CREATE OR REPLACE FUNCTION auth.mirror_{table}() RETURNS trigger
+            LANGUAGE plpgsql AS $$
+            BEGIN
+                IF TG_OP IN ('UPDATE', 'DELETE') THEN
+                    DELETE FROM {twin}
+                     WHERE id = OLD.id AND {PARTITION_KEY} = OLD.{PARTITION_KEY};
+                END IF;
+                IF TG_OP IN ('INSERT', 'UPDATE') THEN
+                    INSERT INTO {twin} SELECT NEW.* ON CONFLICT DO NOTHING;
+                END IF;
+                RETURN NULL;
+            END
+            $$
+            """
+        )
+        op.execute(
+            f"CREATE TRIGGER mirror_{table} AFTER INSERT OR UPDATE OR DELETE ON {original} "
+            f"FOR EACH ROW EXECUTE FUNCTION auth.mirror_{table}()"
+        )
+
+    # 3. copy the existing rows in batches
+    total = bind.execute(text(f"SELECT count(*) FROM {original}")).scalar() or 0
+    id_type = bind.execute(
+        text(
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+            "WHERE attrelid = CAST(:t AS regclass) AND attname = 'id'"
+        ),
+        {"t": original},
+    ).scalar()
+    copied = 0
+    after: object = None
+    with op.get_context().autocommit_block():
+        while True:
+            bind.exec_driver_sql("BEGIN")
+            row = bind.execute(
+                text(
+                    f"WITH batch AS (SELECT * FROM {original} "
+                    f"WHERE CAST(:after AS {id_type}) IS NULL OR id > CAST(:after AS {id_type}) "
+                    f"ORDER BY id LIMIT :n), "
+                    f"moved AS (INSERT INTO {twin} SELECT * FROM batch ON CONFLICT DO NOTHING) "
+                    f"SELECT (SELECT id FROM batch ORDER BY id DESC LIMIT 1), (SELECT count(*) FROM batch)"
+                ),
+                {"after": after, "n": BATCH_SIZE},
+            ).one()
+            bind.exec_driver_sql("COMMIT")
+            last, count = row
+            if not count:
+                break
+            after, copied = last, copied + int(count)
+            log.info("%s: %d of ~%d rows copied", original, copied, total)
+
+    # 4. the swap, in one short transaction
+    views = _q(
+        bind,
+        "SELECT DISTINCT v.oid::regclass::text, pg_get_viewdef(v.oid) FROM pg_depend d "
+        "JOIN pg_rewrite r ON r.oid = d.objid JOIN pg_class v ON v.oid = r.ev_class "
+        "WHERE d.refobjid = CAST(:t AS regclass) AND v.oid <> CAST(:t AS regclass)",
+        t=original,
+    )
+    with step():
+        op.execute(f"LOCK TABLE {original} IN ACCESS EXCLUSIVE MODE")
+        op.execute(f"DROP TRIGGER mirror_{table} ON {original}")
+        op.execute(f"DROP FUNCTION auth.mirror_{table}()")
+        counts = bind.execute(
+            text(f"SELECT (SELECT count(*) FROM {original}), (SELECT count(*) FROM {twin})")
+        ).one()
+        if counts[0] != counts[1]:
+            raise RuntimeError(
+                f"{original} holds {counts[0]} rows but its rebuild {counts[1]}: nothing was "
+                "swapped; run the upgrade again"
+            )
+        old_name = f"{table}_old"
+        op.execute(f"ALTER TABLE {original} RENAME TO {old_name}")
+        for (name,) in _q(
+            bind,
+            "SELECT conname FROM pg_constraint WHERE conrelid = CAST(:t AS regclass) "
+            "AND contype IN ('p', 'f')",
+            t=f"auth.{old_name}",
+        ):
+            op.execute(f"ALTER TABLE auth.{old_name} RENAME CONSTRAINT {name} TO old_{name}")
+        for (name,) in _q(
+            bind,
+            "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+            "WHERE i.indrelid = CAST(:t AS regclass) AND NOT i.indisprimary",
+            t=f"auth.{old_name}",
+        ):
+            op.execute(f"ALTER INDEX auth.{name} RENAME TO old_{name}")
+        op.execute(f"ALTER TABLE {twin} RENAME TO {table}")
+        for (name,) in _q(
+            bind,
+            "SELECT conname FROM pg_constraint WHERE conrelid = CAST(:t AS regclass) "
+            "AND conname LIKE 'tmp\\_%'",
+            t=original,
+        ):
+            op.execute(f"ALTER TABLE {original} RENAME CONSTRAINT {name} TO {str(name)[4:]}")
+        for (name,) in _q(
+            bind,
+            "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+            "WHERE i.indrelid = CAST(:t AS regclass) AND c.relname LIKE 'tmp\\_%' "
+            "AND NOT i.indisprimary",
+            t=original,
+        ):
+            op.execute(f"ALTER INDEX auth.{name} RENAME TO {str(name)[4:]}")
+        if partitioned:
+            for (part,) in _q(
+                bind,
+                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                "WHERE i.inhparent = CAST(:t AS regclass)",
+                t=original,
+            ):
+                op.execute(
+                    f"ALTER TABLE auth.{part} RENAME TO {str(part).replace(twin_name, table, 1)}"
+                )
+        for view, definition in views:
+            op.execute(f"CREATE OR REPLACE VIEW {view} AS {definition}")
+
+    # 5. the original goes
+    with step():
+        op.execute(f"DROP TABLE auth.{table}_old")
+
+
+def upgrade() -> None:
+    op.execute(ENSURE_FUNCTION)
+    for table in TABLES:
+        _rebuild(table, partitioned=True)
+
+
+def downgrade() -> None:
+    for table in TABLES:
+        _rebuild(table, partitioned=False)
+    op.execute("DROP FUNCTION auth.ensure_monthly_partitions(regclass, integer, date, date)")

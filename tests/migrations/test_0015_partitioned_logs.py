@@ -1,0 +1,246 @@
+"""0015: audit_logs becomes monthly range partitions, online, with every row kept both ways."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import IntegrityError
+
+from authmodels import partitions
+from authmodels.db import sqlalchemy_url
+from authmodels.testing.migrations import MigrationRunner, revision_ids
+from authmodels.testing.plugin import null_pool_engine
+
+REVISION = "0015_partitioned_logs"
+BEFORE = revision_ids()[revision_ids().index(REVISION) - 1]
+ROWS = "SELECT id, user_id, event_type, event_status, details, created_at FROM auth.audit_logs"
+
+
+def _seed(runner: MigrationRunner, count: int = 3000) -> str:
+    [(user,)] = runner.execute(
+        "INSERT INTO auth.users (email, password_hash) VALUES ('p@example.com', 'x') "
+        "RETURNING id::text"
+    )
+    # rows spread over 2025-11 .. 2026-03 (one every ~hour)
+    runner.execute(
+        "INSERT INTO auth.audit_logs (user_id, event_type, details, created_at) "
+        "SELECT CAST(:u AS uuid), 'login', jsonb_build_object('n', g), "
+        "timestamptz '2025-11-03 00:00+00' + g * interval '53 minutes' "
+        "FROM generate_series(1, :n) g",
+        {"u": user, "n": count},
+    )
+    return str(user)
+
+
+def _partitions(runner: MigrationRunner) -> list[str]:
+    return [
+        r[0]
+        for r in runner.execute(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = 'auth.audit_logs'::regclass ORDER BY 1"
+        )
+    ]
+
+
+def _month_key(now: datetime) -> str:
+    return f"{now.year}{now.month:02d}"
+
+
+def test_upgrade_partitions_every_month_and_keeps_every_row_both_ways(
+    authmodels_migration_runner: MigrationRunner,
+) -> None:
+    runner = authmodels_migration_runner
+    runner.upgrade(BEFORE)
+    _seed(runner)
+    before = runner.execute(f"{ROWS} ORDER BY id")
+    runner.upgrade(REVISION)
+    assert runner.execute(
+        "SELECT relkind FROM pg_class WHERE oid = 'auth.audit_logs'::regclass"
+    ) == [("p",)]
+    assert runner.execute(f"{ROWS} ORDER BY id") == before
+    names = _partitions(runner)
+    for month in ("202511", "202512", "202601", "202602", "202603"):
+        assert f"audit_logs_p{month}" in names
+    assert f"audit_logs_p{_month_key(datetime.now(UTC))}" in names  # this month and ahead
+    # each row sits in its own month's partition
+    assert runner.execute(
+        "SELECT count(*) FROM auth.audit_logs_p202512 "
+        "WHERE created_at < '2025-12-01+00' OR created_at >= '2026-01-01+00'"
+    ) == [(0,)]
+    # the view that reads audit_logs reads the new table
+    assert runner.execute("SELECT count(*) FROM auth.user_security_status") == [(1,)]
+    runner.downgrade(BEFORE)
+    assert runner.execute(
+        "SELECT relkind FROM pg_class WHERE oid = 'auth.audit_logs'::regclass"
+    ) == [("r",)]
+    assert runner.execute(f"{ROWS} ORDER BY id") == before
+    assert runner.execute(
+        "SELECT count(*) FROM pg_class WHERE relname LIKE 'audit\\_logs\\_p%'"
+    ) == [(0,)]
+
+
+def test_rows_written_while_the_upgrade_runs_are_not_lost(
+    authmodels_migration_runner: MigrationRunner, authmodels_empty_database: URL
+) -> None:
+    runner = authmodels_migration_runner
+    runner.upgrade(BEFORE)
+    user = _seed(runner, 20000)
+    writer_engine = create_engine(sqlalchemy_url(authmodels_empty_database))
+    done = threading.Event()
+    written: list[int] = []
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        n = 0
+        try:
+            while not done.is_set():
+                with writer_engine.begin() as conn:
+                    conn.execute(
+                        text(
+                            "INSERT INTO auth.audit_logs (user_id, event_type, details) "
+                            "VALUES (CAST(:u AS uuid), 'logout', jsonb_build_object('w', :n))"
+                        ),
+                        {"u": user, "n": n},
+                    )
+                n += 1
+        except BaseException as exc:
+            errors.append(exc)
+        written.append(n)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        runner.upgrade(REVISION)
+    finally:
+        done.set()
+        writer.join()
+        writer_engine.dispose()
+    assert not errors, errors
+    assert written[0] > 0
+    assert runner.execute("SELECT count(*) FROM auth.audit_logs WHERE event_type = 'logout'") == [
+        (written[0],)
+    ]
+    assert runner.execute("SELECT count(*) FROM auth.audit_logs") == [(20000 + written[0],)]
+
+
+@pytest.fixture
+def at_head(authmodels_migration_runner: MigrationRunner) -> MigrationRunner:
+    authmodels_migration_runner.upgrade("head")
+    return authmodels_migration_runner
+
+
+def test_a_month_without_partition_is_refused_until_ensure_creates_it(
+    at_head: MigrationRunner,
+) -> None:
+    far = "2031-05-05 10:00+00"
+    with pytest.raises(IntegrityError, match="no partition of relation"):
+        at_head.execute(
+            "INSERT INTO auth.audit_logs (event_type, created_at) VALUES ('login', :t)",
+            {"t": far},
+        )
+    with at_head.connect() as conn:
+        created = (
+            conn.execute(
+                text("SELECT auth.ensure_monthly_partitions('auth.audit_logs', 0, '2031-05-01')")
+            )
+            .scalars()
+            .all()
+        )
+    assert "audit_logs_p203105" in created
+    at_head.execute(
+        "INSERT INTO auth.audit_logs (event_type, created_at) VALUES ('login', :t)", {"t": far}
+    )
+    with at_head.connect() as conn:  # idempotent: nothing new the second time
+        assert partitions.ensure(conn, "auth.audit_logs", months_ahead=3) == []
+
+
+def test_dropping_a_month_leaves_the_other_months_intact(at_head: MigrationRunner) -> None:
+    at_head.execute(
+        "SELECT auth.ensure_monthly_partitions('auth.audit_logs', 0, '2025-01-01', '2025-03-01')"
+    )
+    for month in ("2025-01-10", "2025-02-10", "2025-03-10"):
+        at_head.execute(
+            "INSERT INTO auth.audit_logs (event_type, created_at) "
+            "SELECT 'login', CAST(:t AS timestamptz) FROM generate_series(1, 5)",
+            {"t": month},
+        )
+    dry = partitions.drop_months(
+        at_head.engine, "auth.audit_logs", before=datetime(2025, 3, 1, tzinfo=UTC), dry_run=True
+    )
+    assert [(d.name, d.rows) for d in dry] == [("audit_logs_p202501", 5), ("audit_logs_p202502", 5)]
+    assert at_head.execute("SELECT count(*) FROM auth.audit_logs") == [(15,)]
+    dropped = partitions.drop_months(
+        at_head.engine, "auth.audit_logs", before=datetime(2025, 3, 1, tzinfo=UTC)
+    )
+    assert [d.name for d in dropped] == ["audit_logs_p202501", "audit_logs_p202502"]
+    assert at_head.execute(
+        "SELECT count(*), min(created_at) >= '2025-03-01+00' FROM auth.audit_logs"
+    ) == [(5, True)]
+    assert at_head.execute("SELECT to_regclass('auth.audit_logs_p202501')") == [(None,)]
+
+
+def test_an_interrupted_detach_is_finished_by_the_next_run(at_head: MigrationRunner) -> None:
+    at_head.execute(
+        "SELECT auth.ensure_monthly_partitions('auth.audit_logs', 0, '2025-01-01', '2025-01-01')"
+    )
+    at_head.execute(
+        "INSERT INTO auth.audit_logs (event_type, created_at) VALUES ('login', '2025-01-02+00')"
+    )
+    # what a run killed right after its DETACH leaves: a detached month, not yet dropped
+    at_head.execute("ALTER TABLE auth.audit_logs DETACH PARTITION auth.audit_logs_p202501")
+    listed = {
+        p.name: p for p in partitions.list_partitions(at_head.engine.connect(), "auth.audit_logs")
+    }
+    assert not listed["audit_logs_p202501"].attached
+    dropped = partitions.drop_months(
+        at_head.engine, "auth.audit_logs", before=datetime(2024, 1, 1, tzinfo=UTC)
+    )
+    assert [d.name for d in dropped] == ["audit_logs_p202501"]
+    assert at_head.execute("SELECT to_regclass('auth.audit_logs_p202501')") == [(None,)]
+
+
+def test_row_level_security_still_hides_other_users_rows(
+    at_head: MigrationRunner, authmodels_empty_database: URL
+) -> None:
+    users: dict[str, Any] = {}
+    for email in ("a@example.com", "b@example.com"):
+        [(uid,)] = at_head.execute(
+            "INSERT INTO auth.users (email, password_hash) VALUES (:e, 'x') RETURNING id",
+            {"e": email},
+        )
+        users[email] = uid
+        at_head.execute(
+            "INSERT INTO auth.audit_logs (user_id, event_type) VALUES (:u, 'login')", {"u": uid}
+        )
+    role = f"part_app_{uuid.uuid4().hex[:8]}"
+    at_head.execute(f"CREATE ROLE {role} LOGIN")
+    at_head.execute("SELECT auth.grant_app_role(:r)", {"r": role})
+    app = null_pool_engine(authmodels_empty_database.set(username=role))
+    try:
+        with app.begin() as conn:
+            conn.execute(
+                text("SELECT set_config('authmodels.user_id', :u, true)"),
+                {"u": str(users["a@example.com"])},
+            )
+            seen = conn.execute(text("SELECT user_id FROM auth.audit_logs")).scalars().all()
+        assert seen == [users["a@example.com"]]
+        # read directly, a partition is past the parent's policies: it must show nothing
+        month = _month_key(datetime.now(UTC))
+        with app.begin() as conn:
+            conn.execute(
+                text("SELECT set_config('authmodels.user_id', :u, true)"),
+                {"u": str(users["a@example.com"])},
+            )
+            direct = conn.execute(text(f"SELECT count(*) FROM auth.audit_logs_p{month}")).scalar()
+        assert direct == 0
+        assert at_head.execute(f"SELECT count(*) FROM auth.audit_logs_p{month}") == [(2,)]
+    finally:
+        app.dispose()
+        at_head.execute(f"DROP OWNED BY {role}")
+        at_head.execute(f"DROP ROLE {role}")

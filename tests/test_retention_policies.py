@@ -1,0 +1,222 @@
+"""Every default retention policy at head: just inside the window stays, just outside goes.
+
+Each policy gets rows whose *end* (expiry, revocation, use: what its condition reads) lies one
+second either side of its cutoff, through both purge paths: :func:`authmodels.retention.purge` and
+the SQL function ``auth.purge_expired_data()`` (what pg_cron runs) -- they read the same windows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import Connection, Engine, text
+
+from authmodels.retention import Policy, load_policies, purge
+
+SECOND = timedelta(seconds=1)
+
+Seeder = Callable[[Connection, str, datetime, str], None]
+
+
+def _user(conn: Connection) -> str:
+    return str(
+        conn.execute(
+            text(
+                "INSERT INTO auth.users (email, password_hash) VALUES "
+                "('r' || gen_random_uuid() || '@example.test', '!unusable') RETURNING id"
+            )
+        ).scalar()
+    )
+
+
+def _session(
+    conn: Connection, user: str, expires: datetime, revoked: datetime | None = None
+) -> str:
+    return str(
+        conn.execute(
+            text(
+                "INSERT INTO auth.sessions "
+                "(user_id, token_hash, expires_at, revoked_at, created_at) VALUES "
+                "(:u, sha256(convert_to(gen_random_uuid()::text, 'UTF8')), :e, :r, :c) "
+                "RETURNING id"
+            ),
+            {
+                "u": user,
+                "e": expires,
+                "r": revoked,
+                "c": min(expires, revoked or expires) - timedelta(days=1),
+            },
+        ).scalar()
+    )
+
+
+def _token_row(table: str, extra: str = "", extra_values: str = "") -> Seeder:
+    def seed(conn: Connection, user: str, end: datetime, tag: str) -> None:
+        conn.execute(
+            text(
+                f"INSERT INTO auth.{table} (user_id, token_hash, expires_at, created_at{extra}) "
+                f"VALUES (:u, convert_to(:tag, 'UTF8'), :end, :created{extra_values})"
+            ),
+            {"u": user, "tag": tag, "end": end, "created": end - timedelta(days=1)},
+        )
+
+    return seed
+
+
+def _refresh(conn: Connection, user: str, end: datetime, tag: str) -> None:
+    session = _session(conn, user, datetime.now(UTC) + timedelta(days=365))
+    conn.execute(
+        text(
+            "INSERT INTO auth.refresh_tokens (user_id, session_id, token_hash, expires_at, "
+            "used_at, created_at) VALUES (:u, :s, convert_to(:tag, 'UTF8'), :far, :end, :created)"
+        ),
+        {
+            "u": user,
+            "s": session,
+            "tag": tag,
+            "end": end,
+            "far": end + timedelta(days=90),
+            "created": end - timedelta(days=1),
+        },
+    )
+
+
+def _sessions(conn: Connection, user: str, end: datetime, tag: str) -> None:
+    # ended by revocation before its expiry: least(expires_at, revoked_at) is the revocation
+    conn.execute(
+        text(
+            "INSERT INTO auth.sessions (user_id, token_hash, expires_at, revoked_at, "
+            "revoked_reason, created_at) VALUES (:u, convert_to(:tag, 'UTF8'), :far, :end, :tag, "
+            ":created)"
+        ),
+        {
+            "u": user,
+            "tag": tag,
+            "end": end,
+            "far": end + timedelta(days=90),
+            "created": end - timedelta(days=1),
+        },
+    )
+
+
+def _device_flow(conn: Connection, user: str, end: datetime, tag: str) -> None:
+    conn.execute(
+        text(
+            "INSERT INTO auth.device_flows (device_code_hash, user_code_hash, client_id, "
+            "expires_at, retention_expires_at, created_at) VALUES (convert_to(:tag, 'UTF8'), "
+            "convert_to(:tag || 'u', 'UTF8'), 'tv', :exp, :end, :created)"
+        ),
+        {
+            "tag": tag,
+            "end": end,
+            "exp": end - timedelta(hours=1),
+            "created": end - timedelta(hours=2),
+        },
+    )
+
+
+def _app_log(conn: Connection, user: str, end: datetime, tag: str) -> None:
+    conn.execute(
+        text("INSERT INTO auth.app_logs (level, message, created_at) VALUES ('info', :tag, :end)"),
+        {"tag": tag, "end": end},
+    )
+
+
+SEEDERS: dict[str, Seeder] = {
+    "device_flows": _device_flow,
+    "access_tokens": _token_row("access_tokens"),
+    "refresh_tokens": _refresh,
+    "sessions": _sessions,
+    "password_reset_tokens": _token_row("password_reset_tokens"),
+    "email_verification_tokens": _token_row(
+        "email_verification_tokens", ", email", ", 'v@example.test'"
+    ),
+    "app_logs": _app_log,
+}
+#: how a seeded row is found again, per policy
+TAG_COLUMN = {
+    "device_flows": "convert_from(device_code_hash, 'UTF8')",
+    "app_logs": "message",
+    "sessions": "revoked_reason",
+}
+PARTITIONED = {"audit_logs"}
+
+
+def _tag_query(policy: Policy) -> str:
+    column = TAG_COLUMN.get(policy.name, "convert_from(token_hash, 'UTF8')")
+    return f"SELECT {column} FROM {policy.table}"
+
+
+@pytest.fixture
+def policies(authmodels_fresh_engine: Engine) -> list[Policy]:
+    with authmodels_fresh_engine.connect() as conn:
+        return load_policies(conn)
+
+
+def test_every_default_policy_is_covered_here(policies: list[Policy]) -> None:
+    assert {p.name for p in policies} == set(SEEDERS) | PARTITIONED
+
+
+@pytest.mark.parametrize("path", ["python", "sql"])
+def test_rows_inside_the_window_stay_and_rows_outside_go(
+    authmodels_fresh_engine: Engine, policies: list[Policy], path: str
+) -> None:
+    now = datetime.now(UTC)
+    row_policies = [p for p in policies if not p.partitioned]
+    with authmodels_fresh_engine.begin() as conn:
+        user = _user(conn)
+        for policy in row_policies:
+            cutoff = now - policy.keep_for
+            # one minute of slack either side: the SQL path reads its own now()
+            SEEDERS[policy.name](conn, user, cutoff + timedelta(minutes=1), f"{policy.name}-kept")
+            SEEDERS[policy.name](conn, user, cutoff - timedelta(minutes=1), f"{policy.name}-gone")
+    if path == "python":
+        report = purge(authmodels_fresh_engine, policies=row_policies, now=now)
+        removed = {p.name: p.rows for p in report.policies}
+    else:
+        with authmodels_fresh_engine.begin() as conn:
+            removed = dict(conn.execute(text("SELECT * FROM auth.purge_expired_data()")).all())
+    with authmodels_fresh_engine.connect() as conn:
+        for policy in row_policies:
+            left = set(conn.execute(text(_tag_query(policy))).scalars())
+            assert f"{policy.name}-kept" in left, policy.name
+            assert f"{policy.name}-gone" not in left, policy.name
+            assert removed[policy.name] >= 1, policy.name
+
+
+def test_audit_months_past_the_window_are_archived_identically_then_dropped(
+    authmodels_fresh_engine: Engine, policies: list[Policy]
+) -> None:
+    (audit,) = [p for p in policies if p.name == "audit_logs"]
+    assert audit.archive_to == "auth.audit_logs_archive"
+    now = datetime.now(UTC)
+    old = now - audit.keep_for - timedelta(days=62)  # a month wholly past the window
+    columns = "id, user_id, event_type, event_status, details, created_at"
+    with authmodels_fresh_engine.begin() as conn:
+        conn.execute(
+            text("SELECT auth.ensure_monthly_partitions('auth.audit_logs', 0, CAST(:m AS date))"),
+            {"m": old},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO auth.audit_logs (event_type, details, created_at) "
+                "SELECT 'login', jsonb_build_object('n', g), :t FROM generate_series(1, 3) g"
+            ),
+            {"t": old},
+        )
+        conn.execute(text("INSERT INTO auth.audit_logs (event_type) VALUES ('logout')"))
+        originals = conn.execute(
+            text(f"SELECT {columns} FROM auth.audit_logs WHERE created_at = :t ORDER BY id"),
+            {"t": old},
+        ).all()
+    report = purge(authmodels_fresh_engine, policies=[audit], now=now)
+    assert report.rows >= 3
+    with authmodels_fresh_engine.connect() as conn:
+        archived = conn.execute(
+            text(f"SELECT {columns} FROM auth.audit_logs_archive ORDER BY id")
+        ).all()
+        live = conn.execute(text("SELECT event_type FROM auth.audit_logs")).scalars().all()
+    assert archived == originals
+    assert live == ["logout"]
