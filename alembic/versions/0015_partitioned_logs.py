@@ -52,7 +52,7 @@ depends_on: str | Sequence[str] | None = None
 
 log = logging.getLogger("authmodels.migrations")
 
-TABLES = ("audit_logs",)
+TABLES = ("audit_logs", "login_attempts")
 PARTITION_KEY = "created_at"
 BATCH_SIZE = 10_000
 MONTHS_AHEAD = 3

@@ -23,8 +23,13 @@ Issue "retention at scale"; seed 000 week 6 (``purge_expired_data()``), seed 001
   ``least(expires_at, revoked_at)`` for sessions (``LEAST`` ignores NULLs).
 
 Default windows: sessions and refresh tokens 30 days after they ended, access tokens and the
-reset/verification links 7 days, device flows at ``retention_expires_at``, ``app_logs`` 90 days,
-``audit_logs`` 90 days live (then archived: the archive keeps them 2 years).
+reset/verification links 7 days, step-up tokens 1 day, DPoP ``jti`` records and device flows as
+soon as they expire, ``app_logs``, login attempts, delivery logs and session audits 90 days,
+security events 1 year, ``audit_logs`` 90 days live (then archived; the archive keeps them 2
+years), account recovery 30 days after it expired or completed, used backup codes 30 days. Not
+purged: ``password_history`` (bounded by the password-history length, not by time), the E2EE
+audit trail (``key_exchanges``, ``device_key_events``), ``user_devices`` (a user's own list) and
+``auth.quarantine`` (rows a revision could not convert are kept until a person decides).
 
 Downgrade: the policies table and the indexes go; 0007's ``purge_expired_data()`` comes back.
 """
@@ -45,77 +50,62 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 #: (name, table, expired condition, keep_for, archive_to, partitioned, position)
+# fmt: off
 POLICIES: list[tuple[str, str, str, str, str | None, bool, int]] = [
     ("device_flows", "auth.device_flows", "retention_expires_at < :cutoff", "0", None, False, 10),
-    (
-        "access_tokens",
-        "auth.access_tokens",
-        "least(expires_at, revoked_at) < :cutoff",
-        "7 days",
-        None,
-        False,
-        20,
-    ),
-    (
-        "refresh_tokens",
-        "auth.refresh_tokens",
-        "least(expires_at, used_at, revoked_at) < :cutoff",
-        "30 days",
-        None,
-        False,
-        30,
-    ),
-    (
-        "sessions",
-        "auth.sessions",
-        "least(expires_at, revoked_at) < :cutoff",
-        "30 days",
-        None,
-        False,
-        40,
-    ),
-    (
-        "password_reset_tokens",
-        "auth.password_reset_tokens",
-        "least(expires_at, used_at) < :cutoff",
-        "7 days",
-        None,
-        False,
-        50,
-    ),
-    (
-        "email_verification_tokens",
-        "auth.email_verification_tokens",
-        "least(expires_at, verified_at) < :cutoff",
-        "7 days",
-        None,
-        False,
-        60,
-    ),
+    ("step_up_tokens", "auth.step_up_tokens", "least(expires_at, used_at) < :cutoff", "1 day",
+     None, False, 15),
+    ("dpop_jtis", "auth.dpop_jtis", "expires_at < :cutoff", "0", None, False, 16),
+    ("access_tokens", "auth.access_tokens", "least(expires_at, revoked_at) < :cutoff",
+     "7 days", None, False, 20),
+    ("refresh_tokens", "auth.refresh_tokens",
+     "least(expires_at, used_at, revoked_at) < :cutoff", "30 days", None, False, 30),
+    ("sessions", "auth.sessions", "least(expires_at, revoked_at) < :cutoff",
+     "30 days", None, False, 40),
+    ("password_reset_tokens", "auth.password_reset_tokens",
+     "least(expires_at, used_at) < :cutoff", "7 days", None, False, 50),
+    ("email_verification_tokens", "auth.email_verification_tokens",
+     "least(expires_at, verified_at) < :cutoff", "7 days", None, False, 60),
     ("app_logs", "auth.app_logs", "created_at < :cutoff", "90 days", None, False, 70),
-    (
-        "audit_logs",
-        "auth.audit_logs",
-        "created_at < :cutoff",
-        "90 days",
-        "auth.audit_logs_archive",
-        True,
-        80,
-    ),
+    ("audit_logs", "auth.audit_logs", "created_at < :cutoff", "90 days",
+     "auth.audit_logs_archive", True, 80),
+    ("audit_logs_archive", "auth.audit_logs_archive", "archived_at < :cutoff", "730 days",
+     None, False, 85),
+    ("login_attempts", "auth.login_attempts", "created_at < :cutoff", "90 days", None, True, 90),
+    ("security_events", "auth.security_events", "created_at < :cutoff", "365 days",
+     None, False, 100),
+    ("email_delivery_logs", "auth.email_delivery_logs", "created_at < :cutoff", "90 days",
+     None, False, 110),
+    ("sms_delivery_logs", "auth.sms_delivery_logs", "created_at < :cutoff", "90 days",
+     None, False, 120),
+    ("session_audits", "auth.session_audits", "created_at < :cutoff", "90 days",
+     None, False, 130),
+    ("account_recovery", "auth.account_recovery", "least(expires_at, completed_at) < :cutoff",
+     "30 days", None, False, 140),
+    ("two_factor_backup_codes", "auth.two_factor_backup_codes", "used_at < :cutoff", "30 days",
+     None, False, 150),
 ]
+# fmt: on
+#: Policies whose rows are picked by something other than ``id``: ``dpop_jtis`` has the primary
+#: key (jkt, jti), so its batches go by the row's physical address, stable within a statement.
+KEY_COLUMNS = {"dpop_jtis": "ctid"}
 
 #: (index name, table, expression) serving the policies above that no index served yet.
+# fmt: off
 INDEXES = [
     ("ix_access_tokens_retention", "access_tokens", "least(expires_at, revoked_at)"),
     ("ix_refresh_tokens_retention", "refresh_tokens", "least(expires_at, used_at, revoked_at)"),
     ("ix_sessions_retention", "sessions", "least(expires_at, revoked_at)"),
     ("ix_password_reset_tokens_retention", "password_reset_tokens", "least(expires_at, used_at)"),
-    (
-        "ix_email_verification_tokens_retention",
-        "email_verification_tokens",
-        "least(expires_at, verified_at)",
-    ),
+    ("ix_email_verification_tokens_retention", "email_verification_tokens",
+     "least(expires_at, verified_at)"),
+    ("ix_step_up_tokens_retention", "step_up_tokens", "least(expires_at, used_at)"),
+    ("ix_session_audits_created_at", "session_audits", "created_at"),
+    ("ix_account_recovery_retention", "account_recovery", "least(expires_at, completed_at)"),
+    ("ix_two_factor_backup_codes_used_at", "two_factor_backup_codes", "used_at"),
+    ("ix_audit_logs_archive_archived_at", "audit_logs_archive", "archived_at"),
 ]
+# fmt: on
 
 PURGE_FUNCTION = r"""
 CREATE OR REPLACE FUNCTION auth.purge_expired_data(batch_limit integer DEFAULT 10000)
@@ -265,7 +255,7 @@ $$"""
 
 def _interval(text_value: str) -> timedelta:
     number, _, unit = text_value.partition(" ")
-    return timedelta(**{unit or "days": int(number)}) if unit else timedelta(0)
+    return timedelta(days=int(number)) if unit in ("day", "days") else timedelta(0)
 
 
 def upgrade() -> None:
@@ -307,6 +297,7 @@ def upgrade() -> None:
         sa.column("archive_to", sa.Text),
         sa.column("partitioned", sa.Boolean),
         sa.column("position", sa.SmallInteger),
+        sa.column("key_column", sa.Text),
         schema="auth",
     )
     op.bulk_insert(
@@ -320,6 +311,7 @@ def upgrade() -> None:
                 "archive_to": archive_to,
                 "partitioned": partitioned,
                 "position": position,
+                "key_column": KEY_COLUMNS.get(name, "id"),
             }
             for name, table, expired, keep_for, archive_to, partitioned, position in POLICIES
         ],

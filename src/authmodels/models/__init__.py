@@ -11,8 +11,8 @@ from authmodels.models.audit import AuditLog, AuditLogArchive
 from authmodels.models.base import SCHEMA, Base, Timestamps, Versioned, metadata
 from authmodels.models.delivery import EmailDeliveryLog, SmsDeliveryLog
 from authmodels.models.device_flow import DeviceFlow
-from authmodels.models.dpop import DPoPJti
 from authmodels.models.devices import UserDevice
+from authmodels.models.dpop import DPoPJti
 from authmodels.models.e2ee import DeviceKey, DeviceKeyEvent, KeyExchange
 from authmodels.models.enums import (
     AccountRecoveryMethod,
@@ -36,9 +36,9 @@ from authmodels.models.password_history import PasswordHistory
 from authmodels.models.profiles import UserProfile
 from authmodels.models.quarantine import QuarantinedRow
 from authmodels.models.recovery import AccountRecovery
+from authmodels.models.retention import RetentionPolicy
 from authmodels.models.security_events import LoginAttempt, SecurityEvent
 from authmodels.models.session_audits import SessionAudit
-from authmodels.models.retention import RetentionPolicy
 from authmodels.models.sessions import Session
 from authmodels.models.step_up import StepUpToken
 from authmodels.models.tokens import (
@@ -89,9 +89,9 @@ __all__ = [
     "PasswordResetToken",
     "QuarantinedRow",
     "RefreshToken",
+    "RetentionPolicy",
     "SecurityEvent",
     "SecurityEventSeverity",
-    "RetentionPolicy",
     "Session",
     "SessionAudit",
     "SessionAuditAction",

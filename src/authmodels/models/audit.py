@@ -159,6 +159,8 @@ class AuditLogArchive(Base):
 
     __tablename__ = "audit_logs_archive"
     __table_args__ = (
+        # serves the retention policy (revision 0016)
+        Index("ix_audit_logs_archive_archived_at", text("archived_at")),
         Index("ix_audit_logs_archive_created_at", "created_at"),
         Index("ix_audit_logs_archive_user_id_created_at", "user_id", "created_at"),
     )

@@ -14,6 +14,7 @@ from sqlalchemy import (
     LargeBinary,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
@@ -68,6 +69,8 @@ class TwoFactorBackupCode(Base):
 
     __tablename__ = "two_factor_backup_codes"
     __table_args__ = (
+        # serves the retention policy (revision 0016)
+        Index("ix_two_factor_backup_codes_used_at", text("used_at")),
         token_digest("code_hash"),
         CheckConstraint("used_at >= created_at", name="used_after_created"),
         Index("ix_two_factor_backup_codes_code_hash", "code_hash", unique=True),

@@ -19,6 +19,8 @@ class AccountRecovery(Timestamps, Base):
 
     __tablename__ = "account_recovery"
     __table_args__ = (
+        # serves the retention policy (revision 0016)
+        Index("ix_account_recovery_retention", text("least(expires_at, completed_at)")),
         token_digest("token_hash"),
         token_digest("requested_ip_hash"),
         CheckConstraint(

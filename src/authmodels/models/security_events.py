@@ -43,6 +43,7 @@ class LoginAttempt(Base):
         ),
         Index("ix_login_attempts_user_id_created_at", "user_id", text("created_at DESC")),
         Index("ix_login_attempts_created_at", "created_at"),
+        {"postgresql_partition_by": "RANGE (created_at)"},
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()
@@ -71,9 +72,9 @@ class LoginAttempt(Base):
     """Why it failed, for operators (never shown to the client)."""
 
     created_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now(), sort_order=100
+        DateTime(timezone=True), server_default=func.now(), primary_key=True, sort_order=100
     )
-    """When the attempt was made."""
+    """When the attempt was made (the partition key since 0015, hence in the primary key)."""
 
 
 class SecurityEvent(Base):

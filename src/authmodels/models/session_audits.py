@@ -20,6 +20,8 @@ class SessionAudit(Base):
 
     __tablename__ = "session_audits"
     __table_args__ = (
+        # serves the retention policy (revision 0016)
+        Index("ix_session_audits_created_at", text("created_at")),
         token_digest("ip_hash"),
         token_digest("ua_hash"),
         Index("ix_session_audits_session_id_created_at", "session_id", "created_at"),

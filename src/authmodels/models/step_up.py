@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, LargeBinary, Text, func
+from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, LargeBinary, Text, func, text
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -26,6 +26,8 @@ class StepUpToken(Base):
 
     __tablename__ = "step_up_tokens"
     __table_args__ = (
+        # serves the retention policy (revision 0016)
+        Index("ix_step_up_tokens_retention", text("least(expires_at, used_at)")),
         token_digest("token_hash"),
         CheckConstraint("purpose ~ '^[a-z][a-z0-9_.:-]{0,63}$'", name="purpose_format"),
         CheckConstraint(
