@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Callable
+from datetime import timedelta
 
 from alembic import command
 from alembic.runtime.migration import MigrationContext
@@ -20,11 +21,13 @@ from sqlalchemy.orm import Session
 
 from authmodels import config as am_config
 from authmodels.db import create_db_engine, resolve_url
+from authmodels.errors import AuthenticationError, RefreshTokenReused
 from authmodels.migrations import SCHEMA, VERSION_TABLE, alembic_config
 from authmodels.models import AuditLog, User
 from authmodels.security.encryption import FieldCipher, aad_for
-from authmodels.security.hashing import TokenHasher, new_token
 from authmodels.security.passwords import PasswordHasher
+from authmodels.services import sessions
+from authmodels.services.settings import FlowSettings, use_settings
 
 
 def _current_revision(engine_url: object) -> str | None:
@@ -72,51 +75,66 @@ def run(url: str | None = None, *, say: Callable[[str], None] = print) -> int:
 
     settings = am_config.Settings.from_env()
     passwords = PasswordHasher()
-    tokens = TokenHasher.from_ring(settings.require_hash_keys())
     cipher = FieldCipher.from_ring(settings.require_encryption_keys())
 
     engine = create_db_engine(resolved)
+    connection = engine.connect()
+    outer = connection.begin()
+    # The flows commit what must survive a rollback (a revoked token family); inside this outer
+    # transaction their commits release SAVEPOINTs, and the rollback at the end undoes it all.
+    db = Session(bind=connection, join_transaction_mode="create_savepoint")
+    use_settings(db, FlowSettings.from_env().replace(refresh_grace_window=timedelta(0)))
     try:
-        with Session(engine) as db, db.begin():
-            say("example (one transaction, rolled back at the end):")
-            user = User(email="ada@example.com", password_hash=passwords.hash("correct horse"))
-            db.add(user)
-            db.flush()
-            say(f"  created user {user.email} ({user.id})")
-            say(f"  password stored as {user.password_hash[:32]}...")
-            say(
-                "  login with the right password: "
-                f"{passwords.verify(user.password_hash, 'correct horse')}; "
-                f"with a wrong one: {passwords.verify(user.password_hash, 'wrong horse')}"
-            )
-            raw = new_token()
-            digest = tokens.digest(raw)
-            say(f"  token handed to the client: {raw[:12]}... (only its digest is stored:")
-            say(f"    key id {tokens.key_id_of(digest)!r}, {len(digest)} bytes HMAC-SHA256)")
-            say(f"  the token matches its digest: {tokens.matches(raw, digest)}")
-            aad = aad_for("users", "two_factor_secret", user.id)
-            envelope = cipher.encrypt(b"JBSWY3DPEHPK3PXP", aad=aad)
-            say(
-                f"  a TOTP seed encrypted for this row: {len(envelope)} bytes, "
-                f"decrypts back: {cipher.decrypt(envelope, aad=aad) == b'JBSWY3DPEHPK3PXP'}"
-            )
-            db.add(
-                AuditLog(
-                    user_id=user.id,
-                    event_type="login",
-                    event_status="success",
-                    details={"method": "password"},
-                )
-            )
-            db.flush()
-            events = db.scalars(select(AuditLog.event_type).where(AuditLog.user_id == user.id))
-            say(f"  audit trail of the user: {list(events)}")
-            counted = db.execute(
-                text("SELECT count(*) FROM auth.users WHERE password_hash LIKE '$argon2id$%'")
-            ).scalar()
-            say(f"  users with an argon2id hash in this transaction: {counted}")
-            db.rollback()
-        say("example rolled back; the database stays at head")
+        say("example (one transaction, rolled back at the end):")
+        user = User(email="ada@example.com", password_hash=passwords.hash("correct horse"))
+        db.add(user)
+        db.flush()
+        say(f"  created user {user.email}; password stored as {user.password_hash[:30]}...")
+        say(
+            "  password check: right -> "
+            f"{passwords.verify(user.password_hash, 'correct horse')}, wrong -> "
+            f"{passwords.verify(user.password_hash, 'wrong horse')}"
+        )
+        issued = sessions.create_session(
+            db, user, ttl=timedelta(hours=8), ip="203.0.113.7", user_agent="authmodels-demo"
+        )
+        say(f"  session token handed to the client: {issued.session_token[:10]}...")
+        stored = db.execute(
+            text("SELECT token_hash, ip_hash FROM auth.sessions WHERE id = :i"),
+            {"i": issued.session.id},
+        ).one()
+        say(
+            f"  stored instead: a {len(stored.token_hash)}-byte keyed digest, the IP as a "
+            f"{len(stored.ip_hash)}-byte keyed hash"
+        )
+        valid = sessions.validate_session(db, issued.session_token)
+        say(f"  validate_session -> session {valid.id} of {valid.user_id == user.id and 'ada'}")
+        pair = sessions.rotate_refresh_token(db, issued.refresh_token)
+        say(f"  refresh rotated: new {pair.token_type} access token {pair.access_token[:10]}...")
+        try:
+            sessions.rotate_refresh_token(db, issued.refresh_token)
+        except RefreshTokenReused as exc:
+            say(f"  the old refresh token presented again: {type(exc).__name__}: {exc}")
+        try:
+            sessions.validate_session(db, issued.session_token)
+        except AuthenticationError as exc:
+            say(f"  ...and the session is gone with it: {type(exc).__name__}")
+        aad = aad_for("users", "two_factor_secret", user.id)
+        envelope = cipher.encrypt(b"JBSWY3DPEHPK3PXP", aad=aad)
+        say(
+            f"  a TOTP seed encrypted for this row: {len(envelope)} bytes, "
+            f"decrypts back: {cipher.decrypt(envelope, aad=aad) == b'JBSWY3DPEHPK3PXP'}"
+        )
+        events = db.scalars(
+            select(AuditLog.event_type)
+            .where(AuditLog.user_id == user.id)
+            .order_by(AuditLog.created_at)
+        )
+        say(f"  audit trail of the user: {sorted(set(events))}")
     finally:
+        db.close()
+        outer.rollback()
+        connection.close()
         engine.dispose()
+    say("example rolled back; the database stays at head")
     return 0

@@ -203,7 +203,7 @@ def _read(conn: Connection) -> dict[str, Any]:
         for r in conn.execute(
             text(
                 "SELECT relname, relrowsecurity FROM pg_class "
-                "WHERE relnamespace = 'auth'::regnamespace AND relkind = 'r'"
+                "WHERE relnamespace = 'auth'::regnamespace AND relkind IN ('r', 'p')"
             )
         )
     }
