@@ -52,6 +52,13 @@ def test_db_upgrade_sql_prints_ddl_without_a_database(capsys: pytest.CaptureFixt
     assert "SET lock_timeout" in out
 
 
+def test_db_upgrade_sql_takes_the_timeouts(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["db", "upgrade", "--sql", "--lock-timeout", "9s", "--statement-timeout", "2h"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "SET lock_timeout = '9s'" in out and "SET statement_timeout = '2h'" in out
+
+
 def test_keys_generate_prints_a_valid_ring_entry(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["keys", "generate", "--id", "2026-11"]) == 0
     ring = parse_key_ring(capsys.readouterr().out.strip(), source="test")

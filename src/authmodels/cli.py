@@ -40,12 +40,26 @@ from authmodels.migrations import alembic_config
 
 def _config(args: argparse.Namespace) -> tuple[Config, str]:
     url = resolve_url(args.url)
-    return alembic_config(url), url.render_as_string(hide_password=True)
+    cfg = alembic_config(url)
+    cfg.attributes.update(_timeouts(args))
+    return cfg, url.render_as_string(hide_password=True)
+
+
+def _timeouts(args: argparse.Namespace) -> dict[str, str]:
+    return {
+        name: value
+        for name, value in (
+            ("lock_timeout", args.lock_timeout),
+            ("statement_timeout", args.statement_timeout),
+        )
+        if value
+    }
 
 
 def _db(args: argparse.Namespace) -> int:
     if args.action == "upgrade" and args.sql:
         cfg = alembic_config(args.url or "postgresql+psycopg://localhost/authmodels")
+        cfg.attributes.update(_timeouts(args))
         command.upgrade(cfg, args.revision or "head", sql=True)
         return 0
     cfg, shown = _config(args)
@@ -235,6 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("revision", nargs="?", default=None)
     db.add_argument("--url", default=None, help="database URL (default: resolved)")
     db.add_argument("--sql", action="store_true", help="print the SQL instead of running it")
+    db.add_argument("--lock-timeout", default=None, help="e.g. 10s (default 5s)")
+    db.add_argument("--statement-timeout", default=None, help="e.g. 2h (default 30min)")
     db.set_defaults(func=_db)
 
     server = sub.add_parser("server", help="the embedded PostgreSQL (development)")

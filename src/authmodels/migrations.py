@@ -9,7 +9,9 @@ A service that only ``pip install``-ed authmodels migrates with::
 
 or composes our chain into its own Alembic environment: our first revision carries
 ``branch_labels=("authmodels",)``, so a downstream revision can declare
-``depends_on = "authmodels@head"`` (see :func:`version_locations`).
+``depends_on = "<the authmodels revision it needs>"`` (e.g. ``"0016_retention_policies"``), or
+``depends_on = "authmodels"`` (our first revision, when ``auth.users`` is all it needs); see
+:func:`version_locations`.
 """
 
 from __future__ import annotations

@@ -71,7 +71,8 @@ class User(Versioned, Timestamps, Base):
     """Login e-mail address (format checked by ``ck_users_email_format``)."""
 
     password_hash: Mapped[str] = mapped_column(Text)
-    """Password hash (argon2id for new hashes; legacy bcrypt hashes are rehashed on login)."""
+    """Password hash: argon2id (:class:`~authmodels.security.passwords.PasswordHasher`), rehashed on
+    login when the parameters change; an unusable value (``!...``) for passkey-only accounts."""
 
     role: Mapped[UserRole] = mapped_column(
         pg_enum(UserRole, "user_role"), server_default=text("'user'")

@@ -195,7 +195,7 @@ class PasswordHasher:
             return False
         except (InvalidHashError, VerificationError) as exc:
             raise MalformedHashError(
-                f"the stored password hash cannot be read ({exc or 'not an Argon2 hash'}): "
+                f"the stored password hash cannot be read ({str(exc) or 'not an Argon2 hash'}): "
                 f"it starts with {stored[:12]!r}; reset the account's password"
             ) from None
 
@@ -213,7 +213,7 @@ class PasswordHasher:
             return self._hasher.check_needs_rehash(stored)
         except (InvalidHashError, VerificationError, ValueError) as exc:
             raise MalformedHashError(
-                f"the stored password hash cannot be read ({exc or 'not an Argon2 hash'}): "
+                f"the stored password hash cannot be read ({str(exc) or 'not an Argon2 hash'}): "
                 f"it starts with {stored[:12]!r}"
             ) from None
 

@@ -15,8 +15,10 @@ fixture                        scope       what it gives
 ``authmodels_fresh_database``  function    URL of a new database cloned from the migrated
                                            template, dropped after: for tests that need real
                                            commits and concurrent connections
+``authmodels_fresh_engine``    function    Engine (40 pooled connections) on a fresh database
 ``authmodels_empty_database``  function    URL of a new empty database, dropped after
                                            (migration tests)
+``authmodels_migration_runner`` function   MigrationRunner on a new empty database
 ``authmodels_keys``            session     the key rings of the run (:class:`TestKeys`)
 ``authmodels_user_factory``    function    creates users in ``authmodels_session``
 ``authmodels_migrate``         session     callable migrating a URL to head; override it to

@@ -10,7 +10,8 @@ from alembic import op
 revision = "l001_token_lending"
 down_revision = None
 branch_labels = ("lending",)
-depends_on = "authmodels"  # authmodels' branch label: its chain runs first
+# authmodels' branch label names its first revision, which creates auth.users: all this needs
+depends_on = "authmodels"
 
 
 def upgrade() -> None:
