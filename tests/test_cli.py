@@ -100,8 +100,10 @@ def test_demo_console_script_migrates_and_runs_the_example(authmodels_empty_data
         check=True,
     )
     assert f"to {revision_ids()[-1]}" in result.stdout
-    assert "login with the right password: True; with a wrong one: False" in result.stdout
-    assert "the token matches its digest: True" in result.stdout
+    assert "password check: right -> True, wrong -> False" in result.stdout
+    assert "validate_session -> session" in result.stdout
+    assert "the old refresh token presented again: RefreshTokenReused" in result.stdout
+    assert "'refresh_token_reused'" in result.stdout
     runner = MigrationRunner(authmodels_empty_database)
     try:
         assert runner.current() == revision_ids()[-1]

@@ -215,6 +215,11 @@ def run_blocks(blocks: list[Block], folder: Path) -> None:
             pytest.fail(f"{block.label} raised:\n\n{failure}", pytrace=False)
 
 
+def test_the_docs_have_samples_to_run() -> None:
+    """Guards the parametrized test below: no page found would silently run nothing."""
+    assert len(_pages_with_samples()) >= 3
+
+
 @pytest.mark.parametrize("page", _pages_with_samples())
 def test_page_samples_run(page: str, sample_environment: Path, created_roles_dropped: None) -> None:
     """The page's Python samples run in order on a migrated database; their asserts hold."""

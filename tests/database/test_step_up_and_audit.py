@@ -99,6 +99,11 @@ def test_archive_moves_old_rows_with_all_their_columns(
 ) -> None:
     actor = make_user("admin")
     old = datetime.now(UTC) - timedelta(days=120)
+    # audit_logs is partitioned by month (0015): the month of an old row needs its partition
+    conn.execute(
+        text("SELECT auth.ensure_monthly_partitions('auth.audit_logs', 0, CAST(:t AS date))"),
+        {"t": old},
+    )
     old_id = conn.execute(
         text(
             "INSERT INTO auth.audit_logs (user_id, actor_user_id, target_user_id, event_type, "
