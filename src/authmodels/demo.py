@@ -94,7 +94,7 @@ def run(url: str | None = None, *, say: Callable[[str], None] = print) -> int:
             say(f"  token handed to the client: {raw[:12]}... (only its digest is stored:")
             say(f"    key id {tokens.key_id_of(digest)!r}, {len(digest)} bytes HMAC-SHA256)")
             say(f"  the token matches its digest: {tokens.matches(raw, digest)}")
-            aad = aad_for("users", "two_factor_secret", user.id)
+            aad = aad_for("two_factor_auth", "secret_encrypted", user.id)
             envelope = cipher.encrypt(b"JBSWY3DPEHPK3PXP", aad=aad)
             say(
                 f"  a TOTP seed encrypted for this row: {len(envelope)} bytes, "

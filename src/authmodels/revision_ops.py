@@ -29,6 +29,7 @@ revision's final transaction.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -46,6 +47,8 @@ from authmodels.migrations import (
     create_index_concurrently,
     is_offline,
 )
+
+log = logging.getLogger("authmodels.migrations")
 
 #: The smallest UUID, the starting point of a keyset walk over a UUID key. ``gen_random_uuid()``
 #: never returns it (version-4 UUIDs have version bits set).
@@ -267,7 +270,9 @@ def _computed_update(table: str, key: str, targets: Sequence[tuple[str, str]]) -
     assignments = ", ".join(f"{col} = src.v{i}" for i, (col, _) in enumerate(targets))
     return text(
         f"UPDATE {SCHEMA}.{table} AS t SET {assignments} "  # noqa: S608
-        f"FROM unnest(CAST(:keys AS uuid[]), {arrays}) AS src(k, {columns}) WHERE t.{key} = src.k"
+        f"FROM unnest(CAST(:keys AS uuid[]), {arrays}) AS src(k, {columns}) "
+        # the second condition lets the planner reach the batch through the primary key
+        f"WHERE t.{key} = src.k AND t.{key} = ANY(CAST(:keys AS uuid[]))"
     )
 
 
@@ -321,7 +326,20 @@ def backfill_computed(
         _apply_computed(conn, update, rows, targets, compute)
 
     kwargs: dict[str, Any] = {} if batch_size is None else {"batch_size": batch_size}
-    return batched(select, apply, **kwargs)
+    report = batched(select, apply, **kwargs)
+    _log_report(f"{table}: {', '.join(c for c, _ in targets)}", report)
+    return report
+
+
+def _log_report(what: str, report: BackfillReport) -> None:
+    if report.batches:
+        log.info(
+            "%s filled: %d rows in %d batches, %.1f s",
+            what,
+            report.rows,
+            report.batches,
+            report.seconds,
+        )
 
 
 def fill_computed_now(
@@ -453,12 +471,13 @@ def swap_column_type(
         conn.execute(text("SELECT set_config(:name, 'on', true)"), {"name": KEEP_UPDATED_AT})
         conn.execute(copy, {"keys": [row[0] for row in rows]})
 
-    batched(
+    report = batched(
         f"SELECT {key} FROM {SCHEMA}.{table} "  # noqa: S608
         f"WHERE {key} > coalesce(:after, {key_start}) "
         f"AND {shadow} IS NULL AND {column} IS NOT NULL ORDER BY {key} LIMIT :limit",
         apply,
     )
+    _log_report(f"{table}: {shadow} ({new_type})", report)
     for index in indexes:
         create_index_concurrently(
             f"{index.name}__new",
