@@ -84,7 +84,11 @@ COLUMNS_0002 = [
 
 
 def _convert_statement(rows: str) -> str:
-    """Convert the rows selected by ``rows``; quarantine those that cannot be converted."""
+    """Convert the rows selected by ``rows``; quarantine those that cannot be converted.
+
+    ``rows`` is a condition on the table aliased ``{alias}``, repeated on the UPDATE and the
+    DELETE so that a batch's rows are reached through the primary key.
+    """
     ctes = f"""
     verdict AS (
         SELECT id, credential_id AS hex, sign_count,
@@ -100,7 +104,7 @@ def _convert_statement(rows: str) -> str:
                        THEN 'public_key is not base64 or base64url text'
                END AS problem
           FROM auth.{OLD}
-         WHERE ({rows}) AND credential_id_new IS NULL
+         WHERE ({rows.format(alias=OLD)}) AND credential_id_new IS NULL
     ),
     converted AS (
         UPDATE auth.{OLD} AS c
@@ -111,13 +115,13 @@ def _convert_statement(rows: str) -> str:
                                      THEN v.sign_count::bigint + 4294967296
                                      ELSE v.sign_count END
           FROM verdict AS v
-         WHERE c.id = v.id AND v.problem IS NULL
+         WHERE c.id = v.id AND v.problem IS NULL AND ({rows.format(alias="c")})
     )"""
     return quarantine_statement(
         OLD,
         ctes=ctes,
         using="verdict",
-        where="t.id = verdict.id AND verdict.problem IS NOT NULL",
+        where=f"t.id = verdict.id AND verdict.problem IS NOT NULL AND ({rows.format(alias='t')})",
         reason="verdict.problem",
         revision=revision,
     )
@@ -136,7 +140,7 @@ def upgrade() -> None:
     ):
         op.execute(f"ALTER TABLE auth.{OLD} ADD COLUMN IF NOT EXISTS {column}")
 
-    convert = text(_convert_statement("id = ANY(CAST(:ids AS uuid[]))"))
+    convert = text(_convert_statement("{alias}.id = ANY(CAST(:ids AS uuid[]))"))
 
     def apply(conn: Connection, rows: Sequence[Any]) -> None:
         conn.execute(convert, {"ids": [row[0] for row in rows]})

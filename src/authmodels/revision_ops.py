@@ -267,7 +267,9 @@ def _computed_update(table: str, key: str, targets: Sequence[tuple[str, str]]) -
     assignments = ", ".join(f"{col} = src.v{i}" for i, (col, _) in enumerate(targets))
     return text(
         f"UPDATE {SCHEMA}.{table} AS t SET {assignments} "  # noqa: S608
-        f"FROM unnest(CAST(:keys AS uuid[]), {arrays}) AS src(k, {columns}) WHERE t.{key} = src.k"
+        f"FROM unnest(CAST(:keys AS uuid[]), {arrays}) AS src(k, {columns}) "
+        # the second condition lets the planner reach the batch through the primary key
+        f"WHERE t.{key} = src.k AND t.{key} = ANY(CAST(:keys AS uuid[]))"
     )
 
 
