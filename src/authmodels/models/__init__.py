@@ -11,8 +11,8 @@ from authmodels.models.audit import AuditLog, AuditLogArchive
 from authmodels.models.base import SCHEMA, Base, Timestamps, Versioned, metadata
 from authmodels.models.delivery import EmailDeliveryLog, SmsDeliveryLog
 from authmodels.models.device_flow import DeviceFlow
-from authmodels.models.dpop import DPoPJti
 from authmodels.models.devices import UserDevice
+from authmodels.models.dpop import DPoPJti
 from authmodels.models.e2ee import DeviceKey, DeviceKeyEvent, KeyExchange
 from authmodels.models.enums import (
     AccountRecoveryMethod,
