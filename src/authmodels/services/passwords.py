@@ -135,7 +135,7 @@ def set_password(
         db, user_id, reason="password_change", except_session=except_session
     )
     audit.record(db, "password_change", user_id=user_id, details={"sessions_revoked": revoked})
-    if isinstance(user, User):
+    if isinstance(user, User) and user in db:
         db.refresh(user)
     return revoked
 
