@@ -4,6 +4,7 @@ parameter change; password changes refuse recent passwords and revoke sessions."
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -245,3 +246,34 @@ def test_set_password_refuses_the_current_and_the_last_five(cheap: Session, user
     with pytest.raises(PasswordReusedError):
         passwords.set_password(cheap, user, used[5], history=2)
     passwords.set_password(cheap, user, used[4], history=2)
+
+
+def test_concurrent_wrong_passwords_are_all_counted_and_only_the_allowed_ones_verified(
+    fresh: Callable[..., sessionmaker[Session]], fresh_user: User
+) -> None:
+    factory = fresh(password_hasher=TEST_PASSWORD_HASHER, max_failed_logins=3)
+    threads = 8
+    barrier = threading.Barrier(threads)
+    outcomes: list[object] = [None] * threads
+
+    def guess(index: int) -> None:
+        with factory() as db:
+            barrier.wait()
+            try:
+                passwords.authenticate(db, fresh_user.email, WRONG, ip=IP, user_agent=UA)
+            except (InvalidCredentialsError, AccountLockedError) as exc:
+                outcomes[index] = exc
+
+    workers = [threading.Thread(target=guess, args=(i,)) for i in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
+    assert not any(worker.is_alive() for worker in workers)
+
+    # three passwords were checked (the limit), the other five found the account locked
+    assert sum(type(o) is InvalidCredentialsError for o in outcomes) == 3, outcomes
+    assert sum(type(o) is AccountLockedError for o in outcomes) == threads - 3
+    with factory() as db:
+        assert state(db, fresh_user) == (3, True)
+        assert count(db, "login_attempts") == threads

@@ -157,25 +157,24 @@ _FIND_ACCOUNT = text(
     """
 )
 # the counter, in its own statement, before the password is checked; the attempt that reaches
-# the limit locks the account right away (a correct password unlocks it again)
+# the limit locks the account right away (a correct password unlocks it again). Every value is
+# computed from the row itself (no CTE, no value read earlier): when concurrent attempts queue on
+# the row lock, PostgreSQL re-evaluates the SET on the newest row version, so none is lost.
+_FAILURES_AFTER = (
+    "least(CASE WHEN account_locked_until <= now() THEN 0 ELSE failed_login_attempts END + 1, "
+    f"{MAX_FAILED_LOGIN_ATTEMPTS})"
+)
 _COUNT_ATTEMPT = text(
     f"""
-    WITH counted AS (
-        SELECT id, least(CASE WHEN account_locked_until <= now() THEN 0
-                              ELSE failed_login_attempts END + 1,
-                         {MAX_FAILED_LOGIN_ATTEMPTS}) AS failures
-          FROM auth.users
-         WHERE id = :id AND deleted_at IS NULL
-    )
-    UPDATE auth.users AS u
-       SET failed_login_attempts = c.failures,
-           account_locked_until = CASE WHEN c.failures >= :max THEN now() + :lockout END
-      FROM counted AS c
-     WHERE u.id = c.id AND u.deleted_at IS NULL
-       AND (u.account_locked_until IS NULL OR u.account_locked_until <= now())
-    RETURNING u.failed_login_attempts AS failures, u.account_locked_until AS locked_until,
-              u.password_hash
-    """  # noqa: S608 (a constant, no input)
+    UPDATE auth.users
+       SET failed_login_attempts = {_FAILURES_AFTER},
+           account_locked_until = CASE WHEN {_FAILURES_AFTER} >= :max
+                                       THEN now() + :lockout END
+     WHERE id = :id AND deleted_at IS NULL
+       AND (account_locked_until IS NULL OR account_locked_until <= now())
+    RETURNING failed_login_attempts AS failures, account_locked_until AS locked_until,
+              password_hash
+    """  # noqa: S608 (constants, no input)
 )
 _LOCKED_UNTIL = text("SELECT account_locked_until FROM auth.users WHERE id = :id")
 _SUCCEEDED = text(
