@@ -9,7 +9,9 @@ import hashlib
 import json
 import secrets
 import struct
+import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +20,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import text
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 from webauthn import verify_authentication_response, verify_registration_response
 from webauthn.helpers.exceptions import InvalidAuthenticationResponse
 
@@ -300,3 +302,44 @@ def test_record_authentication_takes_a_result_verified_by_the_caller(
     )
     assert service.record_authentication(db, verified, user=user).sign_count == 1
     assert count(db, "webauthn_credentials", "last_used_at IS NOT NULL") == 1
+
+
+def test_one_assertion_presented_twice_at_once_passes_once(
+    fresh: Callable[..., sessionmaker[Session]], fresh_user: User
+) -> None:
+    factory = fresh()
+    authenticator = SoftwareAuthenticator()
+    with factory() as db:
+        register(db, fresh_user, authenticator)
+        db.commit()
+    challenge = secrets.token_bytes(32)
+    response = authenticator.assert_(challenge)  # counter 1, replayed by a second request
+    barrier = threading.Barrier(2)
+    outcomes: list[object] = [None, None]
+
+    def present(index: int) -> None:
+        with factory() as db:
+            barrier.wait()
+            try:
+                outcomes[index] = service.verify_authentication(
+                    db,
+                    response,
+                    expected_challenge=challenge,
+                    expected_rp_id=RP_ID,
+                    expected_origin=ORIGIN,
+                )
+                db.commit()
+            except SignCountRegressionError as exc:
+                db.rollback()
+                outcomes[index] = exc
+
+    workers = [threading.Thread(target=present, args=(i,)) for i in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=30)
+
+    assert sum(isinstance(o, SignCountRegressionError) for o in outcomes) == 1, outcomes
+    with factory() as db:
+        assert db.execute(text("SELECT sign_count FROM auth.webauthn_credentials")).scalar() == 1
+        assert len(regression_events(db)) == 1
