@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from authmodels.errors import StepUpTokenExpired, StepUpTokenInvalid, StepUpTokenUsed
 from authmodels.models import User
-from authmodels.services import step_up
+from authmodels.services import sessions, step_up
 from authmodels.testing.factories import UserFactory
 from tests.services.helpers import assert_no_raw_values, audit_events, count, snapshot
 
@@ -124,3 +124,17 @@ def test_32_concurrent_consumers_exactly_one_succeeds(
     with factory() as db:
         assert audit_events(db, fresh_user.id).count(("step_up_used", "success")) == 1
         assert count(db, "step_up_tokens", "used_at IS NOT NULL") == 1
+
+
+def test_a_token_issued_for_a_session_is_only_accepted_there(db: Session, user: User) -> None:
+    mine = sessions.create_session(db, user, ttl=timedelta(hours=1)).session.id
+    other = sessions.create_session(db, user, ttl=timedelta(hours=1)).session.id
+    raw = step_up.issue(db, user, ttl=TTL, session_id=mine)
+    before = snapshot(db, *TABLES)
+
+    for presented_from in (None, other):
+        with pytest.raises(StepUpTokenInvalid):
+            step_up.consume(db, user, raw, session_id=presented_from)
+
+    assert snapshot(db, *TABLES) == before
+    step_up.consume(db, user, raw, session_id=mine)

@@ -61,6 +61,7 @@ def change_role(
     step_up_token: str,
     expected_version: int | None = None,
     correlation_id: str | None = None,
+    session_id: uuid.UUID | None = None,
 ) -> User:
     """Give ``target`` the role ``role``, as ``actor``.
 
@@ -76,6 +77,7 @@ def change_role(
         expected_version: the target's ``version`` the actor saw; defaults to the version of
             ``target`` when a loaded :class:`User` is given, else to the current one.
         correlation_id: the request's correlation id; a new UUID when None.
+        session_id: the actor's session, for a step-up token bound to it.
 
     Returns:
         The target's row, with its new role and version.
@@ -107,7 +109,9 @@ def change_role(
 
     try:
         with db.begin_nested():
-            step_up.consume(db, actor_id, step_up_token, purpose=ROLE_CHANGE_ACTION)
+            step_up.consume(
+                db, actor_id, step_up_token, purpose=ROLE_CHANGE_ACTION, session_id=session_id
+            )
             updated = update_versioned(db, User, target_id, expected_version, role=new_role)
             audit.record(
                 db,

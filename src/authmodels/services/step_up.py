@@ -11,8 +11,9 @@ Decisions:
   expires_at > now() RETURNING``. Of concurrent consumers, one updates the row; the others wait
   on its row lock, re-evaluate the condition on the new row version (READ COMMITTED), update
   nothing and get :class:`~authmodels.errors.StepUpTokenUsed`.
-- The token is bound to its user and purpose *in the query*: a token of another user, or earned
-  for another action, is simply not found (:class:`~authmodels.errors.StepUpTokenInvalid`).
+- The token is bound to its user, purpose and (when issued with one) session *in the query*: a
+  token of another user, earned for another action or presented from another session is simply
+  not found (:class:`~authmodels.errors.StepUpTokenInvalid`).
 - Nothing is committed here; the caller's transaction carries the consumption with the action
   it authorises, so a failed action can roll both back.
 """
@@ -106,11 +107,12 @@ def issue(
     return raw
 
 
-# the rule: one use, by its user, for its purpose, while it lives
+# the rule: one use, by its user, for its purpose, in its session (when bound), while it lives
 _CONSUME = text(
     """
     UPDATE auth.step_up_tokens SET used_at = now()
      WHERE token_hash = ANY(:candidates) AND user_id = :user_id AND purpose = :purpose
+       AND (session_id IS NULL OR session_id = CAST(:session_id AS uuid))
        AND used_at IS NULL AND expires_at > now()
     RETURNING id
     """
@@ -120,12 +122,18 @@ _WHY_NOT = text(
     SELECT used_at IS NOT NULL AS used, expires_at <= now() AS expired
       FROM auth.step_up_tokens
      WHERE token_hash = ANY(:candidates) AND user_id = :user_id AND purpose = :purpose
+       AND (session_id IS NULL OR session_id = CAST(:session_id AS uuid))
     """
 )
 
 
 def consume(
-    db: Session, user: User | uuid.UUID, token: str, *, purpose: str = DEFAULT_PURPOSE
+    db: Session,
+    user: User | uuid.UUID,
+    token: str,
+    *,
+    purpose: str = DEFAULT_PURPOSE,
+    session_id: uuid.UUID | None = None,
 ) -> uuid.UUID:
     """Spend a step-up token of ``user`` for ``purpose``: succeeds once, even concurrently.
 
@@ -137,12 +145,15 @@ def consume(
         user: the user (or user id) who must own the token.
         token: the raw token as presented.
         purpose: the action being authorised.
+        session_id: the session presenting the token; a token issued for a session is only
+            accepted there (and never when this is None).
 
     Returns:
         The token's row id.
 
     Raises:
-        StepUpTokenInvalid: no token of this user for this purpose has this value.
+        StepUpTokenInvalid: no token of this user for this purpose (and session) has this
+            value.
         StepUpTokenUsed: the token was already spent (by this or a concurrent request).
         StepUpTokenExpired: the token's lifetime ended.
     """
@@ -156,6 +167,7 @@ def consume(
         "candidates": settings.hasher.candidates(token),
         "user_id": user_id,
         "purpose": purpose,
+        "session_id": session_id,
     }
     token_id: uuid.UUID | None = db.execute(_CONSUME, params).scalar_one_or_none()
     if token_id is None:
