@@ -52,7 +52,8 @@ from authmodels.services.tokens import user_id_of
 
 __all__ = ["CreatedApiKey", "authenticate", "create", "require_scopes", "revoke"]
 
-PREFIX_PATTERN = re.compile(r"^ak_[0-9a-f]{12}$")
+#: A stored prefix (``ck_api_keys_prefix_format``); :func:`create` makes ``ak_`` + 12 hex digits.
+PREFIX_PATTERN = re.compile(r"^[A-Za-z0-9_-]{8,32}$")
 _DUMMY_KEY = "ak_000000000000.dummy"
 
 
