@@ -64,6 +64,8 @@ in class ``MA`` (implementation-defined; PostgreSQL uses no code starting with M
   one MA002, not a deadlock. The price: statements that set ``role`` or ``deleted_at``, and
   deletions of users, run one at a time (they are rare); in REPEATABLE READ a removal may get a
   conservative MA002 while every other admin row is being changed.
+- ``users_guard_truncate`` (BEFORE TRUNCATE, which fires no row trigger) refuses to empty
+  ``users`` while it holds the master admin (MA001) or an active admin (MA002).
 - ``MA003`` "The new master admin must be an active admin" (from ``transfer_master_admin``).
 
 Row-level security, as revision 0006 does it: ``step_up_tokens`` shows a user their own tokens
@@ -412,6 +414,30 @@ BEGIN
 END;
 $$""",
     """
+CREATE OR REPLACE FUNCTION auth.guard_users_truncate() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    -- TRUNCATE fires no row trigger: without this it would remove every admin at once.
+    IF EXISTS (SELECT 1 FROM auth.users WHERE is_master_admin) THEN
+        RAISE EXCEPTION 'Cannot demote the master admin'
+            USING ERRCODE = 'MA001',
+                  DETAIL = 'TRUNCATE would delete the master admin.',
+                  HINT = 'Delete the other rows with DELETE, or drop the database.';
+    END IF;
+    IF EXISTS (SELECT 1 FROM auth.users WHERE role = 'admin' AND deleted_at IS NULL) THEN
+        RAISE EXCEPTION 'Cannot remove the last admin'
+            USING ERRCODE = 'MA002',
+                  DETAIL = 'TRUNCATE would delete every active admin.',
+                  HINT = 'Delete the other rows with DELETE, or drop the database.';
+    END IF;
+    RETURN NULL;
+END;
+$$""",
+    """
+CREATE OR REPLACE TRIGGER users_guard_truncate
+    BEFORE TRUNCATE ON auth.users
+    FOR EACH STATEMENT EXECUTE FUNCTION auth.guard_users_truncate()""",
+    """
 CREATE OR REPLACE TRIGGER users_bump_version
     BEFORE UPDATE ON auth.users
     FOR EACH ROW WHEN (NEW.version = OLD.version)
@@ -514,11 +540,13 @@ DROPPED_FUNCTIONS = [
     "auth.transfer_master_admin(uuid, text)",
     "auth.designate_master_admin(text)",
     "auth.bump_row_version()",
+    "auth.guard_users_truncate()",
     "auth.guard_last_admin()",
     "auth.lock_admin_changes()",
     "auth.guard_master_admin()",
 ]
 DROPPED_TRIGGERS = [
+    "users_guard_truncate",
     "users_bump_version",
     "users_guard_last_admin",
     "users_lock_admin_changes",

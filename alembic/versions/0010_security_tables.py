@@ -367,7 +367,7 @@ CREATE TABLE IF NOT EXISTS auth.api_keys (
         FOREIGN KEY (user_id) REFERENCES auth.users (id) ON DELETE CASCADE,
     CONSTRAINT uq_api_keys_prefix UNIQUE (prefix),
     CONSTRAINT ck_api_keys_name_length CHECK (char_length(name) BETWEEN 1 AND 100),
-    CONSTRAINT ck_api_keys_prefix_format CHECK (prefix ~ '^[A-Za-z0-9_]{{8,32}}$'),
+    CONSTRAINT ck_api_keys_prefix_format CHECK (prefix ~ '^[A-Za-z0-9_-]{{8,32}}$'),
     CONSTRAINT ck_api_keys_key_hash_digest CHECK ({DIGEST.format("key_hash")}),
     CONSTRAINT ck_api_keys_scopes_have_no_null CHECK (array_position(scopes, NULL) IS NULL),
     CONSTRAINT ck_api_keys_expires_after_created CHECK (expires_at > created_at),

@@ -8,6 +8,7 @@
     authmodels db check                         at head, and the models match the schema
     authmodels server start|stop|url|status     the embedded PostgreSQL under ./.authmodels
     authmodels keys generate [--id KID]         print a new key ring entry
+    authmodels keys reencrypt [--batch-size N]  move every encrypted column to the current key
     authmodels erd [--output FILE]              write the schema diagram (docs/schema/erd.md)
     authmodels purge [--dry-run] [--batch-size N] [--only NAME] [--max-duration S] [--json]
     authmodels partitions ensure|list|plan      monthly partitions of the logs
@@ -101,8 +102,34 @@ def _server(args: argparse.Namespace) -> int:
 
 
 def _keys(args: argparse.Namespace) -> int:
+    if args.action == "reencrypt":
+        return _reencrypt(args)
     kid = args.id or datetime.now(UTC).strftime("%Y-%m")
     print(f"{kid}:{base64.b64encode(secrets.token_bytes(32)).decode()}")
+    return 0
+
+
+def _reencrypt(args: argparse.Namespace) -> int:
+    from sqlalchemy.orm import Session
+
+    from authmodels.db import create_db_engine
+    from authmodels.security.encryption import FieldCipher
+    from authmodels.services.oauth import reencrypt
+
+    cipher = FieldCipher.from_ring(Settings.from_env().require_encryption_keys())
+    engine = create_db_engine(args.url)
+    try:
+        with Session(engine) as db:
+            report = reencrypt(db, batch_size=args.batch_size, cipher=cipher)
+    finally:
+        engine.dispose()
+    for (table, column), count in sorted(report.values.items()):
+        print(f"auth.{table}.{column}: {count} re-encrypted")
+    old_keys = ", ".join(sorted(report.from_keys)) or "no other key"
+    print(
+        f"{report.total} value(s) moved to key {cipher.current!r} from {old_keys} "
+        f"in {report.batches} batch(es)"
+    )
     return 0
 
 
@@ -258,8 +285,10 @@ def build_parser() -> argparse.ArgumentParser:
     server.set_defaults(func=_server)
 
     keys = sub.add_parser("keys", help="key rings")
-    keys.add_argument("action", choices=["generate"])
+    keys.add_argument("action", choices=["generate", "reencrypt"])
     keys.add_argument("--id", default=None, help="key id (default: the current month)")
+    keys.add_argument("--url", default=None, help="database URL, for reencrypt (default: resolved)")
+    keys.add_argument("--batch-size", type=int, default=500, help="rows per batch (reencrypt)")
     keys.set_defaults(func=_keys)
 
     erd = sub.add_parser("erd", help="write the schema diagram (Mermaid) of schema auth")

@@ -119,7 +119,7 @@ def run(url: str | None = None, *, say: Callable[[str], None] = print) -> int:
             sessions.validate_session(db, issued.session_token)
         except AuthenticationError as exc:
             say(f"  ...and the session is gone with it: {type(exc).__name__}")
-        aad = aad_for("users", "two_factor_secret", user.id)
+        aad = aad_for("two_factor_auth", "secret_encrypted", user.id)
         envelope = cipher.encrypt(b"JBSWY3DPEHPK3PXP", aad=aad)
         say(
             f"  a TOTP seed encrypted for this row: {len(envelope)} bytes, "

@@ -262,3 +262,135 @@ GUARD_ERRORS: dict[str, type[GuardViolation]] = {
     NOT_AN_ACTIVE_ADMIN_SQLSTATE: NotAnActiveAdminError,
 }
 """The typed error of each database guard's SQLSTATE, for services translating driver errors."""
+
+
+# --- step-up, passwords, second factors, keys (authmodels.services, second half) -----------------
+
+
+class StepUpTokenInvalid(InvalidTokenError):
+    """No step-up token of this user for this purpose matches: re-authenticate to get one."""
+
+
+class StepUpTokenExpired(TokenExpiredError):
+    """The step-up token's lifetime ended before it was used: re-authenticate to get a new one."""
+
+
+class StepUpTokenUsed(TokenRevokedError):
+    """The step-up token was already spent (each one authorises one action): re-authenticate."""
+
+
+class NotAuthorizedError(AuthModelsError):
+    """The acting user is not allowed to perform this operation (e.g. a non-admin changing a
+    role)."""
+
+
+class PasswordReusedError(AuthModelsError):
+    """The new password is the current one or one of the recent ones: choose another."""
+
+
+class InvalidCredentialsError(AuthenticationError):
+    """The e-mail address or the password is wrong (deliberately not saying which)."""
+
+
+class AccountLockedError(AuthenticationError):
+    """Too many failed logins: the account refuses logins until ``locked_until``.
+
+    Attributes:
+        locked_until: when logins are accepted again.
+    """
+
+    def __init__(self, message: str, *, locked_until: object) -> None:
+        super().__init__(message)
+        self.locked_until = locked_until
+
+
+class AccountDeletedError(AuthenticationError):
+    """The account was deleted: it cannot sign in (restore it or register again)."""
+
+
+class MfaError(AuthenticationError):
+    """Base class of the second-factor errors."""
+
+
+class MfaNotEnrolledError(MfaError):
+    """The user has no TOTP enrolment (or it is not confirmed yet): enrol first."""
+
+
+class MfaAlreadyEnrolledError(MfaError):
+    """The user already has a confirmed TOTP enrolment: disable it before enrolling again."""
+
+
+class InvalidTotpCodeError(MfaError):
+    """The TOTP code is wrong, outside the accepted clock window, or was already used."""
+
+
+class InvalidBackupCodeError(MfaError):
+    """The backup code is unknown or was already spent."""
+
+
+class WebAuthnError(AuthenticationError):
+    """Base class of the WebAuthn errors of the flows."""
+
+
+class WebAuthnCredentialNotFound(WebAuthnError):
+    """No live credential has this id for this user: register the authenticator first."""
+
+
+class WebAuthnCredentialExists(WebAuthnError):
+    """This credential id is already registered (to this or another account)."""
+
+
+class SignCountRegressionError(WebAuthnError):
+    """The authenticator's signature counter went backwards: the credential may be cloned.
+
+    The regression was recorded as a security event (committed) before this was raised.
+    """
+
+
+class ApiKeyError(AuthenticationError):
+    """Base class of the API-key errors."""
+
+
+class InvalidApiKeyError(ApiKeyError, InvalidTokenError):
+    """No API key matches: check the key (``prefix.secret``) that was sent."""
+
+
+class ApiKeyExpiredError(ApiKeyError, TokenExpiredError):
+    """The API key reached its ``expires_at``: create a new key."""
+
+
+class ApiKeyRevokedError(ApiKeyError, TokenRevokedError):
+    """The API key was revoked: create a new key."""
+
+
+class InsufficientScopeError(ApiKeyError):
+    """The API key lacks a scope the request needs (RFC 6750 ``insufficient_scope``).
+
+    Attributes:
+        missing: the scopes that are needed and not granted.
+    """
+
+    def __init__(self, message: str, *, missing: list[str]) -> None:
+        super().__init__(message)
+        self.missing = missing
+
+
+class OAuthConnectionError(AuthModelsError):
+    """Base class of the OAuth-connection errors."""
+
+
+class OAuthConnectionNotFound(OAuthConnectionError):
+    """No such OAuth connection (for this user)."""
+
+
+class OAuthTokensNotEncrypted(OAuthConnectionError):
+    """The connection holds only legacy hashed tokens (before revision 0011), which cannot be
+    read back: the user must sign in with the provider again."""
+
+
+class DeviceKeyError(AuthModelsError):
+    """Base class of the E2EE device-key errors."""
+
+
+class DeviceKeyNotFound(DeviceKeyError):
+    """No device key for this user and device: register one first."""

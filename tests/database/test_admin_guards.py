@@ -216,6 +216,15 @@ def test_deleting_the_master_admin_fails_and_changes_nothing(engine: Engine) -> 
     assert len(_active_admins(engine)) == 2
 
 
+def test_truncating_users_cannot_remove_the_admins(engine: Engine) -> None:
+    _user(engine, "admin@example.com", "admin")
+    error = _refused(engine, "TRUNCATE auth.users CASCADE")
+    assert _sqlstate(error) == LAST_ADMIN
+    _master(engine)
+    error = _refused(engine, "TRUNCATE auth.users CASCADE")
+    assert _sqlstate(error) == MASTER
+
+
 # --- concurrency: write skew ---------------------------------------------------------------
 
 

@@ -31,6 +31,7 @@ FUNCTIONS = {
     "guard_last_admin()": (True, "v"),
     "lock_admin_changes()": (False, "v"),
     "bump_row_version()": (False, "v"),
+    "guard_users_truncate()": (True, "v"),
     "designate_master_admin(audit_correlation_id text)": (True, "v"),
     "transfer_master_admin(new_master uuid, audit_correlation_id text)": (False, "v"),
     "archive_audit_logs(older_than interval, batch_size integer)": (True, "v"),
@@ -207,7 +208,17 @@ def _read(conn: Connection) -> dict[str, Any]:
             )
         )
     }
+    definitions = {
+        r[0]: r[1]
+        for r in conn.execute(
+            text(
+                "SELECT tgname, pg_get_triggerdef(oid) FROM pg_trigger "
+                "WHERE tgrelid = 'auth.users'::regclass AND NOT tgisinternal"
+            )
+        )
+    }
     return {
+        "definitions": definitions,
         "functions": functions,
         "configs": configs,
         "triggers": triggers,
@@ -232,6 +243,14 @@ def test_security_definer_functions_pin_their_search_path(catalog: dict[str, Any
 def test_every_trigger_is_attached_with_its_timing_and_function(catalog: dict[str, Any]) -> None:
     for key, expected in TRIGGERS.items():
         assert catalog["triggers"].get(key) == expected, key
+
+
+def test_truncating_users_is_guarded(catalog: dict[str, Any]) -> None:
+    # information_schema.triggers does not list TRUNCATE triggers
+    assert catalog["definitions"]["users_guard_truncate"] == (
+        "CREATE TRIGGER users_guard_truncate BEFORE TRUNCATE ON auth.users "
+        "FOR EACH STATEMENT EXECUTE FUNCTION auth.guard_users_truncate()"
+    )
 
 
 def test_every_enum_has_its_labels_in_order(catalog: dict[str, Any]) -> None:

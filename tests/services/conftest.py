@@ -19,7 +19,9 @@ from authmodels.testing.plugin import TestKeys
 @pytest.fixture
 def settings(authmodels_keys: TestKeys) -> FlowSettings:
     """The flows' settings with the run's key rings and the library's defaults."""
-    return FlowSettings(hash_keys=authmodels_keys.hash_keys)
+    return FlowSettings(
+        hash_keys=authmodels_keys.hash_keys, encryption_keys=authmodels_keys.encryption_keys
+    )
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ class ApiKey(Base):
     __table_args__ = (
         UniqueConstraint("prefix"),
         CheckConstraint("char_length(name) BETWEEN 1 AND 100", name="name_length"),
-        CheckConstraint("prefix ~ '^[A-Za-z0-9_]{8,32}$'", name="prefix_format"),
+        CheckConstraint("prefix ~ '^[A-Za-z0-9_-]{8,32}$'", name="prefix_format"),
         token_digest("key_hash"),
         CheckConstraint("array_position(scopes, NULL) IS NULL", name="scopes_have_no_null"),
         CheckConstraint("expires_at > created_at", name="expires_after_created"),
@@ -51,7 +51,7 @@ class ApiKey(Base):
     """A label the owner chose."""
 
     prefix: Mapped[str] = mapped_column(Text)
-    """Public, unique start of the key (8-32 characters), shown in listings."""
+    """Public, unique start of the key (8-32 URL-safe characters), shown in listings."""
 
     key_hash: Mapped[bytes] = mapped_column(LargeBinary)
     """``TokenHasher`` digest of the whole key."""

@@ -8,6 +8,15 @@ module                the flow
 ``tokens``            access tokens (issue, validate, revoke, DPoP binding, lineage) and DPoP
                       proof checks with a ``jti`` replay store
 ``device_flow``       the OAuth 2.0 device authorization grant (RFC 8628)
+``step_up``           step-up tokens: issued after a re-authentication, spent exactly once
+``admin``             role changes: step-up token, admin guards (MA001/MA002), audited
+``passwords``         login (attempts, lockout, rehash) and password changes (history)
+``mfa``               TOTP (encrypted seed, replay refusal) and single-use backup codes
+``webauthn``          passkeys from py_webauthn results; sign-count regression policy
+                      (needs the ``webauthn`` extra)
+``api_keys``          API keys: public prefix, digest, scopes, expiry, revocation
+``oauth``             provider tokens encrypted, the refresh-due query, re-encryption
+``e2ee``              E2EE device keys (register, rotate) and key-exchange audit
 ``audit``             the one writer of ``auth.audit_logs`` entries the flows share
 ``settings``          lifetimes, windows and limits (:class:`FlowSettings`), per session or
                       process

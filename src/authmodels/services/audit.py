@@ -28,6 +28,10 @@ def record(
     user_id: uuid.UUID | None,
     status: str = "success",
     details: dict[str, Any] | None = None,
+    actor_user_id: uuid.UUID | None = None,
+    target_user_id: uuid.UUID | None = None,
+    action: str | None = None,
+    correlation_id: str | None = None,
 ) -> None:
     """Add one audit entry in the session's transaction (nothing is committed here).
 
@@ -38,6 +42,10 @@ def record(
         user_id: the user concerned, when known.
         status: ``success``, ``failure``, ``blocked`` or ``pending``.
         details: event-specific data (JSON); never a raw secret.
+        actor_user_id: who performed the action (seed 001), when it is not the user concerned.
+        target_user_id: the account acted upon (seed 001).
+        action: the operation (``admin.role_change``); required for ``sensitive_action``.
+        correlation_id: the request / trace id shared by the records of one operation.
     """
     db.execute(
         insert(AuditLog).values(
@@ -45,5 +53,9 @@ def record(
             event_type=event_type,
             event_status=status,
             details=details or {},
+            actor_user_id=actor_user_id,
+            target_user_id=target_user_id,
+            action=action,
+            correlation_id=correlation_id,
         )
     )

@@ -34,6 +34,11 @@ Decisions:
 - **Refusals that are security events** (reuse, DPoP mismatch) are audited and committed before
   the error is raised, so a caller that rolls back on errors does not undo the revocation.
 
+The two hot statements (the validation lookup and the rotation) run as prepared statements on
+the session's own psycopg connection, in its transaction, and the session row is attached to the
+ORM session without a second query (:mod:`authmodels.services._fastpath`): the helper keeps the
+speed of hand-written SQL (``benchmarks/bench_sessions.py``).
+
 Lock order, everywhere rows are locked: refresh tokens, then the session, then access tokens.
 Rotation locks the presented refresh token (its UPDATE), then the session (``last_rotated_at``);
 revocations update the session's refresh tokens, then the session, then its access tokens.

@@ -21,8 +21,11 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from authmodels.config import KeyRing, Settings
-from authmodels.errors import ConfigurationError
+from authmodels.errors import ConfigurationError, MissingKeyError
+from authmodels.models.users import MAX_FAILED_LOGIN_ATTEMPTS
+from authmodels.security.encryption import FieldCipher
 from authmodels.security.hashing import TokenHasher
+from authmodels.security.passwords import PasswordHasher
 from authmodels.security.privacy import PrivacyHasher
 
 __all__ = ["SETTINGS_KEY", "FlowSettings", "configure", "settings_for", "use_settings"]
@@ -58,6 +61,19 @@ class FlowSettings:
         user_code_window: the sliding window of ``user_code_attempts``.
         dpop_max_age: how old a DPoP proof's ``iat`` may be (RFC 9449 section 11.1).
         dpop_leeway: how far in the future a DPoP proof's ``iat`` may be (clock skew).
+        encryption_keys: AES-256 key ring of encrypted columns (``AUTHMODELS_ENCRYPTION_KEYS``:
+            TOTP seeds, OAuth provider tokens, E2EE private-key envelopes).
+        password_hasher: the Argon2id hasher of passwords (OWASP's minimum by default); a
+            stored hash made with other parameters is rehashed at the next successful login.
+        max_failed_logins: consecutive failed logins that lock an account (1 to the schema's
+            ``ck_users_failed_login_attempts_range`` bound, 10).
+        lockout_duration: how long a locked account refuses logins.
+        totp_window: TOTP steps accepted on each side of the current one (clock drift).
+        webauthn_sign_count_policy: what a WebAuthn signature-counter regression does:
+            ``"reject"`` (refuse the authentication) or ``"flag"`` (accept it); both record a
+            security event.
+        api_key_touch_interval: ``api_keys.last_used_at`` is written at most once per
+            interval per key.
     """
 
     hash_keys: KeyRing
@@ -74,8 +90,16 @@ class FlowSettings:
     user_code_window: timedelta = timedelta(minutes=15)
     dpop_max_age: timedelta = timedelta(seconds=300)
     dpop_leeway: timedelta = timedelta(seconds=30)
+    encryption_keys: KeyRing | None = None
+    password_hasher: PasswordHasher = field(default_factory=PasswordHasher)
+    max_failed_logins: int = 5
+    lockout_duration: timedelta = timedelta(minutes=15)
+    totp_window: int = 1
+    webauthn_sign_count_policy: str = "reject"
+    api_key_touch_interval: timedelta = timedelta(minutes=5)
     _hasher: TokenHasher = field(init=False, repr=False, compare=False)
     _privacy: PrivacyHasher = field(init=False, repr=False, compare=False)
+    _cipher: FieldCipher | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.session_touch_interval <= timedelta(0):
@@ -102,7 +126,28 @@ class FlowSettings:
         for name in ("refresh_token_ttl", "access_token_ttl", "device_code_ttl"):
             if getattr(self, name) <= timedelta(0):
                 raise ConfigurationError(f"{name} must be positive")
+        if not 1 <= self.max_failed_logins <= MAX_FAILED_LOGIN_ATTEMPTS:
+            raise ConfigurationError(
+                f"max_failed_logins must be between 1 and {MAX_FAILED_LOGIN_ATTEMPTS} (the bound "
+                f"of users.failed_login_attempts), not {self.max_failed_logins}"
+            )
+        if self.lockout_duration <= timedelta(0):
+            raise ConfigurationError("lockout_duration must be positive")
+        if not 0 <= self.totp_window <= 10:
+            raise ConfigurationError("totp_window must be between 0 and 10 steps")
+        if self.webauthn_sign_count_policy not in ("reject", "flag"):
+            raise ConfigurationError(
+                "webauthn_sign_count_policy must be 'reject' or 'flag', "
+                f"not {self.webauthn_sign_count_policy!r}"
+            )
+        if self.api_key_touch_interval < timedelta(0):
+            raise ConfigurationError("api_key_touch_interval must not be negative")
         object.__setattr__(self, "_hasher", TokenHasher.from_ring(self.hash_keys))
+        object.__setattr__(
+            self,
+            "_cipher",
+            None if self.encryption_keys is None else FieldCipher.from_ring(self.encryption_keys),
+        )
         object.__setattr__(
             self, "_privacy", PrivacyHasher.from_ring(self.privacy_keys or self.hash_keys)
         )
@@ -118,6 +163,7 @@ class FlowSettings:
         values: dict[str, Any] = {
             "hash_keys": env.require_hash_keys(),
             "privacy_keys": env.privacy_keys,
+            "encryption_keys": env.encryption_keys,
         }
         values.update(overrides)
         return cls(**values)
@@ -131,6 +177,21 @@ class FlowSettings:
     def privacy(self) -> PrivacyHasher:
         """Keyed IP / user-agent hashes under :attr:`privacy_keys`."""
         return self._privacy
+
+    @property
+    def cipher(self) -> FieldCipher:
+        """Encryption of columns under :attr:`encryption_keys`.
+
+        Raises:
+            MissingKeyError: no encryption key ring is configured.
+        """
+        if self._cipher is None:
+            raise MissingKeyError(
+                "AUTHMODELS_ENCRYPTION_KEYS is not set (FlowSettings.encryption_keys): TOTP "
+                "seeds, OAuth tokens and E2EE key envelopes are stored encrypted and need a "
+                "32-byte AES key ('key_id:base64key', `authmodels keys generate` prints one)"
+            )
+        return self._cipher
 
     def replace(self, **changes: Any) -> FlowSettings:
         """A copy with some settings changed."""

@@ -1,0 +1,239 @@
+"""API keys: a public prefix to find the key, a secret checked against a keyed digest.
+
+A key is shown to its owner once, as ``<prefix>.<secret>``: ``prefix`` (``ak_`` and 12 hex
+characters, public, unique, shown in listings) and a 256-bit random secret. Only the keyed digest
+of the whole key (``TokenHasher``) is stored.
+
+Decisions:
+
+- **Lookup**: by prefix (unique index), then the digest is compared in constant time
+  (``TokenHasher.matches``, under whichever key of the ring made it). When no key has the
+  prefix, a digest is still computed and compared against a dummy, so an unknown prefix and a
+  wrong secret cost the same. Refusals are distinct: unknown or wrong
+  (:class:`~authmodels.errors.InvalidApiKeyError`), revoked, expired -- the last two only once
+  the secret proved right, so they reveal nothing to someone who only knows a prefix.
+- **last_used_at** is written at most once per ``FlowSettings.api_key_touch_interval`` (5
+  minutes) per key, by a conditional UPDATE (``WHERE last_used_at <= now() - interval``): an
+  API key may be presented thousands of times a minute, and one write per request would turn
+  every read into a row update (bloat, and contention on a hot key's row). "Last used" is
+  therefore exact to within the interval; ``timedelta(0)`` writes on every call.
+- **Scopes** are checked after the key is authenticated; a missing scope raises
+  :class:`~authmodels.errors.InsufficientScopeError` naming what is missing.
+
+Under row-level security :func:`authenticate` finds a key before its user is known: run it on
+the service path (:func:`authmodels.rls.service_role`). Nothing is committed here.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from authmodels.errors import (
+    ApiKeyExpiredError,
+    ApiKeyRevokedError,
+    AuthModelsError,
+    InsufficientScopeError,
+    InvalidApiKeyError,
+)
+from authmodels.models.api_keys import ApiKey
+from authmodels.models.users import User
+from authmodels.security.hashing import new_token
+from authmodels.services import audit
+from authmodels.services.settings import settings_for
+from authmodels.services.tokens import user_id_of
+
+__all__ = ["CreatedApiKey", "authenticate", "create", "require_scopes", "revoke"]
+
+#: A stored prefix (``ck_api_keys_prefix_format``); :func:`create` makes ``ak_`` + 12 hex digits.
+PREFIX_PATTERN = re.compile(r"^[A-Za-z0-9_-]{8,32}$")
+_DUMMY_KEY = "ak_000000000000.dummy"
+
+
+@dataclass(frozen=True)
+class CreatedApiKey:
+    """A new API key: hand ``key`` to its owner once.
+
+    Attributes:
+        key: ``<prefix>.<secret>``, the whole key.
+        api_key: the stored row (prefix, scopes, expiry; no secret).
+    """
+
+    key: str
+    api_key: ApiKey
+
+    def __repr__(self) -> str:
+        return f"CreatedApiKey(prefix={self.api_key.prefix!r}, key=<hidden>)"
+
+
+_INSERT = text(
+    """
+    INSERT INTO auth.api_keys (user_id, name, prefix, key_hash, scopes, expires_at)
+    VALUES (:user_id, :name, :prefix, :key_hash, :scopes, :expires_at)
+    ON CONFLICT (prefix) DO NOTHING
+    RETURNING id
+    """
+)
+
+
+def create(
+    db: Session,
+    user: User | uuid.UUID,
+    *,
+    name: str,
+    scopes: Iterable[str] = (),
+    expires_at: datetime | None = None,
+) -> CreatedApiKey:
+    """Create an API key for ``user``.
+
+    Args:
+        db: the session; the key and an audit entry (``sensitive_action``,
+            ``api_key.create``) are written in its transaction.
+        user: the owner (or id).
+        name: a label (1 to 100 characters).
+        scopes: what the key may do.
+        expires_at: end of validity (None: no expiry).
+
+    Returns:
+        The raw key (once) and its row.
+    """
+    settings = settings_for(db)
+    user_id = user_id_of(user)
+    scope_list = sorted(set(scopes))
+    for _ in range(8):
+        prefix = f"ak_{secrets.token_hex(6)}"
+        key = f"{prefix}.{new_token()}"
+        key_id = db.execute(
+            _INSERT,
+            {
+                "user_id": user_id,
+                "name": name,
+                "prefix": prefix,
+                "key_hash": settings.hasher.digest(key),
+                "scopes": scope_list,
+                "expires_at": expires_at,
+            },
+        ).scalar_one_or_none()
+        if key_id is not None:
+            break
+    else:  # 8 collisions among 2^48 prefixes
+        raise AuthModelsError("no free API key prefix was found; try again")
+    audit.record(
+        db,
+        "sensitive_action",
+        user_id=user_id,
+        action="api_key.create",
+        details={"api_key_id": str(key_id), "prefix": prefix, "scopes": scope_list},
+    )
+    api_key = db.execute(select(ApiKey).where(ApiKey.id == key_id)).scalar_one()
+    return CreatedApiKey(key, api_key)
+
+
+_BY_PREFIX = text(
+    """
+    SELECT id, key_hash, revoked_at IS NOT NULL AS revoked,
+           expires_at IS NOT NULL AND expires_at <= now() AS expired,
+           last_used_at IS NULL OR last_used_at <= now() - :touch AS touch_due
+      FROM auth.api_keys WHERE prefix = :prefix
+    """
+)
+_TOUCH = text(
+    """
+    UPDATE auth.api_keys SET last_used_at = now()
+     WHERE id = :id AND (last_used_at IS NULL OR last_used_at <= now() - :touch)
+    """
+)
+
+
+def authenticate(db: Session, presented: str, *, scopes: Iterable[str] = ()) -> ApiKey:
+    """The live API key ``presented`` is, with the ``scopes`` it must have.
+
+    Args:
+        db: the session.
+        presented: the key as sent (``<prefix>.<secret>``).
+        scopes: the scopes the request needs.
+
+    Returns:
+        The key's row (its ``user_id`` is the caller's identity).
+
+    Raises:
+        InvalidApiKeyError: malformed, unknown prefix or wrong secret.
+        ApiKeyRevokedError: the key was revoked.
+        ApiKeyExpiredError: the key expired.
+        InsufficientScopeError: a needed scope is not granted.
+    """
+    settings = settings_for(db)
+    hasher = settings.hasher
+    prefix, _, secret = presented.partition(".") if isinstance(presented, str) else ("", "", "")
+    row = None
+    if PREFIX_PATTERN.match(prefix) and 0 < len(secret) <= 512:
+        row = db.execute(
+            _BY_PREFIX, {"prefix": prefix, "touch": settings.api_key_touch_interval}
+        ).first()
+    if row is None:
+        hasher.matches(_DUMMY_KEY, hasher.digest(presented if isinstance(presented, str) else ""))
+        raise InvalidApiKeyError("the API key is not valid: check the key that was sent")
+    if not hasher.matches(presented, row.key_hash):
+        raise InvalidApiKeyError("the API key is not valid: check the key that was sent")
+    if row.revoked:
+        raise ApiKeyRevokedError("the API key was revoked: create a new one")
+    if row.expired:
+        raise ApiKeyExpiredError("the API key expired: create a new one")
+    if row.touch_due:
+        db.execute(_TOUCH, {"id": row.id, "touch": settings.api_key_touch_interval})
+    api_key = db.execute(
+        select(ApiKey).where(ApiKey.id == row.id).execution_options(populate_existing=True)
+    ).scalar_one()
+    require_scopes(api_key, scopes)
+    return api_key
+
+
+def require_scopes(api_key: ApiKey, scopes: Iterable[str]) -> None:
+    """Check that ``api_key`` grants every scope of ``scopes``.
+
+    Raises:
+        InsufficientScopeError: some are missing (named in ``missing``).
+    """
+    missing = sorted(set(scopes) - set(api_key.scopes))
+    if missing:
+        raise InsufficientScopeError(
+            f"the API key lacks the scope(s) {', '.join(missing)}: create a key that has them",
+            missing=missing,
+        )
+
+
+_REVOKE = text(
+    """
+    UPDATE auth.api_keys SET revoked_at = now()
+     WHERE id = :id AND user_id = :user_id AND revoked_at IS NULL
+    RETURNING prefix
+    """
+)
+
+
+def revoke(db: Session, user: User | uuid.UUID, api_key_id: uuid.UUID) -> bool:
+    """Revoke one of ``user``'s API keys (audited as ``api_key.revoke``).
+
+    Returns:
+        True if the key was live and is now revoked; False if it was already revoked, or is
+        not a key of this user.
+    """
+    user_id = user_id_of(user)
+    prefix = db.execute(_REVOKE, {"id": api_key_id, "user_id": user_id}).scalar_one_or_none()
+    if prefix is None:
+        return False
+    audit.record(
+        db,
+        "sensitive_action",
+        user_id=user_id,
+        action="api_key.revoke",
+        details={"api_key_id": str(api_key_id), "prefix": prefix},
+    )
+    return True

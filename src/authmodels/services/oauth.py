@@ -1,0 +1,470 @@
+"""OAuth connections: provider tokens stored encrypted, read back, refreshed, re-encrypted.
+
+Since revision 0011 (seed 003 #118) a connection's provider tokens are ``FieldCipher`` envelopes
+(``access_token_encrypted``, ``refresh_token_encrypted``) with associated data
+``aad_for("oauth_connections", <column>, id)``: an envelope moved to another row or column does
+not decrypt. Connections made before keep only legacy digests (``tokens_encrypted = false``),
+which cannot be read back nor refreshed: the user signs in with the provider again, and
+:func:`store_tokens` then replaces the digests with envelopes.
+
+Decisions:
+
+- :func:`store_tokens` links (or re-links) a provider account: ``(provider, provider_user_id)``
+  is unique, and a provider account linked to another user is refused. The row is locked
+  (``FOR UPDATE``) while its envelopes are made, because they are bound to its id.
+- :func:`refresh_due` is seed 003's refresh-job query, served by ``idx_oauth_expiring_tokens``:
+  ``WHERE tokens_encrypted AND refresh_token_encrypted IS NOT NULL AND token_expires_at < now()
+  + interval``. With ``lock=True`` it takes the rows ``FOR UPDATE SKIP LOCKED``, so several
+  workers share the due connections without refreshing one twice.
+- :func:`record_refresh` writes the outcome (``last_token_refresh_*``; an error message only for
+  a failure, as the table's CHECK wants) and, on success, the new tokens.
+- :func:`reencrypt` moves every envelope of schema ``auth`` (these tokens, TOTP seeds, E2EE
+  private-key backups: :data:`ENCRYPTED_COLUMNS`) to the current key of the ring, one old key
+  at a time, in batches of ``batch_size`` rows, **committing each batch**. Progress is the data
+  itself (an envelope names its key in its header), so an interrupted run loses at most one
+  uncommitted batch and the next run continues where it stopped; a second run finds nothing to
+  do. Each row is rewritten with a compare-and-set (``WHERE <column> = :old``), so a value
+  stored concurrently under the new key is never overwritten; ``updated_at`` is left alone
+  (``authmodels.keep_updated_at``): a storage conversion is not a change of the row.
+  Rows another transaction holds locked are skipped (``SKIP LOCKED``) and left for the next run,
+  so a re-encryption never waits behind, nor blocks, the application.
+  ``authmodels keys reencrypt`` runs it.
+
+Nothing is committed here, except by :func:`reencrypt`.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from authmodels.errors import (
+    OAuthConnectionError,
+    OAuthConnectionNotFound,
+    OAuthTokensNotEncrypted,
+)
+from authmodels.models.enums import OAuthRefreshStatus
+from authmodels.models.oauth import OAuthConnection
+from authmodels.models.users import User
+from authmodels.security.encryption import FieldCipher, aad_for
+from authmodels.services.settings import settings_for
+from authmodels.services.tokens import user_id_of
+
+__all__ = [
+    "ENCRYPTED_COLUMNS",
+    "ProviderTokens",
+    "ReencryptReport",
+    "read_tokens",
+    "record_refresh",
+    "reencrypt",
+    "refresh_due",
+    "store_tokens",
+]
+
+TABLE = "oauth_connections"
+#: Longest error message kept from a failed refresh.
+MAX_ERROR_LENGTH = 1000
+
+
+@dataclass(frozen=True)
+class ProviderTokens:
+    """A connection's provider tokens, decrypted.
+
+    Attributes:
+        access_token: the provider access token.
+        refresh_token: the provider refresh token, if the provider gave one.
+        expires_at: when the access token expires, if known.
+        token_type: usually ``Bearer``.
+    """
+
+    access_token: str
+    refresh_token: str | None
+    expires_at: datetime | None
+    token_type: str | None
+
+    def __repr__(self) -> str:
+        return f"ProviderTokens(expires_at={self.expires_at}, tokens=<hidden>)"
+
+
+def _envelopes(
+    cipher: FieldCipher, connection_id: uuid.UUID, access_token: str, refresh_token: str | None
+) -> dict[str, bytes | None]:
+    return {
+        "access_token_encrypted": cipher.encrypt_str(
+            access_token, aad=aad_for(TABLE, "access_token_encrypted", connection_id)
+        ),
+        "refresh_token_encrypted": None
+        if refresh_token is None
+        else cipher.encrypt_str(
+            refresh_token, aad=aad_for(TABLE, "refresh_token_encrypted", connection_id)
+        ),
+    }
+
+
+_LOCK_CONNECTION = text(
+    """
+    SELECT id, user_id FROM auth.oauth_connections
+     WHERE provider = :provider AND provider_user_id = :provider_user_id
+       FOR UPDATE
+    """
+)
+_INSERT_CONNECTION = text(
+    """
+    INSERT INTO auth.oauth_connections (id, user_id, provider, provider_user_id)
+    VALUES (:id, :user_id, :provider, :provider_user_id)
+    ON CONFLICT (provider, provider_user_id) DO NOTHING
+    RETURNING id
+    """
+)
+_STORE = text(
+    """
+    UPDATE auth.oauth_connections
+       SET access_token_encrypted = :access_token_encrypted,
+           refresh_token_encrypted = :refresh_token_encrypted,
+           token_encryption_method = 'aes-256-gcm', tokens_encrypted = true,
+           access_token_hash = NULL, refresh_token_hash = NULL,
+           token_type = :token_type, token_expires_at = :expires_at, scopes = :scopes,
+           email = coalesce(:email, email), name = coalesce(:name, name),
+           picture_url = coalesce(:picture_url, picture_url),
+           raw_data = coalesce(CAST(:raw_data AS jsonb), raw_data)
+     WHERE id = :id
+    """
+)
+
+
+def store_tokens(
+    db: Session,
+    user: User | uuid.UUID,
+    *,
+    provider: str,
+    provider_user_id: str,
+    access_token: str,
+    refresh_token: str | None = None,
+    expires_at: datetime | None = None,
+    token_type: str | None = "Bearer",  # noqa: S107 (a token type, not a secret)
+    scopes: str | None = None,
+    email: str | None = None,
+    name: str | None = None,
+    picture_url: str | None = None,
+    raw_data: dict[str, Any] | None = None,
+) -> OAuthConnection:
+    """Link a provider account to ``user`` (or update the link) with its tokens, encrypted.
+
+    A legacy connection (hashed tokens) becomes an encrypted one: its digests are cleared.
+
+    Args:
+        db: the session (nothing is committed).
+        user: the user (or id).
+        provider: provider name (``google``...).
+        provider_user_id: the account's id at the provider.
+        access_token: the provider access token.
+        refresh_token: the provider refresh token, if any.
+        expires_at: when the access token expires.
+        token_type: the token type.
+        scopes: the granted scopes, space-separated.
+        email: profile e-mail, name, picture URL: kept when given.
+        name: see ``email``.
+        picture_url: see ``email``.
+        raw_data: the provider's profile response (never its tokens: the table refuses them).
+
+    Returns:
+        The connection's row.
+
+    Raises:
+        OAuthConnectionError: the provider account is linked to another user.
+        MissingKeyError: no encryption key is configured.
+    """
+    cipher = settings_for(db).cipher
+    user_id = user_id_of(user)
+    key = {"provider": provider, "provider_user_id": provider_user_id}
+    found = db.execute(_LOCK_CONNECTION, key).first()
+    if found is None:
+        db.execute(_INSERT_CONNECTION, {**key, "id": uuid.uuid4(), "user_id": user_id})
+        found = db.execute(_LOCK_CONNECTION, key).one()  # ours, or a concurrent link's
+    if found.user_id != user_id:
+        raise OAuthConnectionError(
+            f"this {provider} account is already linked to another user: unlink it there first"
+        )
+    db.execute(
+        _STORE,
+        {
+            "id": found.id,
+            **_envelopes(cipher, found.id, access_token, refresh_token),
+            "token_type": token_type,
+            "expires_at": expires_at,
+            "scopes": scopes,
+            "email": email,
+            "name": name,
+            "picture_url": picture_url,
+            "raw_data": None if raw_data is None else json.dumps(raw_data),
+        },
+    )
+    return _load(db, found.id)
+
+
+def _load(db: Session, connection_id: uuid.UUID) -> OAuthConnection:
+    return db.execute(
+        select(OAuthConnection)
+        .where(OAuthConnection.id == connection_id)
+        .execution_options(populate_existing=True)
+    ).scalar_one()
+
+
+def read_tokens(
+    db: Session, connection_id: uuid.UUID, *, user: User | uuid.UUID | None = None
+) -> ProviderTokens:
+    """Decrypt a connection's provider tokens.
+
+    Args:
+        db: the session.
+        connection_id: the connection.
+        user: when given, the connection must be this user's.
+
+    Raises:
+        OAuthConnectionNotFound: no such connection (of this user).
+        OAuthTokensNotEncrypted: a legacy connection: only digests are stored.
+        DecryptionError: an envelope does not authenticate (moved or altered).
+    """
+    cipher = settings_for(db).cipher
+    query = select(OAuthConnection).where(OAuthConnection.id == connection_id)
+    if user is not None:
+        query = query.where(OAuthConnection.user_id == user_id_of(user))
+    row = db.execute(query).scalar_one_or_none()
+    if row is None:
+        raise OAuthConnectionNotFound(f"OAuth connection {connection_id} does not exist")
+    if not row.tokens_encrypted or row.access_token_encrypted is None:
+        raise OAuthTokensNotEncrypted(
+            "this connection predates encrypted token storage (only digests are kept): "
+            "the user must sign in with the provider again"
+        )
+    return ProviderTokens(
+        access_token=cipher.decrypt_str(
+            row.access_token_encrypted, aad=aad_for(TABLE, "access_token_encrypted", row.id)
+        ),
+        refresh_token=None
+        if row.refresh_token_encrypted is None
+        else cipher.decrypt_str(
+            row.refresh_token_encrypted, aad=aad_for(TABLE, "refresh_token_encrypted", row.id)
+        ),
+        expires_at=row.token_expires_at,
+        token_type=row.token_type,
+    )
+
+
+def refresh_due(
+    db: Session, *, within: timedelta = timedelta(minutes=5), limit: int = 100, lock: bool = False
+) -> list[OAuthConnection]:
+    """Seed 003's refresh job query: encrypted connections whose access token expires soon.
+
+    Only ``tokens_encrypted`` rows with a refresh token qualify (legacy digests cannot be
+    refreshed), soonest first (``idx_oauth_expiring_tokens``).
+
+    Args:
+        db: the session.
+        within: how soon the access token must expire.
+        limit: at most this many connections.
+        lock: take the rows ``FOR UPDATE SKIP LOCKED`` (concurrent refresh workers).
+    """
+    query = (
+        select(OAuthConnection)
+        .where(
+            OAuthConnection.tokens_encrypted,
+            OAuthConnection.refresh_token_encrypted.is_not(None),
+            OAuthConnection.token_expires_at < text("now() + CAST(:within AS interval)"),
+        )
+        .order_by(OAuthConnection.token_expires_at)
+        .limit(limit)
+    )
+    if lock:
+        query = query.with_for_update(skip_locked=True)
+    return list(db.execute(query, {"within": within}).scalars())
+
+
+_RECORD_OUTCOME = text(
+    """
+    UPDATE auth.oauth_connections
+       SET last_token_refresh_attempt = now(), last_token_refresh_status = :status,
+           token_refresh_error_message = :error
+     WHERE id = :id
+    RETURNING id
+    """
+)
+_STORE_REFRESHED = text(
+    """
+    UPDATE auth.oauth_connections
+       SET access_token_encrypted = :access_token_encrypted,
+           refresh_token_encrypted = coalesce(:refresh_token_encrypted, refresh_token_encrypted),
+           token_expires_at = :expires_at
+     WHERE id = :id AND tokens_encrypted
+    """
+)
+
+
+def record_refresh(
+    db: Session,
+    connection_id: uuid.UUID,
+    *,
+    status: OAuthRefreshStatus | str,
+    access_token: str | None = None,
+    refresh_token: str | None = None,
+    expires_at: datetime | None = None,
+    error: str | None = None,
+) -> OAuthConnection:
+    """Record the outcome of a refresh attempt (and, on success, the new tokens).
+
+    Args:
+        db: the session (nothing is committed).
+        connection_id: the connection.
+        status: ``success``, ``failed`` or ``skipped``.
+        access_token: on success, the new access token (required).
+        refresh_token: on success, a rotated refresh token (the old one is kept when None).
+        expires_at: on success, the new access token's expiry.
+        error: on failure, the provider's error (kept up to 1000 characters).
+
+    Raises:
+        ValueError: a success without an access token, or an error for a non-failure.
+        OAuthConnectionNotFound: no such connection.
+    """
+    outcome = OAuthRefreshStatus(status)
+    if outcome is OAuthRefreshStatus.SUCCESS and access_token is None:
+        raise ValueError("a successful refresh must give the new access token")
+    if error is not None and outcome is not OAuthRefreshStatus.FAILED:
+        raise ValueError("only a failed refresh has an error message")
+    recorded = db.execute(
+        _RECORD_OUTCOME,
+        {
+            "id": connection_id,
+            "status": outcome.value,
+            "error": None if error is None else error[:MAX_ERROR_LENGTH],
+        },
+    ).first()
+    if recorded is None:
+        raise OAuthConnectionNotFound(f"OAuth connection {connection_id} does not exist")
+    if outcome is OAuthRefreshStatus.SUCCESS and access_token is not None:
+        cipher = settings_for(db).cipher
+        db.execute(
+            _STORE_REFRESHED,
+            {
+                "id": connection_id,
+                **_envelopes(cipher, connection_id, access_token, refresh_token),
+                "expires_at": expires_at,
+            },
+        )
+    return _load(db, connection_id)
+
+
+# --- re-encryption to the newest key --------------------------------------------------------
+
+#: Every envelope column of schema ``auth``: (table, columns). The associated data of each
+#: value is ``aad_for(table, column, id)``.
+ENCRYPTED_COLUMNS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("oauth_connections", ("access_token_encrypted", "refresh_token_encrypted")),
+    ("two_factor_auth", ("secret_encrypted",)),
+    ("device_keys", ("private_key_encrypted",)),
+)
+
+
+@dataclass
+class ReencryptReport:
+    """What :func:`reencrypt` did.
+
+    Attributes:
+        values: envelopes re-encrypted, per (table, column).
+        from_keys: envelopes re-encrypted, per old key id.
+        batches: batches committed.
+    """
+
+    values: Counter[tuple[str, str]] = field(default_factory=Counter)
+    from_keys: Counter[str] = field(default_factory=Counter)
+    batches: int = 0
+
+    @property
+    def total(self) -> int:
+        """Envelopes re-encrypted."""
+        return sum(self.values.values())
+
+
+def _key_id_sql(column: str) -> str:
+    # an envelope starts with version (1 byte), len(key id) (1 byte), key id (ASCII)
+    return f"convert_from(substring({column} FROM 3 FOR get_byte({column}, 1)), 'SQL_ASCII')"
+
+
+def reencrypt(
+    db: Session, *, batch_size: int = 500, cipher: FieldCipher | None = None
+) -> ReencryptReport:
+    """Re-encrypt every envelope of :data:`ENCRYPTED_COLUMNS` under the current key.
+
+    Works one (table, column, old key) at a time, ``batch_size`` rows per transaction, and
+    **commits after each batch** (see the module docstring: resumable, idempotent).
+
+    Args:
+        db: a session outside any work of its own (it is committed).
+        batch_size: rows per batch.
+        cipher: the key ring to use; ``FlowSettings.encryption_keys`` when None. Every old key
+            still in use must be in it.
+
+    Returns:
+        What was re-encrypted.
+
+    Raises:
+        UnknownKeyError: an envelope names a key that is not in the ring (nothing of that
+            batch is written; batches before it stay committed).
+    """
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    cipher = cipher or settings_for(db).cipher
+    report = ReencryptReport()
+    for table, columns in ENCRYPTED_COLUMNS:
+        for column in columns:
+            old_keys = db.execute(
+                text(
+                    f"SELECT DISTINCT {_key_id_sql(column)} FROM auth.{table} "  # noqa: S608
+                    f"WHERE {column} IS NOT NULL AND {_key_id_sql(column)} <> :current"
+                ),
+                {"current": cipher.current},
+            ).scalars()
+            for old_key in sorted(old_keys):
+                _reencrypt_key(db, cipher, table, column, old_key, batch_size, report)
+    db.commit()
+    return report
+
+
+def _reencrypt_key(
+    db: Session,
+    cipher: FieldCipher,
+    table: str,
+    column: str,
+    old_key: str,
+    batch_size: int,
+    report: ReencryptReport,
+) -> None:
+    """Re-encrypt the envelopes of one column made with ``old_key``, batch after batch."""
+    select_batch = text(
+        f"SELECT id, {column} AS envelope FROM auth.{table} "  # noqa: S608 (constant names)
+        f"WHERE {column} IS NOT NULL AND {_key_id_sql(column)} = :old_key "
+        "ORDER BY id LIMIT :n FOR UPDATE SKIP LOCKED"
+    )
+    # compare-and-set: a value written meanwhile (under the new key) is left alone
+    rewrite = text(
+        f"UPDATE auth.{table} SET {column} = :new WHERE id = :id AND {column} = :old"  # noqa: S608
+    )
+    while True:
+        db.execute(text("SELECT set_config('authmodels.keep_updated_at', 'on', true)"))
+        rows = db.execute(select_batch, {"old_key": old_key, "n": batch_size}).all()
+        if not rows:
+            db.commit()
+            return
+        for row in rows:
+            new = cipher.reencrypt(row.envelope, aad=aad_for(table, column, row.id))
+            db.execute(rewrite, {"id": row.id, "new": new, "old": row.envelope})
+        db.commit()
+        report.values[(table, column)] += len(rows)
+        report.from_keys[old_key] += len(rows)
+        report.batches += 1

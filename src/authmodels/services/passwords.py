@@ -1,0 +1,302 @@
+"""Passwords: set (with history and session revocation) and authenticate (attempts, lockout).
+
+Decisions:
+
+- **Counter first** (Ory Kratos' order): :func:`authenticate` increments
+  ``users.failed_login_attempts`` in its own statement and **commits** it *before* the password
+  is verified. A crash, a timeout or a caller rolling back cannot undo a counted attempt, and
+  concurrent guesses are counted one by one by the row lock of that UPDATE.
+- **Lockout**: the attempt that brings the counter to ``FlowSettings.max_failed_logins`` (5)
+  sets ``account_locked_until = now() + lockout_duration`` (15 minutes) in that same statement,
+  before its password is checked; a correct password clears it again. So while that attempt's
+  hash is being verified, concurrent attempts already find the account locked: at most
+  ``max_failed_logins`` passwords are ever verified per lockout period, however many requests
+  arrive at once. The counter never exceeds the schema's bound (``ck_users_failed_login_attempts
+  _range``, 0 to 10: ``least(..., 10)``, and the setting is checked against it); a lock that has
+  ended restarts the count at 1.
+- **Every attempt is recorded** in ``login_attempts`` (result, reason; the e-mail typed as a
+  keyed digest, the address and user agent as ``PrivacyHasher`` hashes, as the table stores
+  them). Refusals commit their row before raising; a success writes it in the caller's
+  transaction.
+- **Constant time** for unknown e-mails and deleted accounts: ``PasswordHasher.verify_dummy``
+  spends the time of a real verification. A locked account is refused without any
+  verification (its error says so anyway).
+- **Rehash** on success when the stored hash was made with other parameters
+  (``PasswordHasher.verify_and_update``), in the same UPDATE that resets the counter.
+- :func:`set_password` refuses the current password and the last ``history`` ones (verified
+  with the hasher; legacy bcrypt entries of ``password_history`` cannot be verified by the
+  Argon2 hasher and are skipped), keeps the replaced hash in ``password_history`` and revokes
+  every session (:func:`authmodels.services.sessions.revoke_all_sessions`).
+
+Under row-level security :func:`authenticate` reads ``users`` before the user is known: run it
+on the service path (:func:`authmodels.rls.service_role`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from ipaddress import IPv4Address, IPv6Address
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from authmodels.errors import (
+    AccountDeletedError,
+    AccountLockedError,
+    InvalidCredentialsError,
+    PasswordReusedError,
+)
+from authmodels.models.enums import LoginAttemptResult
+from authmodels.models.users import MAX_FAILED_LOGIN_ATTEMPTS, User
+from authmodels.security.passwords import is_usable
+from authmodels.services import audit
+from authmodels.services.sessions import revoke_all_sessions
+from authmodels.services.settings import settings_for
+from authmodels.services.tokens import user_id_of
+
+__all__ = ["DEFAULT_HISTORY", "authenticate", "normalize_email", "set_password"]
+
+#: Former passwords refused by :func:`set_password` (besides the current one).
+DEFAULT_HISTORY = 5
+
+# --- set_password --------------------------------------------------------------------------
+
+_LOCK_USER = text("SELECT password_hash FROM auth.users WHERE id = :id FOR UPDATE")
+_RECENT_HASHES = text(
+    """
+    SELECT password_hash FROM auth.password_history
+     WHERE user_id = :id ORDER BY created_at DESC LIMIT :n
+    """
+)
+# clock_timestamp(): several changes in one transaction keep their order (now() would tie)
+_KEEP_OLD_HASH = text(
+    """
+    INSERT INTO auth.password_history (user_id, password_hash, created_at)
+    VALUES (:id, :h, clock_timestamp())
+    """
+)
+_SET_HASH = text(
+    """
+    UPDATE auth.users SET password_hash = :h, password_changed_at = now()
+     WHERE id = :id
+    """
+)
+
+
+def set_password(
+    db: Session,
+    user: User | uuid.UUID,
+    new_password: str,
+    *,
+    history: int = DEFAULT_HISTORY,
+    except_session: uuid.UUID | None = None,
+) -> int:
+    """Change a user's password, refusing recent ones, and sign them out everywhere.
+
+    Locks the user's row (concurrent changes run one after the other), then, in the caller's
+    transaction (nothing is committed): the old hash goes to ``password_history``, the new one to
+    ``users``, every session is revoked (``reason = "password_change"``) and a
+    ``password_change`` audit entry is written.
+
+    Args:
+        db: the session.
+        user: the user (or user id).
+        new_password: the new password, as typed.
+        history: how many former passwords to refuse besides the current one (0: only the
+            current one).
+        except_session: a session to keep signed in (the one that changed the password).
+
+    Returns:
+        How many sessions were revoked.
+
+    Raises:
+        PasswordReusedError: the password is the current one or one of the last ``history``
+            (nothing is written).
+        ValueError: ``history`` is negative.
+    """
+    if history < 0:
+        raise ValueError(f"history must not be negative, not {history}")
+    hasher = settings_for(db).password_hasher
+    user_id = user_id_of(user)
+    current = db.execute(_LOCK_USER, {"id": user_id}).scalar_one()
+    former = list(db.execute(_RECENT_HASHES, {"id": user_id, "n": history}).scalars())
+
+    for stored in [current, *former]:
+        if stored.startswith("$argon2") and hasher.verify(stored, new_password):
+            raise PasswordReusedError(
+                f"this password was used recently (the current one or one of the last {history})"
+                ": choose another"
+            )
+
+    if is_usable(current):
+        db.execute(_KEEP_OLD_HASH, {"id": user_id, "h": current})
+    db.execute(_SET_HASH, {"id": user_id, "h": hasher.hash(new_password)})
+    revoked = revoke_all_sessions(
+        db, user_id, reason="password_change", except_session=except_session
+    )
+    audit.record(db, "password_change", user_id=user_id, details={"sessions_revoked": revoked})
+    if isinstance(user, User) and user in db:
+        db.refresh(user)
+    return revoked
+
+
+# --- authenticate --------------------------------------------------------------------------
+
+
+def normalize_email(email: str) -> str:
+    """The form an e-mail address is looked up and digested in: trimmed, lower case."""
+    return email.strip().lower()
+
+
+_FIND_ACCOUNT = text(
+    """
+    SELECT id, deleted_at IS NOT NULL AS deleted FROM auth.users
+     WHERE lower(email) = :email
+     ORDER BY deleted_at IS NOT NULL, created_at
+     LIMIT 1
+    """
+)
+# the counter, in its own statement, before the password is checked; the attempt that reaches
+# the limit locks the account right away (a correct password unlocks it again). Every value is
+# computed from the row itself (no CTE, no value read earlier): when concurrent attempts queue on
+# the row lock, PostgreSQL re-evaluates the SET on the newest row version, so none is lost.
+_FAILURES_AFTER = (
+    "least(CASE WHEN account_locked_until <= now() THEN 0 ELSE failed_login_attempts END + 1, "
+    f"{MAX_FAILED_LOGIN_ATTEMPTS})"
+)
+_COUNT_ATTEMPT = text(
+    f"""
+    UPDATE auth.users
+       SET failed_login_attempts = {_FAILURES_AFTER},
+           account_locked_until = CASE WHEN {_FAILURES_AFTER} >= :max
+                                       THEN now() + :lockout END
+     WHERE id = :id AND deleted_at IS NULL
+       AND (account_locked_until IS NULL OR account_locked_until <= now())
+    RETURNING failed_login_attempts AS failures, account_locked_until AS locked_until,
+              password_hash
+    """  # noqa: S608 (constants, no input)
+)
+_LOCKED_UNTIL = text("SELECT account_locked_until FROM auth.users WHERE id = :id")
+_SUCCEEDED = text(
+    """
+    UPDATE auth.users
+       SET failed_login_attempts = 0, account_locked_until = NULL, last_login_at = now(),
+           password_hash = coalesce(:new_hash, password_hash)
+     WHERE id = :id
+    """
+)
+_RECORD_ATTEMPT = text(
+    """
+    INSERT INTO auth.login_attempts
+           (user_id, identifier_hash, ip_hash, ua_hash, attempt_result, failure_reason)
+    VALUES (:user_id, :identifier_hash, :ip_hash, :ua_hash, :result, :reason)
+    """
+)
+
+
+def authenticate(
+    db: Session,
+    email: str,
+    password: str,
+    *,
+    ip: str | IPv4Address | IPv6Address | None,
+    user_agent: str | None,
+) -> User:
+    """Check an e-mail address and password; the account on success.
+
+    See the module docstring for the order of the steps. A refusal **commits** the counted
+    attempt, the lock and the ``login_attempts`` row before raising; a success resets the
+    counter, rehashes when needed, sets ``last_login_at`` and records the attempt in the
+    caller's transaction (nothing is committed). Creating the session is the caller's next
+    step (:func:`authmodels.services.sessions.create_session`, which audits the login).
+
+    Args:
+        db: the session.
+        email: the e-mail address typed (case and surrounding spaces ignored).
+        password: the password typed.
+        ip: the client's address (stored only as a keyed hash).
+        user_agent: the client's ``User-Agent`` (stored only as a keyed hash).
+
+    Returns:
+        The user's row, refreshed.
+
+    Raises:
+        InvalidCredentialsError: no account has this address, or the password is wrong (the
+            message does not say which).
+        AccountLockedError: too many failed logins; ``locked_until`` says until when.
+        AccountDeletedError: the account was deleted.
+    """
+    settings = settings_for(db)
+    hasher = settings.password_hasher
+    identifier = normalize_email(email)
+    attempt = {
+        "identifier_hash": settings.hasher.digest(identifier),
+        "ip_hash": None if ip is None else settings.privacy.ip_hash(ip),
+        "ua_hash": None if user_agent is None else settings.privacy.ua_hash(user_agent),
+    }
+
+    account = db.execute(_FIND_ACCOUNT, {"email": identifier}).first()
+    if account is None or account.deleted:
+        hasher.verify_dummy(password)
+        user_id = None if account is None else account.id
+        if account is None:
+            _refuse(db, attempt, None, LoginAttemptResult.FAILED_UNKNOWN_IDENTIFIER,
+                    "unknown identifier")  # fmt: skip
+            raise InvalidCredentialsError("the e-mail address or the password is wrong")
+        _refuse(db, attempt, user_id, LoginAttemptResult.BLOCKED, "account deleted")
+        raise AccountDeletedError("this account was deleted: it cannot sign in")
+
+    counted = db.execute(
+        _COUNT_ATTEMPT,
+        {"id": account.id, "max": settings.max_failed_logins, "lockout": settings.lockout_duration},
+    ).first()
+    if counted is None:
+        locked_until = db.execute(_LOCKED_UNTIL, {"id": account.id}).scalar_one()
+        _refuse(db, attempt, account.id, LoginAttemptResult.FAILED_LOCKED, "locked")
+        raise AccountLockedError(
+            f"too many failed logins: the account is locked until {locked_until:%Y-%m-%d %H:%M} "
+            "UTC; try again later or reset the password",
+            locked_until=locked_until,
+        )
+    db.commit()  # the counted attempt (and a lock it set) survives whatever happens next
+
+    ok, new_hash = hasher.verify_and_update(counted.password_hash, password)
+    if not ok:
+        if counted.locked_until is not None:
+            audit.record(
+                db,
+                "account_locked",
+                user_id=account.id,
+                details={"failed_attempts": counted.failures},
+            )
+        _refuse(db, attempt, account.id, LoginAttemptResult.FAILED_PASSWORD,
+                "wrong password")  # fmt: skip
+        raise InvalidCredentialsError("the e-mail address or the password is wrong")
+
+    db.execute(_SUCCEEDED, {"id": account.id, "new_hash": new_hash})
+    db.execute(
+        _RECORD_ATTEMPT,
+        {
+            **attempt,
+            "user_id": account.id,
+            "result": LoginAttemptResult.SUCCESS.value,
+            "reason": None,
+        },
+    )
+    user = db.get(User, account.id, populate_existing=True)
+    assert user is not None
+    return user
+
+
+def _refuse(
+    db: Session,
+    attempt: dict[str, bytes | None],
+    user_id: uuid.UUID | None,
+    result: LoginAttemptResult,
+    reason: str,
+) -> None:
+    """Record a refused attempt and commit it (with the counter), before the error is raised."""
+    db.execute(
+        _RECORD_ATTEMPT, {**attempt, "user_id": user_id, "result": result.value, "reason": reason}
+    )
+    db.commit()

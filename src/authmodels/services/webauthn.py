@@ -1,0 +1,298 @@
+"""WebAuthn credentials: registrations and authentications verified by py_webauthn, recorded.
+
+py_webauthn (``authmodels[webauthn]``, imported only by this module) verifies the ceremonies;
+this module stores what it established:
+
+- :func:`store_registration` keeps a ``VerifiedRegistration``: credential id, COSE public key,
+  signature counter, AAGUID (None when the authenticator hides it: all zeros), transports and
+  the backup flags (BE from ``credential_device_type``, BS from ``credential_backed_up``). A
+  credential id is unique overall: registering it again is refused.
+- :func:`record_authentication` applies a ``VerifiedAuthentication`` to its credential: the new
+  counter, the backup state, the UV result and the time of use.
+- :func:`verify_authentication` does both steps for a raw ``navigator.credentials.get()``
+  response: it finds the credential by ``rawId``, has py_webauthn verify the assertion with the
+  stored public key, then records it.
+
+**Signature counter** (WebAuthn L3 section 7.2, step 21): when the presented or the stored
+counter is non-zero and the presented one is not greater, the authenticator may be cloned.
+Both zero is normal for synced passkeys, which do not count, and is accepted. A regression is
+written to ``security_events`` (``webauthn.sign_count_regression``, severity ``high``) and then
+handled by ``FlowSettings.webauthn_sign_count_policy``:
+
+- ``"reject"`` (default): the event is **committed** (it must survive the caller's rollback)
+  and :class:`~authmodels.errors.SignCountRegressionError` is raised; the credential is not
+  touched.
+- ``"flag"``: the authentication is accepted and the event is written in the caller's
+  transaction. The stored counter never goes down (``greatest(stored, new)``), so the clone and
+  the original keep tripping the check.
+
+The credential's row is locked (``FOR UPDATE``) while the counter is compared and written, so
+two concurrent uses of the same assertion (same counter) cannot both pass the comparison.
+
+py_webauthn compares counters too (and raises before any of this runs). So that the regression
+is *recorded* and the policy applies, :func:`verify_authentication` gives it a current count of
+0, which disables only that comparison; do the same if you call py_webauthn yourself before
+:func:`record_authentication`.
+
+Under row-level security these lookups happen before the user is known: run them on the
+service path (:func:`authmodels.rls.service_role`). Nothing is committed here, except the
+regression event under the ``"reject"`` policy.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+from webauthn import verify_authentication_response
+from webauthn.authentication.verify_authentication_response import VerifiedAuthentication
+from webauthn.helpers import base64url_to_bytes
+from webauthn.helpers.structs import CredentialDeviceType
+from webauthn.registration.verify_registration_response import VerifiedRegistration
+
+from authmodels.errors import (
+    SignCountRegressionError,
+    WebAuthnCredentialExists,
+    WebAuthnCredentialNotFound,
+)
+from authmodels.models.users import User
+from authmodels.models.webauthn import WebAuthnCredential
+from authmodels.services import audit
+from authmodels.services.settings import settings_for
+from authmodels.services.tokens import user_id_of
+
+__all__ = [
+    "SIGN_COUNT_REGRESSION_EVENT",
+    "record_authentication",
+    "store_registration",
+    "verify_authentication",
+]
+
+#: ``security_events.event_type`` of a signature-counter regression.
+SIGN_COUNT_REGRESSION_EVENT = "webauthn.sign_count_regression"
+_NIL_AAGUID = uuid.UUID(int=0)
+
+
+def _load(db: Session, row_id: uuid.UUID) -> WebAuthnCredential:
+    return db.execute(
+        select(WebAuthnCredential)
+        .where(WebAuthnCredential.id == row_id)
+        .execution_options(populate_existing=True)
+    ).scalar_one()
+
+
+_INSERT = text(
+    """
+    INSERT INTO auth.webauthn_credentials
+           (user_id, credential_id, cose_public_key, sign_count, aaguid, transports,
+            backup_eligible, backup_state, last_uv_result, device_name)
+    VALUES (:user_id, :credential_id, :cose_public_key, :sign_count, :aaguid, :transports,
+            :backup_eligible, :backup_state, :user_verified, :device_name)
+    ON CONFLICT (credential_id) DO NOTHING
+    RETURNING id
+    """
+)
+
+
+def store_registration(
+    db: Session,
+    user: User | uuid.UUID,
+    verified: VerifiedRegistration,
+    *,
+    transports: Iterable[str] = (),
+    device_name: str | None = None,
+) -> WebAuthnCredential:
+    """Store a credential py_webauthn's ``verify_registration_response`` accepted.
+
+    Args:
+        db: the session (nothing is committed).
+        user: the owner (or id).
+        verified: py_webauthn's result.
+        transports: the ``response.transports`` the browser reported.
+        device_name: a name the user gave the authenticator.
+
+    Returns:
+        The credential's row.
+
+    Raises:
+        WebAuthnCredentialExists: the credential id is already registered (nothing is written).
+    """
+    user_id = user_id_of(user)
+    aaguid = uuid.UUID(verified.aaguid) if verified.aaguid else _NIL_AAGUID
+    row_id = db.execute(
+        _INSERT,
+        {
+            "user_id": user_id,
+            "credential_id": verified.credential_id,
+            "cose_public_key": verified.credential_public_key,
+            "sign_count": verified.sign_count,
+            "aaguid": None if aaguid == _NIL_AAGUID else aaguid,
+            "transports": sorted(set(transports)),
+            "backup_eligible": verified.credential_device_type == CredentialDeviceType.MULTI_DEVICE,
+            "backup_state": verified.credential_backed_up,
+            "user_verified": verified.user_verified,
+            "device_name": device_name,
+        },
+    ).scalar_one_or_none()
+    if row_id is None:
+        raise WebAuthnCredentialExists(
+            "this authenticator's credential is already registered: use it to sign in"
+        )
+    audit.record(
+        db,
+        "sensitive_action",
+        user_id=user_id,
+        action="webauthn.register",
+        details={"credential": str(row_id), "synced": verified.credential_backed_up},
+    )
+    return _load(db, row_id)
+
+
+_LOCK_CREDENTIAL = text(
+    """
+    SELECT id, user_id, sign_count FROM auth.webauthn_credentials
+     WHERE credential_id = :credential_id AND revoked_at IS NULL
+       AND (CAST(:user_id AS uuid) IS NULL OR user_id = :user_id)
+       FOR UPDATE
+    """
+)
+_RECORD_USE = text(
+    """
+    UPDATE auth.webauthn_credentials
+       SET sign_count = greatest(sign_count, :new_sign_count), backup_state = :backup_state,
+           last_uv_result = :user_verified, last_used_at = now()
+     WHERE id = :id
+    """
+)
+_SECURITY_EVENT = text(
+    """
+    INSERT INTO auth.security_events (user_id, event_type, severity, details)
+    VALUES (:user_id, :event_type, 'high', CAST(:details AS jsonb))
+    """
+)
+
+
+def record_authentication(
+    db: Session, verified: VerifiedAuthentication, *, user: User | uuid.UUID | None = None
+) -> WebAuthnCredential:
+    """Record a successful assertion on its credential (see the module docstring).
+
+    Args:
+        db: the session.
+        verified: py_webauthn's result.
+        user: when given, the credential must be this user's.
+
+    Returns:
+        The credential's row, updated.
+
+    Raises:
+        WebAuthnCredentialNotFound: no live credential has this id (for this user).
+        SignCountRegressionError: the counter regressed and the policy is ``"reject"`` (the
+            security event is committed; the credential is unchanged).
+    """
+    settings = settings_for(db)
+    found = db.execute(
+        _LOCK_CREDENTIAL,
+        {
+            "credential_id": verified.credential_id,
+            "user_id": None if user is None else user_id_of(user),
+        },
+    ).first()
+    if found is None:
+        raise WebAuthnCredentialNotFound(
+            "this authenticator is not registered (or was revoked): register it first"
+        )
+    stored, presented = found.sign_count, verified.new_sign_count
+    if (stored or presented) and presented <= stored:
+        policy = settings.webauthn_sign_count_policy
+        db.execute(
+            _SECURITY_EVENT,
+            {
+                "user_id": found.user_id,
+                "event_type": SIGN_COUNT_REGRESSION_EVENT,
+                "details": json.dumps(
+                    {
+                        "credential": str(found.id),
+                        "stored_sign_count": stored,
+                        "presented_sign_count": presented,
+                        "policy": policy,
+                    }
+                ),
+            },
+        )
+        if policy == "reject":
+            db.commit()  # the event must outlive the refusal
+            raise SignCountRegressionError(
+                f"the authenticator's signature counter went from {stored} to {presented}: it "
+                "may have been cloned; the sign-in is refused and the event recorded"
+            )
+    db.execute(
+        _RECORD_USE,
+        {
+            "id": found.id,
+            "new_sign_count": presented,
+            "backup_state": verified.credential_backed_up,
+            "user_verified": verified.user_verified,
+        },
+    )
+    return _load(db, found.id)
+
+
+def verify_authentication(
+    db: Session,
+    credential: dict[str, Any] | str,
+    *,
+    expected_challenge: bytes,
+    expected_rp_id: str,
+    expected_origin: str | Sequence[str],
+    require_user_verification: bool = False,
+    user: User | uuid.UUID | None = None,
+) -> WebAuthnCredential:
+    """Verify a ``navigator.credentials.get()`` response with py_webauthn and record it.
+
+    Args:
+        db: the session.
+        credential: the response, as JSON text or parsed.
+        expected_challenge: the challenge the server issued for this ceremony.
+        expected_rp_id: the relying party id.
+        expected_origin: the accepted origin(s).
+        require_user_verification: refuse assertions without the UV flag.
+        user: when given, the credential must be this user's.
+
+    Returns:
+        The credential's row, updated.
+
+    Raises:
+        WebAuthnCredentialNotFound: the ``rawId`` is not a live credential.
+        SignCountRegressionError: as :func:`record_authentication`.
+        webauthn.helpers.exceptions.InvalidAuthenticationResponse: py_webauthn refused the
+            assertion (signature, challenge, origin, RP id, flags).
+    """
+    parsed = json.loads(credential) if isinstance(credential, str) else credential
+    raw_id = base64url_to_bytes(str(parsed.get("rawId", "")))
+    stored = db.execute(
+        select(WebAuthnCredential.cose_public_key).where(
+            WebAuthnCredential.credential_id == raw_id,
+            WebAuthnCredential.revoked_at.is_(None),
+        )
+    ).scalar_one_or_none()
+    if stored is None:
+        raise WebAuthnCredentialNotFound(
+            "this authenticator is not registered (or was revoked): register it first"
+        )
+    verified = verify_authentication_response(
+        credential=parsed,
+        expected_challenge=expected_challenge,
+        expected_rp_id=expected_rp_id,
+        expected_origin=list(expected_origin)
+        if not isinstance(expected_origin, str)
+        else expected_origin,
+        credential_public_key=stored,
+        credential_current_sign_count=0,  # compared by record_authentication, which records it
+        require_user_verification=require_user_verification,
+    )
+    return record_authentication(db, verified, user=user)
