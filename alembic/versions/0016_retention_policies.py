@@ -155,19 +155,20 @@ BEGIN
             -- the parameter's name is spelt in two pieces: op.execute would take it for a bind
             condition := replace(p.expired, ':' || 'cutoff', '$1');
             IF p.archive_to IS NULL THEN
+                -- the keys as an array: each row is reached through its key, never by a
+                -- join that could scan the whole table for every batch
                 EXECUTE format(
-                    'WITH doomed AS (SELECT %1$I FROM %2$s WHERE %3$s LIMIT $2 '
-                    'FOR UPDATE SKIP LOCKED) DELETE FROM %2$s t USING doomed '
-                    'WHERE t.%1$I = doomed.%1$I', p.key_column, p.table_name, condition)
+                    'DELETE FROM %2$s t WHERE t.%1$I = ANY(ARRAY(SELECT %1$I FROM %2$s '
+                    'WHERE %3$s LIMIT $2 FOR UPDATE SKIP LOCKED))',
+                    p.key_column, p.table_name, condition)
                 USING cutoff, batch_limit;
             ELSE
                 SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum)
                   INTO columns FROM pg_attribute
                  WHERE attrelid = p.table_name::regclass AND attnum > 0 AND NOT attisdropped;
                 EXECUTE format(
-                    'WITH doomed AS (SELECT %1$I FROM %2$s WHERE %3$s LIMIT $2 '
-                    'FOR UPDATE SKIP LOCKED), moved AS (DELETE FROM %2$s t USING doomed '
-                    'WHERE t.%1$I = doomed.%1$I RETURNING t.*) '
+                    'WITH moved AS (DELETE FROM %2$s t WHERE t.%1$I = ANY(ARRAY(SELECT %1$I '
+                    'FROM %2$s WHERE %3$s LIMIT $2 FOR UPDATE SKIP LOCKED)) RETURNING t.*) '
                     'INSERT INTO %4$s (%5$s, archived_at) SELECT %5$s, now() FROM moved',
                     p.key_column, p.table_name, condition, p.archive_to, columns)
                 USING cutoff, batch_limit;
