@@ -150,7 +150,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=2_000_000)
     parser.add_argument("--audit", type=int, default=1_000_000)
-    parser.add_argument("--batch-size", type=int, default=5000)
+    parser.add_argument("--batch-size", type=int, default=2000)
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--plot", action="store_true", help="sweep batch sizes, write the PNG")
     parser.add_argument("--child-purge", metavar="URL", help=argparse.SUPPRESS)

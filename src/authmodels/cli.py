@@ -298,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     purge_cmd = sub.add_parser("purge", help="remove what the retention policies no longer keep")
     purge_cmd.add_argument("--url", default=None, help="database URL (default: resolved)")
     purge_cmd.add_argument("--dry-run", action="store_true", help="count, change nothing")
-    purge_cmd.add_argument("--batch-size", type=int, default=5000, help="rows per transaction")
+    purge_cmd.add_argument("--batch-size", type=int, default=2000, help="rows per transaction")
     purge_cmd.add_argument(
         "--only", action="append", default=None, metavar="NAME", help="this policy only"
     )

@@ -230,7 +230,7 @@ def purge(
     *,
     policies: Iterable[Policy] | None = None,
     now: datetime | None = None,
-    batch_size: int = 5000,
+    batch_size: int = 2000,
     dry_run: bool = False,
     max_duration: timedelta | None = None,
     on_progress: ProgressCallback | None = None,
