@@ -240,8 +240,7 @@ def _rebuild(table: str, *, partitioned: bool) -> None:
     copied = 0
     after: object = None
     with op.get_context().autocommit_block():
-        while True:
-            bind.exec_driver_sql("BEGIN")
+        while True:  # each batch is one statement, committed on its own
             row = bind.execute(
                 text(
                     f"WITH batch AS (SELECT * FROM {original} "
@@ -252,7 +251,6 @@ def _rebuild(table: str, *, partitioned: bool) -> None:
                 ),
                 {"after": after, "n": BATCH_SIZE},
             ).one()
-            bind.exec_driver_sql("COMMIT")
             last, count = row
             if not count:
                 break

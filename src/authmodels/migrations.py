@@ -154,7 +154,7 @@ def batched(
     with op.get_context().autocommit_block():
         bind = op.get_bind()
         while True:
-            with _transaction(bind):
+            with explicit_transaction(bind):
                 rows = bind.execute(
                     text(select_batch), {"after": after, "limit": batch_size, **(params or {})}
                 ).all()
@@ -171,9 +171,13 @@ def batched(
 
 
 @contextmanager
-def _transaction(bind: Connection) -> Iterator[None]:
-    # Inside autocommit_block() the connection autocommits each statement; an explicit
-    # BEGIN/COMMIT makes one batch (e.g. copy to quarantine, then delete) atomic.
+def explicit_transaction(bind: Connection) -> Iterator[None]:
+    """One transaction on a connection inside Alembic's ``autocommit_block()``.
+
+    There the connection autocommits each statement; an explicit ``BEGIN``/``COMMIT`` makes
+    several statements (e.g. copy to quarantine, then delete) atomic, and ends their locks at
+    the block's end.
+    """
     bind.exec_driver_sql("BEGIN")
     try:
         yield

@@ -45,6 +45,7 @@ from authmodels.migrations import (
     BackfillReport,
     batched,
     create_index_concurrently,
+    explicit_transaction,
     is_offline,
 )
 
@@ -69,14 +70,8 @@ def step() -> Iterator[None]:
             yield
             op.execute("COMMIT")
             return
-        bind = op.get_bind()
-        bind.exec_driver_sql("BEGIN")
-        try:
+        with explicit_transaction(op.get_bind()):
             yield
-        except BaseException:
-            bind.exec_driver_sql("ROLLBACK")
-            raise
-        bind.exec_driver_sql("COMMIT")
 
 
 def scalar(sql: str, params: dict[str, Any] | None = None) -> Any:
