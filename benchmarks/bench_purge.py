@@ -10,6 +10,9 @@ Measured in one run on one embedded PostgreSQL (durable settings, as in producti
 2. Removing one month of audit entries (default 1,000,000) by dropping its partition
    (``authmodels.partitions.drop_months``) vs by batched DELETE of the same rows from an
    unpartitioned copy of the table: both times and the ratio.
+   The same purge is then measured with a refresh token per session, and on a second database
+   at revision 0017, where four foreign keys still pointed at ``sessions`` (the baseline that
+   revision 0018 replaced with set-based triggers): both rates and the ratio.
 3. Throughput against batch size (a sweep), written as a PNG plot to
    ``docs/benchmarks/purge-throughput.png`` (with ``--plot``; needs matplotlib).
 
@@ -38,6 +41,8 @@ from authmodels.testing.database import TestServer
 from authmodels.testing.migrations import MigrationRunner
 
 ROOT = Path(__file__).resolve().parents[1]
+#: The last revision where foreign keys (row-level triggers) pointed at sessions.
+BEFORE_SET_BASED_CASCADE = "0017_user_self_update_guard"
 
 
 def _sessions_policy(engine: Engine) -> Policy:
@@ -46,8 +51,12 @@ def _sessions_policy(engine: Engine) -> Policy:
     return policy
 
 
-def fill_sessions(engine: Engine, expired: int, live: int) -> None:
-    """``expired`` sessions that ended 60 days ago and ``live`` ones, for 1,000 users."""
+def fill_sessions(engine: Engine, expired: int, live: int, *, with_tokens: bool = False) -> None:
+    """``expired`` sessions that ended 60 days ago and ``live`` ones, for 1,000 users.
+
+    With ``with_tokens``, every session also gets one refresh token (which the purge of an
+    expired session removes with it).
+    """
     with engine.begin() as conn:
         conn.execute(text("TRUNCATE auth.sessions CASCADE"))
         conn.execute(
@@ -70,8 +79,17 @@ def fill_sessions(engine: Engine, expired: int, live: int) -> None:
                 ),
                 {"n": count},
             )
+        if with_tokens:
+            conn.execute(
+                text(
+                    "INSERT INTO auth.refresh_tokens (user_id, session_id, token_hash, "
+                    "expires_at, created_at) SELECT user_id, id, token_hash, expires_at, "
+                    "created_at FROM auth.sessions"
+                )
+            )
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text("VACUUM ANALYZE auth.sessions"))
+        conn.execute(text("VACUUM ANALYZE auth.refresh_tokens"))
 
 
 def child_purge(url: str, batch_size: int) -> None:
@@ -190,6 +208,34 @@ def main() -> None:
             f"   peak RSS of the purge  {full['max_rss_kb'] / 1024:>12.1f} MiB for {sessions // 2:,} rows, "
             f"{small['max_rss_kb'] / 1024:.1f} MiB for {sessions // 8:,} rows "
             f"(ratio {full['max_rss_kb'] / small['max_rss_kb']:.2f})"
+        )
+
+        small_rate = small["rows"] / small["seconds"]
+
+        expired = sessions // 8
+        fill_sessions(engine, expired, sessions - expired, with_tokens=True)
+        tokens = run_child(child_url, args.batch_size)
+        print(
+            f"   with a refresh token per session ({expired:,} expired sessions of {sessions:,}, "
+            f"their tokens removed with them): {tokens['rows'] / tokens['seconds']:,.0f} "
+            f"sessions/s, longest batch {tokens['longest_batch'] * 1000:.1f} ms"
+        )
+
+        # baseline: the same purge where four foreign keys point at sessions (before 0018)
+        fk_url = test_server.create_database("bench_purge_fk")
+        MigrationRunner(fk_url).upgrade(BEFORE_SET_BASED_CASCADE)
+        fk_engine = create_db_engine(fk_url)
+        try:
+            fill_sessions(fk_engine, expired, sessions - expired)
+            baseline = run_child(libpq_url(fk_url), args.batch_size)
+        finally:
+            fk_engine.dispose()
+        fk_rate = baseline["rows"] / baseline["seconds"]
+        print(
+            f"   baseline at {BEFORE_SET_BASED_CASCADE} (four foreign keys, {expired:,} expired): "
+            f"{fk_rate:,.0f} rows/s, longest batch {baseline['longest_batch'] * 1000:.1f} ms; "
+            f"head on the same rows {small_rate:,.0f} rows/s: head / baseline "
+            f"{small_rate / fk_rate:.1f}x"
         )
 
         print(f"2. remove one month of {audit:,} audit entries")

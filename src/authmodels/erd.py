@@ -13,6 +13,8 @@ from sqlalchemy import MetaData, Table, UniqueConstraint
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.types import TypeEngine
 
+from authmodels.models.base import REFERENCES
+
 _TOKEN = re.compile(r"[^a-z0-9_]+")
 
 
@@ -48,7 +50,7 @@ def mermaid_erd(metadata: MetaData) -> str:
             keys = []
             if column.primary_key:
                 keys.append("PK")
-            if column.foreign_keys:
+            if column.foreign_keys or REFERENCES in column.info:
                 keys.append("FK")
             if column.name in unique and not column.primary_key:
                 keys.append("UK")
@@ -61,6 +63,14 @@ def mermaid_erd(metadata: MetaData) -> str:
                 many = "|o" if column.name in unique or column.primary_key else "}o"
                 one = "o|" if column.nullable else "||"
                 relations.append(f'    {table.name} {many}--{one} {target} : "{column.name}"')
+            if REFERENCES in column.info:
+                # a reference without a foreign key (revision 0018): a dashed line
+                target = str(column.info[REFERENCES]).split(".")[-2]
+                many = "|o" if column.name in unique else "}o"
+                one = "o|" if column.nullable else "||"
+                checked = "trigger" if column.info.get("on_delete") else "not checked"
+                label = f"{column.name} ({checked})"
+                relations.append(f'    {table.name} {many}..{one} {target} : "{label}"')
     return "\n".join([*lines, *sorted(relations)]) + "\n"
 
 
@@ -70,6 +80,9 @@ def erd_markdown(metadata: MetaData) -> str:
         "# Schema diagram\n\n"
         "Every table of schema `auth` at the head of the revision chain, generated from the\n"
         "models by `authmodels erd` (a test fails when this page and the models disagree).\n"
-        "`PK` primary key, `FK` foreign key, `UK` unique on its own.\n\n"
+        "`PK` primary key, `FK` foreign key, `UK` unique on its own. A dashed line is a\n"
+        "reference to `sessions` kept by triggers instead of a foreign key (revision 0018:\n"
+        "`trigger` deletes the row with its session and checks new references, `not checked`\n"
+        "keeps a historical id).\n\n"
         "```mermaid\n" + mermaid_erd(metadata) + "```\n"
     )

@@ -52,6 +52,25 @@ def uuid_pk() -> Mapped[uuid.UUID]:
     )
 
 
+#: ``Column.info`` key naming the column a trigger-checked reference points at (``auth.t.col``).
+REFERENCES = "references"
+
+
+def session_reference(*, cascade: bool) -> Mapped[Any]:
+    """A ``session_id`` column pointing at ``auth.sessions.id`` without a foreign key (0018).
+
+    With ``cascade``, the row is deleted with its session and inserting or re-pointing it checks
+    that the session exists (SQLSTATE 23503 otherwise), both by triggers of revision 0018 that
+    work per statement instead of per row. Without it, the id is a plain historical value (an
+    audit entry keeps the id of a session that was purged). ``Column.info["references"]`` names
+    the target, for the schema diagram.
+    """
+    return mapped_column(
+        UUID(as_uuid=True),
+        info={REFERENCES: "auth.sessions.id", "on_delete": "CASCADE" if cascade else None},
+    )
+
+
 class Timestamps:
     """``created_at`` and ``updated_at``, both set by the database.
 

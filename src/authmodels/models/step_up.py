@@ -9,7 +9,7 @@ from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, LargeBinary
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
-from authmodels.models.base import Base, uuid_pk
+from authmodels.models.base import Base, session_reference, uuid_pk
 from authmodels.models.checks import token_digest
 
 #: Longest lifetime a step-up token may have (a CHECK constraint enforces it).
@@ -50,10 +50,9 @@ class StepUpToken(Base):
     )
     """The user who re-authenticated."""
 
-    session_id: Mapped[uuid.UUID | None] = mapped_column(
-        UUID(as_uuid=True), ForeignKey("auth.sessions.id", ondelete="CASCADE")
-    )
-    """The session that re-authenticated; the token is only valid there (when set)."""
+    session_id: Mapped[uuid.UUID | None] = session_reference(cascade=True)
+    """The session that re-authenticated; the token is only valid there (when set), and is
+    deleted with it (checked by a trigger, revision 0018)."""
 
     token_hash: Mapped[bytes] = mapped_column(LargeBinary)
     """``TokenHasher`` digest of the token (the token itself is never stored)."""

@@ -28,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import INET, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
-from authmodels.models.base import Base, uuid_pk
+from authmodels.models.base import Base, session_reference, uuid_pk
 from authmodels.security.hashing import TokenHasher
 
 #: ``digest_scheme`` of a keyed digest of the raw token (every token issued since 0005).
@@ -91,10 +91,8 @@ class RefreshToken(Base):
     user_id: Mapped[uuid.UUID] = _user_fk()
     """The user the token was issued to."""
 
-    session_id: Mapped[uuid.UUID] = mapped_column(
-        UUID(as_uuid=True), ForeignKey("auth.sessions.id", ondelete="CASCADE")
-    )
-    """The session the token refreshes."""
+    session_id: Mapped[uuid.UUID] = session_reference(cascade=True)
+    """The session the token refreshes (deleted with it; checked by a trigger, revision 0018)."""
 
     parent_token_id: Mapped[uuid.UUID | None] = mapped_column(
         UUID(as_uuid=True), ForeignKey("auth.refresh_tokens.id", ondelete="SET NULL")
@@ -244,11 +242,10 @@ class AccessToken(Base):
     )
     """The token this one replaced (rotation lineage)."""
 
-    session_id: Mapped[uuid.UUID | None] = mapped_column(
-        UUID(as_uuid=True), ForeignKey("auth.sessions.id", ondelete="CASCADE")
-    )
-    """The session the token was issued from (revoking the session revokes it); NULL for tokens
-    issued before revision 0014 or outside a session."""
+    session_id: Mapped[uuid.UUID | None] = session_reference(cascade=True)
+    """The session the token was issued from (revoking the session revokes it, deleting it deletes
+    the token; checked by a trigger, revision 0018); NULL for tokens issued before revision 0014
+    or outside a session."""
 
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     """When the token was revoked."""

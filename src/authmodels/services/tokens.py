@@ -24,7 +24,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import LargeBinary, any_, bindparam, func, or_, select, text
+from sqlalchemy import LargeBinary, and_, any_, bindparam, func, or_, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
@@ -219,8 +219,13 @@ _LOOKUP_ACCESS_TOKEN = (
     select(
         AccessToken,
         (AccessToken.expires_at <= func.now()).label("expired"),
-        # the session is the kill switch: a token of a revoked session is revoked
-        or_(~SessionModel.is_active, SessionModel.revoked_at.is_not(None)).label("session_revoked"),
+        # the session is the kill switch: a token of a revoked session is revoked, and so is a
+        # token whose session is gone (possible only by the REPEATABLE READ race of 0018)
+        or_(
+            ~SessionModel.is_active,
+            SessionModel.revoked_at.is_not(None),
+            and_(AccessToken.session_id.is_not(None), SessionModel.id.is_(None)),
+        ).label("session_revoked"),
     )
     .outerjoin(SessionModel, SessionModel.id == AccessToken.session_id)
     .where(AccessToken.token_hash == any_(_CANDIDATES))
