@@ -91,7 +91,10 @@ def service_role(bind: Bind, role: str) -> Iterator[None]:
 
     The role must have been registered with :func:`grant_service_role` (or have ``BYPASSRLS``)
     and the connection's login role must be a member of it. Must be used inside a transaction;
-    if the transaction ends inside the block, the role ends with it.
+    if the transaction ends inside the block, the role ends with it. Inside ``Session.begin()``,
+    a commit made in the block (some flows of :mod:`authmodels.services` commit before raising)
+    makes the switch back fail with SQLAlchemy's ``InvalidRequestError``, which replaces the
+    error being raised: use a session without ``begin()`` for those flows.
     """
     previous = bind.execute(text("SELECT current_user")).scalar()
     bind.execute(text(f"SET LOCAL ROLE {_identifier(bind, role)}"))

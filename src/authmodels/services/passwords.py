@@ -28,8 +28,12 @@ Decisions:
   Argon2 hasher and are skipped), keeps the replaced hash in ``password_history`` and revokes
   every session (:func:`authmodels.services.sessions.revoke_all_sessions`).
 
-Under row-level security :func:`authenticate` reads ``users`` before the user is known: run it
-on the service path (:func:`authmodels.rls.service_role`).
+Under row-level security :func:`authenticate` reads ``users`` before the user is known, which
+needs the service path; but :func:`authmodels.rls.service_role` is a ``SET LOCAL ROLE``, which
+ends with the commit of the counted attempt, and the statements after that commit (the
+``login_attempts`` row, the reset of the counter) then run as the application role with no user
+named, which row-level security refuses. Until that changes, run it as a role that row-level
+security does not restrict.
 """
 
 from __future__ import annotations
@@ -204,11 +208,15 @@ def authenticate(
 ) -> User:
     """Check an e-mail address and password; the account on success.
 
-    See the module docstring for the order of the steps. A refusal **commits** the counted
-    attempt, the lock and the ``login_attempts`` row before raising; a success resets the
-    counter, rehashes when needed, sets ``last_login_at`` and records the attempt in the
-    caller's transaction (nothing is committed). Creating the session is the caller's next
-    step (:func:`authmodels.services.sessions.create_session`, which audits the login).
+    See the module docstring for the order of the steps. Whenever a password is checked, the
+    counted attempt (and a lock it sets) is **committed** before the check, success included:
+    whatever the caller's transaction did before the call is committed with it, and the call
+    cannot run inside ``Session.begin()`` (SQLAlchemy refuses statements after a commit made in
+    that block). A refusal also **commits** its ``login_attempts`` row before raising; a success
+    resets the counter, rehashes when needed, sets ``last_login_at`` and records the attempt in
+    the caller's transaction (not committed: a rollback leaves the attempt counted). Creating
+    the session is the caller's next step
+    (:func:`authmodels.services.sessions.create_session`, which audits the login).
 
     Args:
         db: the session.

@@ -179,6 +179,10 @@ def issue_access_token(
 ) -> IssuedAccessToken:
     """Issue an access token: a random token, returned raw once, stored as a keyed digest.
 
+    The lifetime is not capped at the end of the session named by ``session_id`` (a rotation's
+    is), and :func:`validate_access_token` refuses the tokens of a revoked session, not those of
+    an expired one: give a ``ttl`` within the session's remaining lifetime.
+
     Args:
         db: the session; the row is inserted in its transaction (nothing is committed).
         user: the user (or user id) the token acts for.
