@@ -9,9 +9,11 @@ instead of deleting rows one by one.
 What it creates: ``auth.ensure_monthly_partitions(parent regclass, months_ahead integer,
 from_month date, to_month date)`` (creates the missing monthly partitions from ``from_month``
 (default: this month) to ``months_ahead`` months ahead, ``to_month`` or ``from_month``, whichever
-is latest, and returns their names; serialised by an advisory lock so concurrent callers are safe; each partition gets row-level security enabled with no policy, so that reading
-a partition directly, past the parent's policies, shows nothing to anyone but the owner); the
-partitioned tables, with a primary key of ``(id, created_at)`` (a
+is latest, and returns their names; serialised by an advisory lock so concurrent callers are
+safe; each partition gets row-level security enabled with no policy, so that reading a partition
+directly, past the parent's policies, shows the application role nothing -- but
+``auth.grant_service_role``, run while a partition exists, gives the service role a policy and
+privileges on it too); the partitioned tables, with a primary key of ``(id, created_at)`` (a
 partitioned table's unique keys must contain the partition key; ids stay unique in practice: they
 are random UUIDs).
 

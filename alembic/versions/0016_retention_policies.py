@@ -9,8 +9,10 @@ Issue "retention at scale"; seed 000 week 6 (``purge_expired_data()``), seed 001
   the table is partitioned by month. The Python job (``authmodels purge``,
   :func:`authmodels.retention.purge`) and the SQL function read the same rows, so a window changed
   with one ``UPDATE`` holds for both. Row-level security is enabled on it with no policy: the
-  conditions run as SQL in a ``SECURITY DEFINER`` function, so only the owner may read or change
-  them, whatever privileges an application role was granted.
+  conditions run as SQL in a ``SECURITY DEFINER`` function, so the application role may neither
+  read nor change them, whatever privileges it was granted. (``auth.grant_service_role``, run
+  after this revision, adds its service policy to this table as to every table with row-level
+  security, so a service role can read and change the policies.)
 - ``auth.purge_expired_data(batch_limit integer DEFAULT 10000)`` (same signature and result as
   0007's) now loops over the policies: one batch of at most ``batch_limit`` rows per policy per
   call (``FOR UPDATE SKIP LOCKED``; archived in the same statement when the policy archives).

@@ -14,8 +14,11 @@
     authmodels partitions ensure|list|plan      monthly partitions of the logs
     authmodels demo                             migrate and run a short example
 
-Every command takes ``--url``; without it the URL is resolved as :func:`authmodels.db.resolve_url`
-does (``AUTHMODELS_DATABASE_URL``, ``DATABASE_URL``, then the embedded server).
+Every command that reaches a database (``db``, ``keys reencrypt``, ``purge``, ``partitions``,
+``demo``) takes ``--url``; without it the URL is resolved as :func:`authmodels.db.resolve_url`
+does (``AUTHMODELS_DATABASE_URL``, ``DATABASE_URL``, then the embedded server). ``purge`` and
+``keys reencrypt`` must connect as the owner of the tables: row-level security hides every row
+from the application role, and they would find nothing to do.
 """
 
 from __future__ import annotations

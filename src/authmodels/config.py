@@ -1,4 +1,4 @@
-"""Settings read from the environment: database URL, key rings, retention windows.
+"""Settings read from the environment: database URL, key rings, the embedded server's folder.
 
 Key rings are written as comma-separated ``key_id:base64key`` pairs, oldest first::
 

@@ -22,7 +22,8 @@ The policies of a database live in the table ``auth.retention_policies`` (revisi
 both :func:`purge` (through :func:`load_policies`) and the SQL function
 ``auth.purge_expired_data()`` (for pg_cron) read, so the two follow the same windows. Change a
 window with ``UPDATE auth.retention_policies SET keep_for = '60 days' WHERE name = 'sessions'``,
-or for one run with ``purge(..., windows={"sessions": timedelta(days=60)})``.
+or for one run with ``purge(engine, policies=select_policies(load_policies(conn),
+windows={"sessions": timedelta(days=60)}))``.
 """
 
 from __future__ import annotations
@@ -56,8 +57,8 @@ class Policy:
         key: the primary key column the batches are picked by.
         archive_to: a table with the same columns (plus ``archived_at``) that rows are copied to
             before they are deleted, in the same statement.
-        partitioned: the table is partitioned by month: whole months are dropped (``expired``
-            is then only used to count in a dry run).
+        partitioned: the table is partitioned by month: whole months are dropped, and a dry
+            run counts the rows of those months (``expired`` is not used).
     """
 
     name: str

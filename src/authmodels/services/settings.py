@@ -7,7 +7,7 @@ serve several configurations (and tests can shorten a window without touching gl
    every session of a factory);
 2. else the process default set with :func:`configure`;
 3. else a default built once from the environment (:meth:`FlowSettings.from_env`:
-   ``AUTHMODELS_HASH_KEYS``, ``AUTHMODELS_PRIVACY_KEYS``).
+   ``AUTHMODELS_HASH_KEYS``, ``AUTHMODELS_PRIVACY_KEYS``, ``AUTHMODELS_ENCRYPTION_KEYS``).
 """
 
 from __future__ import annotations
