@@ -206,7 +206,7 @@ def run_blocks(blocks: list[Block], folder: Path) -> None:
         linecache.cache[filename] = (len(block.code), None, block.code.splitlines(True), filename)
         failure = None
         try:
-            exec(compile(block.code, filename, "exec"), namespace)  # noqa: S102 (our own docs)
+            exec(compile(block.code, filename, "exec", dont_inherit=True), namespace)  # noqa: S102 (our own docs)
         except Exception:
             failure = traceback.format_exc()
         finally:

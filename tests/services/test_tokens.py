@@ -128,6 +128,24 @@ def test_access_token_of_a_revoked_session_is_refused(db: Session, user: User) -
         tokens.validate_access_token(db, issued.token)
 
 
+def test_access_token_does_not_outlive_its_session(db: Session, user: User) -> None:
+    session = sessions.create_session(db, user, ttl=timedelta(minutes=5))
+    issued = tokens.issue_access_token(
+        db, user, session_id=session.session.id, ttl=timedelta(hours=1)
+    )
+    assert tokens.validate_access_token(db, issued.token).id == issued.id
+    # the session ends (its own expiry), while the token's hour is not over
+    db.execute(
+        text(
+            "UPDATE auth.sessions SET created_at = now() - interval '1 h', "
+            "expires_at = now() - interval '1 s' WHERE id = :i"
+        ),
+        {"i": session.session.id},
+    )
+    with pytest.raises(TokenExpiredError):
+        tokens.validate_access_token(db, issued.token)
+
+
 def test_dpop_bound_access_token_needs_a_proof_of_its_key(db: Session, user: User) -> None:
     jkt, other = "a" * 43, "b" * 43
     issued = tokens.issue_access_token(db, user, dpop_jkt=jkt)

@@ -52,8 +52,8 @@ class FlowSettings:
             it is taken for a benign concurrent refresh and answered with the same successor
             (RFC 9700 section 4.14.2); after it, the family is revoked. ``timedelta(0)``
             disables the grace window.
-        access_token_ttl: lifetime of an access token (at a refresh-token rotation, never
-            beyond its session's end).
+        access_token_ttl: lifetime of an access token (a token of a session is refused once
+            the session has ended, whatever its own lifetime).
         device_code_ttl: lifetime of a device authorization request (RFC 8628 ``expires_in``).
         device_poll_interval: initial polling interval of a device (RFC 8628 ``interval``).
         device_session_ttl: lifetime of the session a device gets when its request is approved.

@@ -179,9 +179,9 @@ def issue_access_token(
 ) -> IssuedAccessToken:
     """Issue an access token: a random token, returned raw once, stored as a keyed digest.
 
-    The lifetime is not capped at the end of the session named by ``session_id`` (a rotation's
-    is), and :func:`validate_access_token` refuses the tokens of a revoked session, not those of
-    an expired one: give a ``ttl`` within the session's remaining lifetime.
+    The stored lifetime is not capped at the end of the session named by ``session_id`` (a
+    rotation's is), but :func:`validate_access_token` refuses a token whose session has ended,
+    so the token never outlives its session.
 
     Args:
         db: the session; the row is inserted in its transaction (nothing is committed).
@@ -222,7 +222,10 @@ _CANDIDATES = bindparam("candidates", type_=ARRAY(LargeBinary))
 _LOOKUP_ACCESS_TOKEN = (
     select(
         AccessToken,
-        (AccessToken.expires_at <= func.now()).label("expired"),
+        # a token never outlives its session: the session's end ends it too
+        or_(AccessToken.expires_at <= func.now(), SessionModel.expires_at <= func.now()).label(
+            "expired"
+        ),
         # the session is the kill switch: a token of a revoked session is revoked, and so is a
         # token whose session is gone (possible only by the REPEATABLE READ race of 0018)
         or_(
@@ -254,7 +257,7 @@ def validate_access_token(db: Session, token: str, *, dpop_jkt: str | None = Non
     Raises:
         InvalidTokenError: no token has this value.
         TokenRevokedError: the token (or its session) was revoked.
-        TokenExpiredError: the token's lifetime ended.
+        TokenExpiredError: the token's lifetime ended, or its session's did.
         DPoPBindingMismatch: the token is bound to a DPoP key and the request's proof was made
             with another key, or there is no proof (audited and committed).
     """
