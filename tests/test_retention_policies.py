@@ -7,13 +7,18 @@ the SQL function ``auth.purge_expired_data()`` (what pg_cron runs) -- they read 
 
 from __future__ import annotations
 
+import threading
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import Connection, Engine, text
 
+from authmodels import partitions
+from authmodels.errors import ConfigurationError
 from authmodels.retention import Policy, load_policies, purge
+from authmodels.testing.plugin import null_pool_engine
 
 SECOND = timedelta(seconds=1)
 
@@ -295,3 +300,96 @@ def test_audit_months_past_the_window_are_archived_identically_then_dropped(
         live = conn.execute(text("SELECT event_type FROM auth.audit_logs")).scalars().all()
     assert archived == originals
     assert live == ["logout"]
+
+
+@pytest.mark.parametrize(
+    ("grant", "refusal"),
+    [
+        ("grant_app_role", "no retention policy is visible to role"),
+        ("grant_service_role", "which does not own schema auth"),
+    ],
+)
+def test_a_purge_not_run_by_the_owner_is_refused_before_it_starts(
+    authmodels_fresh_engine: Engine, grant: str, refusal: str
+) -> None:
+    role = f"purge_app_{uuid.uuid4().hex[:8]}"
+    with authmodels_fresh_engine.begin() as conn:
+        conn.execute(text(f"CREATE ROLE {role} LOGIN"))
+        conn.execute(text(f"SELECT auth.{grant}(:r)"), {"r": role})
+        _user(conn)
+        conn.execute(
+            text(
+                "INSERT INTO auth.sessions (user_id, token_hash, created_at, expires_at) "
+                "SELECT id, '\\x01', now() - interval '100 days', now() - interval '60 days' "
+                "FROM auth.users"
+            )
+        )
+    engine = null_pool_engine(authmodels_fresh_engine.url.set(username=role))
+    try:
+        with pytest.raises(ConfigurationError, match=refusal):
+            if grant == "grant_app_role":
+                with engine.connect() as conn:
+                    load_policies(conn)
+            else:
+                purge(engine)
+    finally:
+        engine.dispose()
+        with authmodels_fresh_engine.begin() as conn:
+            conn.execute(text(f"SELECT auth.revoke_service_role('{role}')"))
+            conn.execute(text(f"DROP OWNED BY {role}"))
+            conn.execute(text(f"DROP ROLE {role}"))
+    with authmodels_fresh_engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM auth.sessions")).scalar() == 1
+
+
+def test_concurrent_month_drops_archive_each_month_once(authmodels_fresh_engine: Engine) -> None:
+    """Three workers drop the same old months at once: one does it, the others leave it."""
+    months = ["2024-01-01", "2024-02-01", "2024-03-01"]
+    with authmodels_fresh_engine.begin() as conn:
+        conn.execute(
+            text(
+                "SELECT auth.ensure_monthly_partitions('auth.audit_logs', 0, '2024-01-01', "
+                "'2024-03-01')"
+            )
+        )
+        for month in months:
+            conn.execute(
+                text(
+                    "INSERT INTO auth.audit_logs (event_type, created_at) "
+                    "SELECT 'login', CAST(:m AS timestamptz) + g * interval '1 minute' "
+                    "FROM generate_series(1, 50) g"
+                ),
+                {"m": month},
+            )
+    barrier = threading.Barrier(3)
+    results: list[list[partitions.DroppedMonth]] = []
+    failures: list[BaseException] = []
+
+    def worker() -> None:
+        barrier.wait()
+        try:
+            results.append(
+                partitions.drop_months(
+                    authmodels_fresh_engine,
+                    "auth.audit_logs",
+                    before=datetime(2024, 4, 1, tzinfo=UTC),
+                    archive_to="auth.audit_logs_archive",
+                )
+            )
+        except BaseException as exc:  # reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert failures == []
+    dropped = sorted(m.name for result in results for m in result)
+    assert dropped == ["audit_logs_p202401", "audit_logs_p202402", "audit_logs_p202403"]
+    with authmodels_fresh_engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM auth.audit_logs_archive")).scalar() == 150
+        assert (
+            conn.execute(text("SELECT count(DISTINCT id) FROM auth.audit_logs_archive")).scalar()
+            == 150
+        )

@@ -13,7 +13,7 @@ is latest, and returns their names; serialised by an advisory lock so concurrent
 safe; each partition gets row-level security enabled with no policy, so that reading a partition
 directly, past the parent's policies, shows the application role nothing -- but
 ``auth.grant_service_role``, run while a partition exists, gives the service role a policy and
-privileges on it too); the partitioned tables, with a primary key of ``(id, created_at)`` (a
+privileges on it too, until revision 0019 takes them back); the partitioned tables, with a primary key of ``(id, created_at)`` (a
 partitioned table's unique keys must contain the partition key; ids stay unique in practice: they
 are random UUIDs).
 

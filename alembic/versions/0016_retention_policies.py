@@ -12,7 +12,8 @@ Issue "retention at scale"; seed 000 week 6 (``purge_expired_data()``), seed 001
   conditions run as SQL in a ``SECURITY DEFINER`` function, so the application role may neither
   read nor change them, whatever privileges it was granted. (``auth.grant_service_role``, run
   after this revision, adds its service policy to this table as to every table with row-level
-  security, so a service role can read and change the policies.)
+  security, so a service role can read and change the policies; revision 0019 makes the table
+  read-only for application and service roles.)
 - ``auth.purge_expired_data(batch_limit integer DEFAULT 10000)`` (same signature and result as
   0007's) now loops over the policies: one batch of at most ``batch_limit`` rows per policy per
   call (``FOR UPDATE SKIP LOCKED``; archived in the same statement when the policy archives).

@@ -102,8 +102,8 @@ def list_partitions(conn: Connection, table: str) -> list[Partition]:
     ).all()
     result = []
     for relname, bound, estimate, size, attached, pending in rows:
-        if not PARTITION_NAME.match(relname):
-            continue
+        if not PARTITION_NAME.match(relname) or size is None:
+            continue  # size None: dropped by another session while this query ran
         lower = upper = None
         if attached and bound:
             lower, upper = _bounds(conn, bound)
@@ -120,6 +120,10 @@ def _bounds(conn: Connection, bound: str) -> tuple[datetime, datetime]:
         {"l": match.group(1), "u": match.group(2)},
     ).one()
     return lower, upper
+
+
+#: Prefix of the advisory lock key that serialises month drops per table.
+DROP_LOCK_PREFIX = "authmodels.drop_months:"
 
 
 @dataclass
@@ -143,7 +147,10 @@ def drop_months(
 
     Each month: ``DETACH PARTITION ... CONCURRENTLY`` (its own transaction: it cannot run in one),
     then one transaction that copies the month to ``archive_to`` (when given) and drops it. A
-    month left detached or half-detached by an interrupted run is finished first.
+    month left detached or half-detached by an interrupted run is finished first. Only one
+    session drops the months of a table at a time (a session-level advisory lock on
+    ``hashtext('authmodels.drop_months:' || table)``): a call that finds it taken returns an
+    empty list at once.
 
     Args:
         engine: the database.
@@ -153,6 +160,30 @@ def drop_months(
         dry_run: report what would go; change nothing.
     """
     schema, _ = _qualified(table)
+    if dry_run:
+        return _drop_months(engine, table, schema, before, archive_to, dry_run=True)
+    # One dropper per table at a time: a second worker (another `authmodels purge`, or the SQL
+    # function, which takes the same key) leaves this table's months to the first.
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as lock:
+        key = {"k": f"{DROP_LOCK_PREFIX}{table}"}
+        if not lock.execute(text("SELECT pg_try_advisory_lock(hashtext(:k))"), key).scalar():
+            _log.info("another session is dropping months of %s: left to it", table)
+            return []
+        try:
+            return _drop_months(engine, table, schema, before, archive_to, dry_run=False)
+        finally:
+            lock.execute(text("SELECT pg_advisory_unlock(hashtext(:k))"), key)
+
+
+def _drop_months(
+    engine: Engine,
+    table: str,
+    schema: str,
+    before: datetime,
+    archive_to: str | None,
+    *,
+    dry_run: bool,
+) -> list[DroppedMonth]:
     done: list[DroppedMonth] = []
     with engine.connect() as conn:
         months = list_partitions(conn, table)

@@ -188,13 +188,26 @@ ProgressCallback = Callable[[PolicyReport], None]
 
 
 def load_policies(conn: Connection) -> list[Policy]:
-    """The policies stored in ``auth.retention_policies``, in their purge order."""
+    """The policies stored in ``auth.retention_policies``, in their purge order.
+
+    Raises:
+        ConfigurationError: no policy is visible: the connection's role is not the owner of the
+            schema (row-level security shows the policies to the owner only), so a purge would
+            silently do nothing.
+    """
     rows = conn.execute(
         text(
             "SELECT name, table_name, expired, keep_for, key_column, archive_to, partitioned "
             "FROM auth.retention_policies ORDER BY position, name"
         )
     ).all()
+    if not rows:
+        role = conn.execute(text("SELECT current_user")).scalar()
+        raise ConfigurationError(
+            f"no retention policy is visible to role {role!r}: auth.retention_policies is read "
+            "by the owner of schema auth only; run the purge as that role (or restore the "
+            "policies if they were deleted)"
+        )
     return [
         Policy(name, table, expired, keep_for, key, archive_to, partitioned)
         for name, table, expired, keep_for, key, archive_to, partitioned in rows
@@ -226,6 +239,28 @@ def select_policies(
     return chosen
 
 
+def _require_owner(engine: Engine) -> None:
+    """Refuse to start unless the engine's role owns schema ``auth``'s tables (or is a member).
+
+    Application and service roles may not delete audit entries, drop partitions or write the
+    archive (revision 0019): a purge run as one would stop half-way with a permission error.
+    """
+    with engine.connect() as conn:
+        role, owner, allowed = conn.execute(
+            text(
+                "SELECT current_user, relowner::regrole::text, "
+                "pg_has_role(current_user, relowner, 'USAGE') "
+                "FROM pg_class WHERE oid = 'auth.retention_policies'::regclass"
+            )
+        ).one()
+    if not allowed:
+        raise ConfigurationError(
+            f"the purge runs as role {role!r}, which does not own schema auth: run it as "
+            f"{owner!r} (or a member of it); application and service roles may not remove "
+            "audit entries or partitions"
+        )
+
+
 def purge(
     engine: Engine,
     *,
@@ -249,9 +284,14 @@ def purge(
 
     Returns:
         What was removed, per policy, with the longest batch transaction.
+
+    Raises:
+        ConfigurationError: ``batch_size`` is below 1, the engine's role does not own schema
+            ``auth`` (nothing is removed), or no policy is visible to it.
     """
     if batch_size < 1:
         raise ConfigurationError("batch_size must be at least 1")
+    _require_owner(engine)
     now = now or datetime.now(UTC)
     deadline = time.monotonic() + max_duration.total_seconds() if max_duration is not None else None
     report = PurgeReport(dry_run=dry_run)
