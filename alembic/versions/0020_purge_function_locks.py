@@ -1,0 +1,223 @@
+"""Purge function locks: the SQL purge holds its exclusive locks for catalog changes only.
+
+Found in review of 0016. ``auth.purge_expired_data()`` (pg_cron's path) runs in its caller's
+transaction. For a partitioned policy it detached a month with a plain ``DETACH`` (``ACCESS
+EXCLUSIVE`` on the parent, held until the caller commits), then copied the whole month to the
+archive, then went on to the next months and the next policies -- all with reads and writes of
+``audit_logs`` (and ``login_attempts``, and ``users``, through the partition's foreign key)
+waiting. Its ``SET LOCAL lock_timeout`` also outlived the call. A month left half-detached by an
+interrupted ``DETACH ... CONCURRENTLY`` made every later call fail, for every policy. A call
+running beside ``authmodels purge`` could meet a month the other was dropping.
+
+The function now:
+
+- runs the row policies first (one batch each, as before), then the partitioned ones, archived
+  ones first, so that the exclusive locks are the last thing the transaction takes;
+- removes at most one month per partitioned table per call (callers already call it until every
+  count is 0): the month is copied to the archive under a ``SHARE`` lock on that partition only
+  (writes to that month wait; the parent and its other months go on), then detached and dropped,
+  catalog changes under a 2 s ``lock_timeout``;
+- restores the caller's ``lock_timeout``;
+- skips a table with an interrupted detach (a ``NOTICE`` says how to finish it) instead of
+  failing;
+- skips a table whose months another session is dropping (the transaction-level advisory lock on
+  ``hashtext('authmodels.drop_months:' || table)``, the key ``authmodels.partitions.drop_months``
+  holds for its whole run).
+
+Its signature and result rows are unchanged (rows come in the new order).
+
+Downgrade: 0016's function comes back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from alembic import op
+
+revision: str = "0020_purge_function_locks"
+down_revision: str | Sequence[str] | None = "0019_owner_only_writes"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+PURGE_FUNCTION = r"""
+CREATE OR REPLACE FUNCTION auth.purge_expired_data(batch_limit integer DEFAULT 10000)
+RETURNS TABLE (table_name text, deleted bigint)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    p auth.retention_policies;
+    cutoff timestamptz;
+    condition text;
+    columns text;
+    part regclass;
+    n bigint;
+    saved_lock_timeout text := current_setting('lock_timeout');
+BEGIN
+    -- 1. row policies: one batch each (row locks of the batch only)
+    FOR p IN SELECT * FROM auth.retention_policies WHERE NOT partitioned
+              ORDER BY position, name LOOP
+        cutoff := now() - p.keep_for;
+        table_name := p.name;
+        -- the parameter's name is spelt in two pieces: op.execute would take it for a bind
+        condition := replace(p.expired, ':' || 'cutoff', '$1');
+        IF p.archive_to IS NULL THEN
+            -- the keys as an array: each row is reached through its key, never by a
+            -- join that could scan the whole table for every batch
+            EXECUTE format(
+                'DELETE FROM %2$s t WHERE t.%1$I = ANY(ARRAY(SELECT %1$I FROM %2$s '
+                'WHERE %3$s LIMIT $2 FOR UPDATE SKIP LOCKED))',
+                p.key_column, p.table_name, condition)
+            USING cutoff, batch_limit;
+        ELSE
+            SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum)
+              INTO columns FROM pg_attribute
+             WHERE attrelid = p.table_name::regclass AND attnum > 0 AND NOT attisdropped;
+            EXECUTE format(
+                'WITH moved AS (DELETE FROM %2$s t WHERE t.%1$I = ANY(ARRAY(SELECT %1$I '
+                'FROM %2$s WHERE %3$s LIMIT $2 FOR UPDATE SKIP LOCKED)) RETURNING t.*) '
+                'INSERT INTO %4$s (%5$s, archived_at) SELECT %5$s, now() FROM moved',
+                p.key_column, p.table_name, condition, p.archive_to, columns)
+            USING cutoff, batch_limit;
+        END IF;
+        GET DIAGNOSTICS deleted = ROW_COUNT;
+        RETURN NEXT;
+    END LOOP;
+
+    -- 2. partitioned policies, last, archived ones first: at most one month per table per call.
+    -- The month is copied to the archive under a SHARE lock on that partition only (writes to
+    -- that month wait; the parent and its other months go on), then detached and dropped: the
+    -- ACCESS EXCLUSIVE locks of DETACH and DROP cover catalog changes, and are released when
+    -- the caller commits, right after this function returns.
+    FOR p IN SELECT * FROM auth.retention_policies WHERE partitioned
+              ORDER BY archive_to IS NULL, position, name LOOP
+        cutoff := now() - p.keep_for;
+        table_name := p.name;
+        deleted := 0;
+        IF NOT pg_try_advisory_xact_lock(hashtext('authmodels.drop_months:' || p.table_name)) THEN
+            RAISE NOTICE 'purge_expired_data: another session is dropping months of %; '
+                         'left to it', p.table_name;
+        ELSIF EXISTS (SELECT 1 FROM pg_inherits WHERE inhparent = p.table_name::regclass
+                                                  AND inhdetachpending) THEN
+            RAISE NOTICE 'purge_expired_data: a detach of a month of % was interrupted; finish '
+                         'it with `authmodels purge` (or ALTER TABLE ... DETACH PARTITION ... '
+                         'FINALIZE, outside a transaction)', p.table_name;
+        ELSE
+            SELECT c.oid::regclass INTO part FROM pg_inherits i
+              JOIN pg_class c ON c.oid = i.inhrelid
+             WHERE i.inhparent = p.table_name::regclass
+               AND (regexp_match(pg_get_expr(c.relpartbound, c.oid),
+                                 'TO \(''([^'']+)''\)'))[1]::timestamptz <= cutoff
+             ORDER BY c.relname LIMIT 1;
+            IF part IS NOT NULL THEN
+                BEGIN
+                    PERFORM set_config('lock_timeout', '2s', true);
+                    EXECUTE format('LOCK TABLE %s IN SHARE MODE', part);
+                    IF p.archive_to IS NOT NULL THEN
+                        -- by name: the archive's columns need not be in the table's order
+                        SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum)
+                          INTO columns FROM pg_attribute
+                         WHERE attrelid = p.table_name::regclass AND attnum > 0
+                           AND NOT attisdropped;
+                        EXECUTE format('INSERT INTO %s (%s, archived_at) SELECT %s, now() FROM %s',
+                                       p.archive_to, columns, columns, part);
+                    END IF;
+                    EXECUTE format('SELECT count(*) FROM %s', part) INTO n;
+                    EXECUTE format('ALTER TABLE %s DETACH PARTITION %s', p.table_name, part);
+                    EXECUTE format('DROP TABLE %s', part);
+                    deleted := n;
+                EXCEPTION WHEN lock_not_available THEN
+                    RAISE NOTICE 'purge_expired_data: % is busy; its month % waits for the next '
+                                 'run', p.table_name, part;
+                END;
+                PERFORM set_config('lock_timeout', saved_lock_timeout, true);
+            END IF;
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+END
+$$
+"""
+
+
+#: 0016's function, put back by the downgrade (a revision keeps its own copy).
+PURGE_FUNCTION_0016 = r"""
+CREATE OR REPLACE FUNCTION auth.purge_expired_data(batch_limit integer DEFAULT 10000)
+RETURNS TABLE (table_name text, deleted bigint)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    p auth.retention_policies;
+    cutoff timestamptz;
+    condition text;
+    columns text;
+    month record;
+    n bigint;
+BEGIN
+    FOR p IN SELECT * FROM auth.retention_policies ORDER BY position, name LOOP
+        cutoff := now() - p.keep_for;
+        table_name := p.name;
+        deleted := 0;
+        IF p.partitioned THEN
+            FOR month IN
+                SELECT c.oid::regclass AS part FROM pg_inherits i
+                  JOIN pg_class c ON c.oid = i.inhrelid
+                 WHERE i.inhparent = p.table_name::regclass
+                   AND (regexp_match(pg_get_expr(c.relpartbound, c.oid),
+                                     'TO \(''([^'']+)''\)'))[1]::timestamptz <= cutoff
+            LOOP
+                BEGIN
+                    SET LOCAL lock_timeout = '2s';
+                    EXECUTE format('ALTER TABLE %s DETACH PARTITION %s', p.table_name, month.part);
+                    IF p.archive_to IS NOT NULL THEN
+                        -- by name: the archive's columns need not be in the table's order
+                        SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum)
+                          INTO columns FROM pg_attribute
+                         WHERE attrelid = p.table_name::regclass AND attnum > 0
+                           AND NOT attisdropped;
+                        EXECUTE format('INSERT INTO %s (%s, archived_at) SELECT %s, now() FROM %s',
+                                       p.archive_to, columns, columns, month.part);
+                    END IF;
+                    EXECUTE format('SELECT count(*) FROM %s', month.part) INTO n;
+                    EXECUTE format('DROP TABLE %s', month.part);
+                    deleted := deleted + n;
+                EXCEPTION WHEN lock_not_available THEN
+                    RAISE NOTICE 'purge_expired_data: % is busy; its month % waits for the next run',
+                        p.table_name, month.part;
+                END;
+            END LOOP;
+        ELSE
+            -- the parameter's name is spelt in two pieces: op.execute would take it for a bind
+            condition := replace(p.expired, ':' || 'cutoff', '$1');
+            IF p.archive_to IS NULL THEN
+                -- the keys as an array: each row is reached through its key, never by a
+                -- join that could scan the whole table for every batch
+                EXECUTE format(
+                    'DELETE FROM %2$s t WHERE t.%1$I = ANY(ARRAY(SELECT %1$I FROM %2$s '
+                    'WHERE %3$s LIMIT $2 FOR UPDATE SKIP LOCKED))',
+                    p.key_column, p.table_name, condition)
+                USING cutoff, batch_limit;
+            ELSE
+                SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum)
+                  INTO columns FROM pg_attribute
+                 WHERE attrelid = p.table_name::regclass AND attnum > 0 AND NOT attisdropped;
+                EXECUTE format(
+                    'WITH moved AS (DELETE FROM %2$s t WHERE t.%1$I = ANY(ARRAY(SELECT %1$I '
+                    'FROM %2$s WHERE %3$s LIMIT $2 FOR UPDATE SKIP LOCKED)) RETURNING t.*) '
+                    'INSERT INTO %4$s (%5$s, archived_at) SELECT %5$s, now() FROM moved',
+                    p.key_column, p.table_name, condition, p.archive_to, columns)
+                USING cutoff, batch_limit;
+            END IF;
+            GET DIAGNOSTICS deleted = ROW_COUNT;
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+END
+$$
+"""
+
+
+def upgrade() -> None:
+    op.execute(PURGE_FUNCTION)
+
+
+def downgrade() -> None:
+    op.execute(PURGE_FUNCTION_0016)
