@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, ProgrammingError
 
 from authmodels import partitions
 from authmodels.db import sqlalchemy_url
@@ -230,15 +230,15 @@ def test_row_level_security_still_hides_other_users_rows(
             )
             seen = conn.execute(text("SELECT user_id FROM auth.audit_logs")).scalars().all()
         assert seen == [users["a@example.com"]]
-        # read directly, a partition is past the parent's policies: it must show nothing
+        # read directly, a partition is past the parent's policies: since 0019 the application
+        # role has no privilege on it at all (and row-level security would show it nothing)
         month = _month_key(datetime.now(UTC))
-        with app.begin() as conn:
+        with pytest.raises(ProgrammingError, match="permission denied"), app.begin() as conn:
             conn.execute(
                 text("SELECT set_config('authmodels.user_id', :u, true)"),
                 {"u": str(users["a@example.com"])},
             )
-            direct = conn.execute(text(f"SELECT count(*) FROM auth.audit_logs_p{month}")).scalar()
-        assert direct == 0
+            conn.execute(text(f"SELECT count(*) FROM auth.audit_logs_p{month}"))
         assert at_head.execute(f"SELECT count(*) FROM auth.audit_logs_p{month}") == [(2,)]
     finally:
         app.dispose()
