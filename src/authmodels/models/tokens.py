@@ -83,6 +83,13 @@ class RefreshToken(Base):
         Index("ix_refresh_tokens_token_hash", "token_hash"),
         Index("ix_refresh_tokens_session_id", "session_id"),
         Index("ix_refresh_tokens_expires_at", "expires_at"),
+        # the foreign keys' indexes (revision 0021)
+        Index(
+            "ix_refresh_tokens_parent_token_id",
+            "parent_token_id",
+            postgresql_where=text("parent_token_id IS NOT NULL"),
+        ),
+        Index("ix_refresh_tokens_user_id", "user_id"),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()
@@ -214,6 +221,11 @@ class AccessToken(Base):
         Index("idx_tokens_jkt", "dpop_jkt"),
         Index("idx_tokens_revoked", "revoked_at", postgresql_where=text("revoked_at IS NOT NULL")),
         Index("ix_access_tokens_session_id_created_at", "session_id", "created_at"),
+        Index(
+            "ix_access_tokens_rotated_from",
+            "rotated_from",
+            postgresql_where=text("rotated_from IS NOT NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()
