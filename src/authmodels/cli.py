@@ -220,7 +220,13 @@ def _partitions(args: argparse.Namespace) -> int:
                         print(f"{table}: not partitioned (revision 0015 partitions it)")
                         continue
                     for p in partitions.list_partitions(conn, table):
-                        state = "attached" if p.attached else "DETACHED (purge drops it)"
+                        state = (
+                            "DETACH PENDING (purge finishes and drops it)"
+                            if p.detach_pending
+                            else "attached"
+                            if p.attached
+                            else "DETACHED (purge drops it)"
+                        )
                         print(
                             f"{p.name:<28} {p.lower:%Y-%m-%d} .. {p.upper:%Y-%m-%d}  "
                             f"~{p.rows_estimate:,} rows  {p.bytes / 1e6:,.1f} MB  {state}"

@@ -10,6 +10,7 @@ import psycopg
 import pytest
 from sqlalchemy import Engine, text
 
+from authmodels.cli import main
 from authmodels.db import libpq_url
 from authmodels.partitions import DROP_LOCK_PREFIX
 
@@ -91,7 +92,9 @@ def test_a_month_another_session_is_dropping_is_left_to_it(old_months: Engine) -
         assert len(_months(conn)) == 2
 
 
-def test_an_interrupted_detach_stops_that_table_only(old_months: Engine) -> None:
+def test_an_interrupted_detach_stops_that_table_only(
+    old_months: Engine, capsys: pytest.CaptureFixture[str]
+) -> None:
     conninfo = libpq_url(old_months.url)
     with psycopg.connect(conninfo) as reader, psycopg.connect(conninfo, autocommit=True) as ddl:
         reader.execute("SELECT count(*) FROM auth.audit_logs")  # an open transaction to wait for
@@ -119,6 +122,10 @@ def test_an_interrupted_detach_stops_that_table_only(old_months: Engine) -> None
         worker.join(10)
         reader.rollback()
     assert len(failures) == 1  # the detach was interrupted half-way
+
+    main(["partitions", "list", "--url", conninfo])
+    [line] = [ln for ln in capsys.readouterr().out.splitlines() if "audit_logs_p202401" in ln]
+    assert line.endswith("DETACH PENDING (purge finishes and drops it)")
 
     with psycopg.connect(conninfo) as conn:
         result = _purge(conn)  # used to fail for every policy
