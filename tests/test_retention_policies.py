@@ -8,7 +8,6 @@ the SQL function ``auth.purge_expired_data()`` (what pg_cron runs) -- they read 
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -18,7 +17,8 @@ from sqlalchemy import Connection, Engine, text
 from authmodels import partitions
 from authmodels.errors import ConfigurationError
 from authmodels.retention import Policy, load_policies, purge
-from authmodels.testing.plugin import null_pool_engine
+from authmodels.testing.migrations import MigrationRunner
+from tests.migrations.helpers import application_role
 
 SECOND = timedelta(seconds=1)
 
@@ -312,10 +312,7 @@ def test_audit_months_past_the_window_are_archived_identically_then_dropped(
 def test_a_purge_not_run_by_the_owner_is_refused_before_it_starts(
     authmodels_fresh_engine: Engine, grant: str, refusal: str
 ) -> None:
-    role = f"purge_app_{uuid.uuid4().hex[:8]}"
     with authmodels_fresh_engine.begin() as conn:
-        conn.execute(text(f"CREATE ROLE {role} LOGIN"))
-        conn.execute(text(f"SELECT auth.{grant}(:r)"), {"r": role})
         _user(conn)
         conn.execute(
             text(
@@ -324,20 +321,18 @@ def test_a_purge_not_run_by_the_owner_is_refused_before_it_starts(
                 "FROM auth.users"
             )
         )
-    engine = null_pool_engine(authmodels_fresh_engine.url.set(username=role))
+    runner = MigrationRunner(authmodels_fresh_engine.url)
     try:
-        with pytest.raises(ConfigurationError, match=refusal):
-            if grant == "grant_app_role":
-                with engine.connect() as conn:
-                    load_policies(conn)
-            else:
-                purge(engine)
+        with application_role(runner, authmodels_fresh_engine.url) as (role, engine):
+            runner.execute(f"SELECT auth.{grant}(:r)", {"r": role})
+            with pytest.raises(ConfigurationError, match=refusal):
+                if grant == "grant_app_role":
+                    with engine.connect() as conn:
+                        load_policies(conn)
+                else:
+                    purge(engine)
     finally:
-        engine.dispose()
-        with authmodels_fresh_engine.begin() as conn:
-            conn.execute(text(f"SELECT auth.revoke_service_role('{role}')"))
-            conn.execute(text(f"DROP OWNED BY {role}"))
-            conn.execute(text(f"DROP ROLE {role}"))
+        runner.dispose()
     with authmodels_fresh_engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM auth.sessions")).scalar() == 1
 

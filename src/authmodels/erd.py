@@ -8,8 +8,9 @@ models.
 from __future__ import annotations
 
 import re
+from typing import Any
 
-from sqlalchemy import MetaData, Table, UniqueConstraint
+from sqlalchemy import Column, MetaData, Table, UniqueConstraint
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.types import TypeEngine
 
@@ -38,6 +39,23 @@ def _unique_columns(table: Table) -> set[str]:
     return single
 
 
+def _references(column: Column[Any]) -> list[tuple[str, str, str]]:
+    """(target table, line, label) of each reference of ``column``.
+
+    A foreign key is a solid line; a reference kept by triggers instead (revision 0018,
+    ``Column.info["references"]``) is a dashed one, labelled with how it is kept.
+    """
+    found = [
+        (fk.column.table.name, "--", column.name)
+        for fk in sorted(column.foreign_keys, key=lambda f: f.target_fullname)
+    ]
+    if REFERENCES in column.info:
+        checked = "trigger" if column.info.get("on_delete") else "not checked"
+        target = str(column.info[REFERENCES]).split(".")[-2]
+        found.append((target, "..", f"{column.name} ({checked})"))
+    return found
+
+
 def mermaid_erd(metadata: MetaData) -> str:
     """The Mermaid ``erDiagram`` of every table in ``metadata``, in a stable order."""
     tables = sorted(metadata.tables.values(), key=lambda t: t.name)
@@ -50,7 +68,7 @@ def mermaid_erd(metadata: MetaData) -> str:
             keys = []
             if column.primary_key:
                 keys.append("PK")
-            if column.foreign_keys or REFERENCES in column.info:
+            if _references(column):
                 keys.append("FK")
             if column.name in unique and not column.primary_key:
                 keys.append("UK")
@@ -58,19 +76,10 @@ def mermaid_erd(metadata: MetaData) -> str:
             lines.append(f"        {_type_token(column.type)} {column.name}{suffix}")
         lines.append("    }")
         for column in table.columns:
-            for fk in sorted(column.foreign_keys, key=lambda f: f.target_fullname):
-                target = fk.column.table.name
-                many = "|o" if column.name in unique or column.primary_key else "}o"
-                one = "o|" if column.nullable else "||"
-                relations.append(f'    {table.name} {many}--{one} {target} : "{column.name}"')
-            if REFERENCES in column.info:
-                # a reference without a foreign key (revision 0018): a dashed line
-                target = str(column.info[REFERENCES]).split(".")[-2]
-                many = "|o" if column.name in unique else "}o"
-                one = "o|" if column.nullable else "||"
-                checked = "trigger" if column.info.get("on_delete") else "not checked"
-                label = f"{column.name} ({checked})"
-                relations.append(f'    {table.name} {many}..{one} {target} : "{label}"')
+            many = "|o" if column.name in unique or column.primary_key else "}o"
+            one = "o|" if column.nullable else "||"
+            for target, line, label in _references(column):
+                relations.append(f'    {table.name} {many}{line}{one} {target} : "{label}"')
     return "\n".join([*lines, *sorted(relations)]) + "\n"
 
 

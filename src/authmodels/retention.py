@@ -239,20 +239,19 @@ def select_policies(
     return chosen
 
 
-def _require_owner(engine: Engine) -> None:
-    """Refuse to start unless the engine's role owns schema ``auth``'s tables (or is a member).
+def _require_owner(conn: Connection) -> None:
+    """Refuse to start unless the connection's role owns schema ``auth``'s tables (or is a member).
 
     Application and service roles may not delete audit entries, drop partitions or write the
     archive (revision 0019): a purge run as one would stop half-way with a permission error.
     """
-    with engine.connect() as conn:
-        role, owner, allowed = conn.execute(
-            text(
-                "SELECT current_user, relowner::regrole::text, "
-                "pg_has_role(current_user, relowner, 'USAGE') "
-                "FROM pg_class WHERE oid = 'auth.retention_policies'::regclass"
-            )
-        ).one()
+    role, owner, allowed = conn.execute(
+        text(
+            "SELECT current_user, relowner::regrole::text, "
+            "pg_has_role(current_user, relowner, 'USAGE') "
+            "FROM pg_class WHERE oid = 'auth.retention_policies'::regclass"
+        )
+    ).one()
     if not allowed:
         raise ConfigurationError(
             f"the purge runs as role {role!r}, which does not own schema auth: run it as "
@@ -291,15 +290,15 @@ def purge(
     """
     if batch_size < 1:
         raise ConfigurationError("batch_size must be at least 1")
-    _require_owner(engine)
     now = now or datetime.now(UTC)
     deadline = time.monotonic() + max_duration.total_seconds() if max_duration is not None else None
     report = PurgeReport(dry_run=dry_run)
     started = time.perf_counter()
-    if policies is None:
-        with engine.connect() as conn:
-            policies = load_policies(conn)
     with engine.connect() as conn:
+        _require_owner(conn)
+        if policies is None:
+            policies = load_policies(conn)
+        conn.rollback()
         for policy in policies:
             cutoff = now - policy.keep_for
             result = PolicyReport(name=policy.name, cutoff=cutoff)

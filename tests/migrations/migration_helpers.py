@@ -21,10 +21,21 @@ def user(runner: MigrationRunner, email: str, **values: Any) -> str:
     return insert(runner, "users", email=email, password_hash="x", **values)
 
 
-def schema_objects(runner: MigrationRunner) -> list[tuple[Any, ...]]:
-    """Constraints, indexes, functions, triggers, ENUMs and policies of schema auth."""
+_COLUMNS = """
+        SELECT 'column', c.table_name || '.' || c.column_name || ':' || c.data_type
+                || ':' || c.is_nullable || ':' || coalesce(c.column_default, '')
+          FROM information_schema.columns c WHERE c.table_schema = 'auth'
+        UNION ALL"""
+
+
+def schema_objects(runner: MigrationRunner, *, with_columns: bool = False) -> list[tuple[Any, ...]]:
+    """Constraints, indexes, functions, triggers, ENUMs and policies of schema auth.
+
+    With ``with_columns``, every column too (type, nullability, default).
+    """
     return runner.execute(
-        """
+        (_COLUMNS if with_columns else "")
+        + """
         SELECT 'constraint', conrelid::regclass::text || ':' || conname || ':'
                 || pg_get_constraintdef(oid) || ':' || convalidated
           FROM pg_constraint WHERE connamespace = 'auth'::regnamespace AND contype <> 'n'

@@ -2,44 +2,31 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import ProgrammingError
 
 from authmodels.testing.migrations import MigrationRunner
-from authmodels.testing.plugin import null_pool_engine
+from tests.migrations.helpers import application_role
 
 BEFORE = "0018_set_based_session_cascade"
 
 
-@pytest.fixture
-def roles(authmodels_migration_runner: MigrationRunner) -> Iterator[list[str]]:
-    made: list[str] = []
-    yield made
-    for role in made:
-        authmodels_migration_runner.execute(f"DROP OWNED BY {role}")
-        authmodels_migration_runner.execute(f"DROP ROLE {role}")
+@contextmanager
+def service_role(runner: MigrationRunner, url: URL) -> Iterator[Engine]:
+    """A role registered with ``auth.grant_service_role``, as the running revision defines it."""
+    with application_role(runner, url) as (role, engine):
+        runner.execute("SELECT auth.grant_service_role(:r)", {"r": role})
+        yield engine
 
 
-def _service_role(runner: MigrationRunner, roles: list[str]) -> str:
-    role = f"svc_{uuid.uuid4().hex[:8]}"
-    runner.execute(f"CREATE ROLE {role} LOGIN")
-    roles.append(role)
-    runner.execute("SELECT auth.grant_service_role(:r)", {"r": role})
-    return role
-
-
-def _as(url: URL, role: str, statement: str) -> int:
-    engine = null_pool_engine(url.set(username=role))
-    try:
-        with engine.begin() as conn:
-            return conn.execute(text(statement)).rowcount
-    finally:
-        engine.dispose()
+def _run(engine: Engine, statement: str) -> int:
+    with engine.begin() as conn:
+        return conn.execute(text(statement)).rowcount
 
 
 WRITES = [
@@ -56,7 +43,6 @@ WRITES = [
 def test_roles_granted_before_the_upgrade_lose_their_writes(
     authmodels_migration_runner: MigrationRunner,
     authmodels_empty_database: URL,
-    roles: list[str],
 ) -> None:
     runner = authmodels_migration_runner
     runner.upgrade(BEFORE)
@@ -69,24 +55,20 @@ def test_roles_granted_before_the_upgrade_lose_their_writes(
         "VALUES ('login', '{}', '2024-01-10')"
     )
     runner.execute("INSERT INTO auth.audit_logs_archive SELECT * FROM auth.audit_logs")
-    early = _service_role(runner, roles)  # 0006's grants: writes on partitions and policies
-    assert (
-        _as(authmodels_empty_database, early, "DELETE FROM auth.audit_logs_archive WHERE false")
-        == 0
-    )
-
-    runner.upgrade("head")
-    late = _service_role(runner, roles)
-
-    for role in (early, late):
-        for statement in WRITES:
-            with pytest.raises(ProgrammingError, match="permission denied"):
-                _as(authmodels_empty_database, role, statement)
-        # reading stays possible, and so does the rest of the service path
-        assert _as(authmodels_empty_database, role, "SELECT * FROM auth.retention_policies") > 0
-        assert _as(authmodels_empty_database, role, "SELECT * FROM auth.audit_logs_archive") == 1
-        assert _as(authmodels_empty_database, role, "SELECT * FROM auth.audit_logs") == 1
-        assert _as(authmodels_empty_database, role, "UPDATE auth.users SET email = email") == 0
+    url = authmodels_empty_database
+    with service_role(runner, url) as early:  # 0006's grants: writes on partitions and policies
+        assert _run(early, "DELETE FROM auth.audit_logs_archive WHERE false") == 0
+        runner.upgrade("head")
+        with service_role(runner, url) as late:
+            for engine in (early, late):
+                for statement in WRITES:
+                    with pytest.raises(ProgrammingError, match="permission denied"):
+                        _run(engine, statement)
+                # reading stays possible, and so does the rest of the service path
+                assert _run(engine, "SELECT * FROM auth.retention_policies") > 0
+                assert _run(engine, "SELECT * FROM auth.audit_logs_archive") == 1
+                assert _run(engine, "SELECT * FROM auth.audit_logs") == 1
+                assert _run(engine, "UPDATE auth.users SET email = email") == 0
     assert runner.execute("SELECT count(*) FROM auth.audit_logs_archive") == [(1,)]
     assert (
         runner.execute(
@@ -100,17 +82,9 @@ def test_roles_granted_before_the_upgrade_lose_their_writes(
 def test_downgrade_restores_the_earlier_grant_functions(
     authmodels_migration_runner: MigrationRunner,
     authmodels_empty_database: URL,
-    roles: list[str],
 ) -> None:
     runner = authmodels_migration_runner
     runner.upgrade("head")
     runner.downgrade(BEFORE)
-    role = _service_role(runner, roles)
-    assert (
-        _as(
-            authmodels_empty_database,
-            role,
-            "UPDATE auth.retention_policies SET keep_for = keep_for",
-        )
-        > 0
-    )
+    with service_role(runner, authmodels_empty_database) as engine:
+        assert _run(engine, "UPDATE auth.retention_policies SET keep_for = keep_for") > 0

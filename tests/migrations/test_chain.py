@@ -24,36 +24,7 @@ from pytest_alembic.tests import (  # noqa: F401  (collected by pytest)
 from sqlalchemy import text
 
 from authmodels.testing.migrations import MigrationRunner, revision_ids
-
-
-def _schema_snapshot(runner: MigrationRunner) -> list[tuple[object, ...]]:
-    """Tables, columns, constraints, indexes, functions, triggers, types, policies of auth."""
-    return runner.execute(
-        """
-        SELECT 'column', c.table_name || '.' || c.column_name || ':' || c.data_type
-                || ':' || c.is_nullable || ':' || coalesce(c.column_default, '')
-          FROM information_schema.columns c WHERE c.table_schema = 'auth'
-        UNION ALL
-        SELECT 'constraint', conrelid::regclass::text || ':' || conname || ':'
-                || pg_get_constraintdef(oid)
-          FROM pg_constraint WHERE connamespace = 'auth'::regnamespace
-        UNION ALL
-        SELECT 'index', indexname || ':' || indexdef FROM pg_indexes WHERE schemaname = 'auth'
-        UNION ALL
-        SELECT 'function', p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')'
-          FROM pg_proc p WHERE p.pronamespace = 'auth'::regnamespace
-        UNION ALL
-        SELECT 'trigger', tgrelid::regclass::text || ':' || tgname
-          FROM pg_trigger WHERE NOT tgisinternal
-           AND tgrelid IN (SELECT oid FROM pg_class WHERE relnamespace = 'auth'::regnamespace)
-        UNION ALL
-        SELECT 'type', t.typname FROM pg_type t
-         WHERE t.typnamespace = 'auth'::regnamespace AND t.typtype = 'e'
-        UNION ALL
-        SELECT 'policy', tablename || ':' || policyname FROM pg_policies WHERE schemaname = 'auth'
-        ORDER BY 1, 2
-        """
-    )
+from tests.migrations.migration_helpers import schema_objects
 
 
 def test_stairway_every_revision_downgrades_and_upgrades_again(
@@ -64,15 +35,19 @@ def test_stairway_every_revision_downgrades_and_upgrades_again(
     revisions = revision_ids()
     assert revisions, "the chain has no revision"
     for revision in revisions:
-        before = _schema_snapshot(runner) if runner.current() is not None else None
+        before = schema_objects(runner, with_columns=True) if runner.current() is not None else None
         runner.upgrade(revision)
         assert runner.current() == revision
-        after = _schema_snapshot(runner)
+        after = schema_objects(runner, with_columns=True)
         runner.downgrade("-1")
         if before is not None:
-            assert _schema_snapshot(runner) == before, f"downgrade of {revision} left changes"
+            assert schema_objects(runner, with_columns=True) == before, (
+                f"downgrade of {revision} left changes"
+            )
         runner.upgrade(revision)
-        assert _schema_snapshot(runner) == after, f"re-running {revision} gave another schema"
+        assert schema_objects(runner, with_columns=True) == after, (
+            f"re-running {revision} gave another schema"
+        )
 
 
 def test_full_downgrade_leaves_only_the_version_table(

@@ -29,14 +29,9 @@ from authmodels.retention import load_policies, purge, select_policies
 from authmodels.services import sessions as session_flows
 from authmodels.services import step_up, tokens
 from authmodels.testing.migrations import MigrationRunner
+from tests.services.helpers import count
 
 TOKEN_TABLES = ("refresh_tokens", "access_tokens", "step_up_tokens")
-
-
-def _count(db: Session, table: str, where: str = "true", **params: object) -> int:
-    return int(
-        db.execute(text(f"SELECT count(*) FROM auth.{table} WHERE {where}"), params).scalar_one()
-    )
 
 
 def _full_session(db: Session, user: User) -> uuid.UUID:
@@ -56,7 +51,7 @@ def _full_session(db: Session, user: User) -> uuid.UUID:
 
 
 def _children(db: Session, sid: uuid.UUID) -> dict[str, int]:
-    return {t: _count(db, t, "session_id = :s", s=sid) for t in TOKEN_TABLES}
+    return {t: count(db, t, "session_id = :s", s=sid) for t in TOKEN_TABLES}
 
 
 def test_deleting_sessions_deletes_their_tokens_and_keeps_their_audits(
@@ -70,13 +65,13 @@ def test_deleting_sessions_deletes_their_tokens_and_keeps_their_audits(
     assert _children(db, gone_a) == _children(db, gone_b) == {t: 0 for t in TOKEN_TABLES}
     assert _children(db, kept) == {t: 1 for t in TOKEN_TABLES}
     # the audit trail is not rewritten: it still names the sessions that were deleted
-    assert _count(db, "session_audits", "session_id IN (:a, :b)", a=gone_a, b=gone_b) == 2
+    assert count(db, "session_audits", "session_id IN (:a, :b)", a=gone_a, b=gone_b) == 2
 
 
 def test_deleting_a_user_deletes_their_sessions_and_tokens(db: Session, user: User) -> None:
     sid = _full_session(db, user)
     db.execute(text("DELETE FROM auth.users WHERE id = :u"), {"u": user.id})
-    assert _count(db, "sessions", "id = :s", s=sid) == 0
+    assert count(db, "sessions", "id = :s", s=sid) == 0
     assert _children(db, sid) == {t: 0 for t in TOKEN_TABLES}
 
 
@@ -85,7 +80,7 @@ def test_truncating_sessions_deletes_session_tokens_only(db: Session, user: User
     standalone = tokens.issue_access_token(db, user)  # no session: not the session's to delete
     db.execute(text("TRUNCATE auth.sessions CASCADE"))
     assert _children(db, sid) == {t: 0 for t in TOKEN_TABLES}
-    assert _count(db, "access_tokens", "id = :i", i=standalone.id) == 1
+    assert count(db, "access_tokens", "id = :i", i=standalone.id) == 1
 
 
 @pytest.mark.parametrize("table", TOKEN_TABLES)
@@ -120,7 +115,7 @@ def test_a_token_naming_a_missing_session_is_refused(db: Session, user: User, ta
     with refused_insert, db.begin_nested():
         inserts[table]()
         db.flush()
-    assert _count(db, table, "session_id = :m", m=missing) == 0
+    assert count(db, table, "session_id = :m", m=missing) == 0
 
 
 def test_a_referenced_session_keeps_its_id(db: Session, user: User) -> None:
@@ -130,7 +125,7 @@ def test_a_referenced_session_keeps_its_id(db: Session, user: User) -> None:
         db.execute(
             text("UPDATE auth.sessions SET id = gen_random_uuid() WHERE id = :s"), {"s": sid}
         )
-    assert _count(db, "sessions", "id = :s", s=sid) == 1
+    assert count(db, "sessions", "id = :s", s=sid) == 1
 
 
 # --- concurrency, on real connections of a fresh database -------------------------------------
@@ -278,7 +273,7 @@ def test_the_repeatable_read_gap_leaves_a_token_that_cannot_be_used(
         deleter.execute("DELETE FROM auth.sessions WHERE id = %s", (sid,))
         deleter.commit()
     with fresh()() as db:
-        assert _count(db, "access_tokens", "id = :i", i=late.id) == 1  # left behind ...
+        assert count(db, "access_tokens", "id = :i", i=late.id) == 1  # left behind ...
         with pytest.raises(TokenRevokedError):  # ... and refused
             tokens.validate_access_token(db, late.token)
 
