@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,7 +14,7 @@ from sqlalchemy.exc import IntegrityError, ProgrammingError
 from authmodels import partitions
 from authmodels.db import sqlalchemy_url
 from authmodels.testing.migrations import MigrationRunner, revision_ids
-from authmodels.testing.plugin import null_pool_engine
+from tests.migrations.helpers import application_role
 
 REVISION = "0015_partitioned_logs"
 BEFORE = revision_ids()[revision_ids().index(REVISION) - 1]
@@ -218,11 +217,7 @@ def test_row_level_security_still_hides_other_users_rows(
         at_head.execute(
             "INSERT INTO auth.audit_logs (user_id, event_type) VALUES (:u, 'login')", {"u": uid}
         )
-    role = f"part_app_{uuid.uuid4().hex[:8]}"
-    at_head.execute(f"CREATE ROLE {role} LOGIN")
-    at_head.execute("SELECT auth.grant_app_role(:r)", {"r": role})
-    app = null_pool_engine(authmodels_empty_database.set(username=role))
-    try:
+    with application_role(at_head, authmodels_empty_database) as (_, app):
         with app.begin() as conn:
             conn.execute(
                 text("SELECT set_config('authmodels.user_id', :u, true)"),
@@ -240,7 +235,3 @@ def test_row_level_security_still_hides_other_users_rows(
             )
             conn.execute(text(f"SELECT count(*) FROM auth.audit_logs_p{month}"))
         assert at_head.execute(f"SELECT count(*) FROM auth.audit_logs_p{month}") == [(2,)]
-    finally:
-        app.dispose()
-        at_head.execute(f"DROP OWNED BY {role}")
-        at_head.execute(f"DROP ROLE {role}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -11,7 +10,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import ProgrammingError
 
 from authmodels.testing.migrations import MigrationRunner
-from authmodels.testing.plugin import null_pool_engine
+from tests.migrations.helpers import application_role
 
 
 @pytest.fixture
@@ -25,17 +24,8 @@ def app(
         "account_locked_until) VALUES ('self@example.com', 'x', 5, now() + interval '1 hour') "
         "RETURNING id::text"
     )
-    role = f"self_app_{uuid.uuid4().hex[:8]}"
-    runner.execute(f"CREATE ROLE {role} LOGIN")
-    runner.execute("SELECT auth.grant_app_role(:r)", {"r": role})
-    engine = null_pool_engine(authmodels_empty_database.set(username=role))
-    try:
+    with application_role(runner, authmodels_empty_database) as (_, engine):
         yield runner, engine, str(user)
-    finally:
-        engine.dispose()
-        runner.execute(f"SELECT auth.revoke_service_role('{role}')")
-        runner.execute(f"DROP OWNED BY {role}")
-        runner.execute(f"DROP ROLE {role}")
 
 
 def _as_user(engine: Engine, user: str, statement: str) -> None:
