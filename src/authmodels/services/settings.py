@@ -16,7 +16,7 @@ import dataclasses
 import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
@@ -27,6 +27,11 @@ from authmodels.security.encryption import FieldCipher
 from authmodels.security.hashing import TokenHasher
 from authmodels.security.passwords import PasswordHasher
 from authmodels.security.privacy import PrivacyHasher
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from authmodels.services.security_events import SecurityEventAlert
 
 __all__ = ["SETTINGS_KEY", "FlowSettings", "configure", "settings_for", "use_settings"]
 
@@ -75,6 +80,10 @@ class FlowSettings:
             security event.
         api_key_touch_interval: ``api_keys.last_used_at`` is written at most once per
             interval per key.
+        security_event_hook: called with a
+            :class:`~authmodels.services.security_events.SecurityEventAlert` for every ``high``
+            or ``critical`` security event a flow records, once it is committed (see
+            :mod:`authmodels.services.security_events`); None calls nothing.
     """
 
     hash_keys: KeyRing
@@ -98,6 +107,7 @@ class FlowSettings:
     totp_window: int = 1
     webauthn_sign_count_policy: str = "reject"
     api_key_touch_interval: timedelta = timedelta(minutes=5)
+    security_event_hook: Callable[[SecurityEventAlert], None] | None = None
     _hasher: TokenHasher = field(init=False, repr=False, compare=False)
     _privacy: PrivacyHasher = field(init=False, repr=False, compare=False)
     _cipher: FieldCipher | None = field(init=False, repr=False, compare=False)
