@@ -16,7 +16,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session
 
 from authmodels import rls
-from authmodels.db import EmbeddedServer, sqlalchemy_url
+from authmodels.db import EmbeddedServer, libpq_url, sqlalchemy_url
 from authmodels.models import User
 from authmodels.security.hashing import TokenHasher
 from authmodels.testing.factories import (
@@ -369,5 +369,11 @@ def test_app_fixtures_work_on_a_server_given_by_url_that_checks_passwords(
         )
         assert result.returncode == 0, result.stdout + result.stderr
         assert "1 passed" in result.stdout
+        with psycopg.connect(libpq_url(url)) as conn:  # the run dropped its roles and databases
+            left = conn.execute(
+                "SELECT (SELECT count(*) FROM pg_roles WHERE rolname LIKE 'authmodels\\_%'), "
+                "(SELECT count(*) FROM pg_database WHERE datname LIKE 'authmodels\\_%')"
+            ).fetchone()
+        assert left == (0, 0)
     finally:
         server.stop()
