@@ -19,12 +19,14 @@ Both zero is normal for synced passkeys, which do not count, and is accepted. A 
 written to ``security_events`` (``webauthn.sign_count_regression``, severity ``high``) and then
 handled by ``FlowSettings.webauthn_sign_count_policy``:
 
-- ``"reject"`` (default): the event is **committed** (it must survive the caller's rollback)
-  and :class:`~authmodels.errors.SignCountRegressionError` is raised; the credential is not
-  touched.
-- ``"flag"``: the authentication is accepted and the event is written in the caller's
-  transaction. The stored counter never goes down (``greatest(stored, new)``), so the clone and
-  the original keep tripping the check.
+- ``"reject"`` (default): :class:`~authmodels.errors.SignCountRegressionError` is raised; the
+  credential is not touched.
+- ``"flag"``: the authentication is accepted. The stored counter never goes down
+  (``greatest(stored, new)``), so the clone and the original keep tripping the check.
+
+Either way the event is **committed in a transaction of its own**
+(:func:`authmodels.services.durable.durable`): it survives the caller's rollback, and the alert
+hook of the flow settings hears of it.
 
 The credential's row is locked (``FOR UPDATE``) while the counter is compared and written, so
 two concurrent uses of the same assertion (same counter) cannot both pass the comparison.
@@ -35,8 +37,8 @@ is *recorded* and the policy applies, :func:`verify_authentication` gives it a c
 :func:`record_authentication`.
 
 Under row-level security these lookups happen before the user is known: run them on the
-service path (:func:`authmodels.rls.service_role`). Nothing is committed here, except the
-regression event under the ``"reject"`` policy.
+service path (:func:`authmodels.rls.service_role`). Nothing is committed in the caller's
+transaction.
 """
 
 from __future__ import annotations
@@ -59,9 +61,11 @@ from authmodels.errors import (
     WebAuthnCredentialExists,
     WebAuthnCredentialNotFound,
 )
+from authmodels.models.enums import SecurityEventSeverity
 from authmodels.models.users import User
 from authmodels.models.webauthn import WebAuthnCredential
-from authmodels.services import audit
+from authmodels.services import audit, security_events
+from authmodels.services.durable import durable
 from authmodels.services.settings import settings_for
 from authmodels.services.tokens import user_id_of
 
@@ -168,12 +172,6 @@ _RECORD_USE = text(
      WHERE id = :id
     """
 )
-_SECURITY_EVENT = text(
-    """
-    INSERT INTO auth.security_events (user_id, event_type, severity, details)
-    VALUES (:user_id, :event_type, 'high', CAST(:details AS jsonb))
-    """
-)
 
 
 def record_authentication(
@@ -192,7 +190,7 @@ def record_authentication(
     Raises:
         WebAuthnCredentialNotFound: no live credential has this id (for this user).
         SignCountRegressionError: the counter regressed and the policy is ``"reject"`` (the
-            security event is committed; the credential is unchanged).
+            security event is committed on its own; the credential is unchanged).
     """
     settings = settings_for(db)
     found = db.execute(
@@ -209,23 +207,20 @@ def record_authentication(
     stored, presented = found.sign_count, verified.new_sign_count
     if (stored or presented) and presented <= stored:
         policy = settings.webauthn_sign_count_policy
-        db.execute(
-            _SECURITY_EVENT,
-            {
-                "user_id": found.user_id,
-                "event_type": SIGN_COUNT_REGRESSION_EVENT,
-                "details": json.dumps(
-                    {
-                        "credential": str(found.id),
-                        "stored_sign_count": stored,
-                        "presented_sign_count": presented,
-                        "policy": policy,
-                    }
-                ),
-            },
-        )
+        with durable(db) as side:  # the event outlives the refusal, and a caller's rollback
+            security_events.record(
+                side,
+                SIGN_COUNT_REGRESSION_EVENT,
+                SecurityEventSeverity.HIGH,
+                user_id=found.user_id,
+                details={
+                    "credential": str(found.id),
+                    "stored_sign_count": stored,
+                    "presented_sign_count": presented,
+                    "policy": policy,
+                },
+            )
         if policy == "reject":
-            db.commit()  # the event must outlive the refusal
             raise SignCountRegressionError(
                 f"the authenticator's signature counter went from {stored} to {presented}: it "
                 "may have been cloned; the sign-in is refused and the event recorded"
