@@ -6,8 +6,9 @@ Server resolution for a test run (:func:`resolve_test_server`):
 2. a throwaway PostgreSQL container (testcontainers) when a Docker engine answers;
 3. an embedded PostgreSQL in a temporary folder, deleted at the end of the run.
 
-The URL given in 1. must let the user create and drop databases: each run creates its own
-uniquely named databases next to the one named in the URL and drops them afterwards.
+The URL given in 1. must let the user create and drop databases and roles (``CREATEDB``,
+``CREATEROLE``): each run creates its own uniquely named databases next to the one named in the
+URL, and the roles of :mod:`authmodels.testing.roles`, and drops them afterwards.
 """
 
 from __future__ import annotations

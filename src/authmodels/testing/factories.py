@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from authmodels import rls
 from authmodels.models import User
 from authmodels.security.passwords import PasswordHasher
 
@@ -46,3 +47,32 @@ class UserFactory:
     def batch(self, count: int, **values: Any) -> list[User]:
         """Add ``count`` users with the same ``values``."""
         return [self(**values) for _ in range(count)]
+
+
+class ServicePathUserFactory(UserFactory):
+    """Create users the way a sign-up does in production: on the service path.
+
+    For a session connected as an application's login role, where row-level security applies:
+    each user is inserted under the service role (``rls.service_role``) with no user named, its
+    server-made columns are read back there, and the session returns to the login role (and to
+    the user it had named, if any) afterwards::
+
+        user = authmodels_app_user_factory(email="ada@example.com")
+    """
+
+    def __init__(
+        self, session: Session, service_role: str, *, hasher: PasswordHasher = TEST_PASSWORD_HASHER
+    ) -> None:
+        super().__init__(session, hasher=hasher)
+        self.service_role = service_role
+
+    def __call__(
+        self, *, email: str | None = None, password: str = DEFAULT_PASSWORD, **values: Any
+    ) -> User:
+        """Add one user on the service path, flush, and return it fully loaded."""
+        with rls.service_role(self.session, self.service_role), rls.as_user(self.session, None):
+            user = super().__call__(email=email, password=password, **values)
+            # Read the server defaults now: once back on the login role, the row is hidden
+            # from a session that names no user, and a lazy load would find nothing.
+            self.session.refresh(user)
+        return user

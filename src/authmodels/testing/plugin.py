@@ -3,32 +3,57 @@
 Installed with authmodels (``pytest11`` entry point ``authmodels``); disable with
 ``-p no:authmodels``. Fixtures:
 
-=============================  ==========  ==================================================
-fixture                        scope       what it gives
-=============================  ==========  ==================================================
-``authmodels_server_url``      session     admin URL of the test server
-``authmodels_database_url``    session     URL of the test database, migrated to head
-``authmodels_engine``          session     Engine on that database
-``authmodels_session``         function    ORM Session inside a transaction rolled back at
-                                           teardown; the code under test may ``commit()``
-                                           (commits release a SAVEPOINT, nothing persists)
-``authmodels_fresh_database``  function    URL of a new database cloned from the migrated
-                                           template, dropped after: for tests that need real
-                                           commits and concurrent connections
-``authmodels_fresh_engine``    function    Engine (40 pooled connections) on a fresh database
-``authmodels_empty_database``  function    URL of a new empty database, dropped after
-                                           (migration tests)
-``authmodels_migration_runner`` function   MigrationRunner on a new empty database
-``authmodels_keys``            session     the key rings of the run (:class:`TestKeys`)
-``authmodels_user_factory``    function    creates users in ``authmodels_session``
-``authmodels_migrate``         session     callable migrating a URL to head; override it to
-                                           run your own chain that depends on ours
-=============================  ==========  ==================================================
+===============================  ==========  ==================================================
+fixture                          scope       what it gives
+===============================  ==========  ==================================================
+``authmodels_server_url``        session     admin URL of the test server
+``authmodels_database_url``      session     URL of the test database, migrated to head
+``authmodels_engine``            session     Engine on that database
+``authmodels_session``           function    ORM Session inside a transaction rolled back at
+                                             teardown; the code under test may ``commit()``
+                                             (commits release a SAVEPOINT, nothing persists)
+``authmodels_fresh_database``    function    URL of a new database cloned from the migrated
+                                             template, dropped after: for tests that need real
+                                             commits and concurrent connections
+``authmodels_fresh_engine``      function    Engine (40 pooled connections) on a fresh database
+``authmodels_empty_database``    function    URL of a new empty database, dropped after
+                                             (migration tests)
+``authmodels_migration_runner``  function    MigrationRunner on a new empty database
+``authmodels_keys``              session     the key rings of the run (:class:`TestKeys`)
+``authmodels_user_factory``      function    creates users in ``authmodels_session``
+``authmodels_migrate``           session     callable migrating a URL to head; override it to
+                                             run your own chain that depends on ours
+``authmodels_roles``             session     the run's login, application and service roles
+                                             (:class:`~authmodels.testing.roles.TestRoles`),
+                                             registered in the template after the migration
+``authmodels_app_engine``        session     Engine on the shared test database, connected as
+                                             the login role: row-level security applies
+``authmodels_app_session``       function    ``authmodels_session`` as the login role, on
+                                             ``authmodels_app_engine``: rolled back at
+                                             teardown; no user is named until the test calls
+                                             ``rls.set_current_user``
+``authmodels_app_user_factory``  function    creates users in ``authmodels_app_session`` on
+                                             the service path, as a sign-up does
+``authmodels_app_fresh_engine``  function    Engine (40 pooled connections) as the login role
+                                             on ``authmodels_fresh_database``
+===============================  ==========  ==================================================
 
 The server: ``--authmodels-db-url`` / ``AUTHMODELS_TEST_DATABASE_URL``, else a testcontainers
 PostgreSQL when Docker answers (``--authmodels-no-docker`` skips that), else an embedded PostgreSQL
 in a temporary folder. Key rings: ``AUTHMODELS_HASH_KEYS`` and ``AUTHMODELS_ENCRYPTION_KEYS`` are
 generated for the run (random, never written to disk) unless already set.
+
+The production roles: once per run, three roles with names unique to the run are created on the
+server (so its user needs ``CREATEROLE``): ``app`` and ``service`` (``NOLOGIN``) and ``login``
+(``LOGIN`` with a random password, a member of ``app``, whose privileges it inherits, and of
+``service``, to which it can ``SET ROLE``). Right after ``authmodels_migrate`` has run on the
+template, ``auth.grant_app_role(app)`` and ``auth.grant_service_role(service)`` register them, so
+every database cloned from the template has them. A test written against the app fixtures runs as
+a production service does: its queries see the rows of the user it names
+(``rls.set_current_user(db, user.id)`` or ``with rls.as_user(db, user.id):``), nothing when it
+names none, and every row on the service path
+(``with rls.service_role(db, authmodels_roles.service):``). The roles are dropped at the end of
+the run, after the databases that hold their grants.
 """
 
 from __future__ import annotations
@@ -55,9 +80,15 @@ from authmodels.testing.database import (
     url_database,
 )
 from authmodels.testing.migrations import MigrationRunner
+from authmodels.testing.roles import (
+    TestRoles,
+    create_test_roles,
+    drop_test_roles,
+    grant_test_roles,
+)
 
 if TYPE_CHECKING:
-    from authmodels.testing.factories import UserFactory
+    from authmodels.testing.factories import ServicePathUserFactory, UserFactory
 
 
 @dataclass(frozen=True)
@@ -159,14 +190,31 @@ def authmodels_migrate() -> Callable[[URL], None]:
 
 
 @pytest.fixture(scope="session")
+def authmodels_roles(authmodels_test_server: TestServer) -> Iterator[TestRoles]:
+    """The run's login, application and service roles (see the module doc).
+
+    Dropped at the end of the run: every database that holds their grants depends on this
+    fixture, so it is gone by then.
+    """
+    roles = create_test_roles(authmodels_test_server)
+    try:
+        yield roles
+    finally:
+        drop_test_roles(authmodels_test_server, roles)
+
+
+@pytest.fixture(scope="session")
 def authmodels_template(
-    authmodels_test_server: TestServer, authmodels_migrate: Callable[[URL], None]
+    authmodels_test_server: TestServer,
+    authmodels_migrate: Callable[[URL], None],
+    authmodels_roles: TestRoles,
 ) -> Iterator[str]:
-    """Name of the template database, migrated to head once per run."""
+    """Name of the template database, migrated to head once per run, the run's roles granted."""
     name = unique_name("authmodels_template")
     url = authmodels_test_server.create_database(name)
     try:
         authmodels_migrate(url)
+        grant_test_roles(url, authmodels_roles)
         yield name
     finally:
         authmodels_test_server.drop_database(name)
@@ -199,7 +247,11 @@ def authmodels_session(authmodels_engine: Engine) -> Iterator[Session]:
     ``session.commit()`` in the code under test releases a SAVEPOINT, and the outer transaction
     is rolled back when the test ends, so no test sees another's writes.
     """
-    connection = authmodels_engine.connect()
+    yield from _rolled_back_session(authmodels_engine)
+
+
+def _rolled_back_session(engine: Engine) -> Iterator[Session]:
+    connection = engine.connect()
     transaction = connection.begin()
     session = Session(
         bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
@@ -257,9 +309,63 @@ def authmodels_user_factory(authmodels_session: Session) -> UserFactory:
     return UserFactory(authmodels_session)
 
 
+@pytest.fixture(scope="session")
+def authmodels_app_engine(
+    authmodels_database_url: URL, authmodels_roles: TestRoles
+) -> Iterator[Engine]:
+    """Engine on the run's shared test database, connected as the login role."""
+    engine = create_db_engine(authmodels_roles.url(authmodels_database_url))
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def authmodels_app_session(authmodels_app_engine: Engine) -> Iterator[Session]:
+    """:func:`authmodels_session` as the login role: row-level security applies.
+
+    Its work is rolled back at teardown, whatever the code under test commits. No user is named
+    (``auth.uid()`` is NULL, the user-owned tables show nothing) until the test calls
+    ``rls.set_current_user(session, user_id)`` or enters ``rls.as_user(session, user_id)``; the
+    service path is ``rls.service_role(session, authmodels_roles.service)``.
+    """
+    yield from _rolled_back_session(authmodels_app_engine)
+
+
+@pytest.fixture
+def authmodels_app_user_factory(
+    authmodels_app_session: Session, authmodels_roles: TestRoles
+) -> ServicePathUserFactory:
+    """Create users in :func:`authmodels_app_session` on the service path, as a sign-up does
+    (see :class:`~authmodels.testing.factories.ServicePathUserFactory`)."""
+    from authmodels.testing.factories import ServicePathUserFactory
+
+    return ServicePathUserFactory(authmodels_app_session, authmodels_roles.service)
+
+
+@pytest.fixture
+def authmodels_app_fresh_engine(
+    authmodels_fresh_database: URL, authmodels_roles: TestRoles
+) -> Iterator[Engine]:
+    """Engine (40 pooled connections) as the login role on :func:`authmodels_fresh_database`.
+
+    For tests that need real commits and concurrent connections under row-level security; the
+    owner's :func:`authmodels_fresh_engine` on the same database stays available for setup and
+    checks.
+    """
+    engine = create_db_engine(
+        authmodels_roles.url(authmodels_fresh_database), pool_size=40, max_overflow=0
+    )
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
 def null_pool_engine(url: URL, **kwargs: Any) -> Engine:
     """An Engine without pooling: each connection is a real, separate server connection."""
     return create_db_engine(url, poolclass=pool.NullPool, **kwargs)
 
 
-__all__ = ["TestKeys", "null_pool_engine", "url_database"]
+__all__ = ["TestKeys", "TestRoles", "null_pool_engine", "url_database"]
