@@ -80,6 +80,7 @@ class RefreshToken(Base):
         Index("ix_refresh_tokens_retention", text("least(expires_at, used_at, revoked_at)")),
         _digest_scheme_check(),
         _expires_after_created(),
+        token_digest("token_hash"),
         Index("ix_refresh_tokens_token_hash", "token_hash"),
         Index("ix_refresh_tokens_session_id", "session_id"),
         Index("ix_refresh_tokens_expires_at", "expires_at"),
@@ -137,6 +138,7 @@ class PasswordResetToken(Base):
         Index("ix_password_reset_tokens_retention", text("least(expires_at, used_at)")),
         _digest_scheme_check(),
         _expires_after_created(),
+        token_digest("token_hash"),
         token_digest("ip_hash"),
         token_digest("ua_hash"),
         Index("ix_password_reset_tokens_user_id", "user_id"),
@@ -181,6 +183,7 @@ class EmailVerificationToken(Base):
         Index("ix_email_verification_tokens_retention", text("least(expires_at, verified_at)")),
         _digest_scheme_check(),
         _expires_after_created(),
+        token_digest("token_hash"),
         Index("ix_email_verification_tokens_user_id", "user_id"),
         Index("ix_email_verification_tokens_token_hash", "token_hash"),
     )
@@ -216,6 +219,7 @@ class AccessToken(Base):
     __tablename__ = "access_tokens"
     __table_args__ = (
         _expires_after_created(),
+        token_digest("token_hash"),
         # serves the retention policy (revision 0016)
         Index("ix_access_tokens_retention", text("least(expires_at, revoked_at)")),
         Index("uq_access_tokens_token_hash", "token_hash", unique=True),
