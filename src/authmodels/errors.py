@@ -34,6 +34,18 @@ class MigrationError(AuthModelsError):
     """A revision cannot run against this database as it stands (nothing was changed)."""
 
 
+class EmailConflictError(MigrationError):
+    """Live accounts share an e-mail address in different letter case (revision 0023 stops).
+
+    The message lists them and names the command that resolves them (``authmodels users
+    email-conflicts``).
+    """
+
+
+class EmailConflictResolutionError(AuthModelsError):
+    """A resolution of e-mail conflicts was asked for accounts it does not apply to."""
+
+
 # --- cryptography (authmodels.security) ----------------------------------------------------------
 
 

@@ -37,7 +37,8 @@ def old_months(authmodels_fresh_engine: Engine) -> Iterator[Engine]:
             text(
                 "INSERT INTO auth.users (email, password_hash) VALUES ('p@example.test', 'x');"
                 "INSERT INTO auth.sessions (user_id, token_hash, created_at, expires_at) "
-                "SELECT id, '\\x01', now() - interval '100 days', now() - interval '60 days' "
+                "SELECT id, decode('01016b' || md5(id::text) || md5(id::text), 'hex'), "
+                "now() - interval '100 days', now() - interval '60 days' "
                 "FROM auth.users"
             )
         )

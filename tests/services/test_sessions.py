@@ -34,6 +34,9 @@ TTL = timedelta(hours=8)
 JKT = "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"
 OTHER_JKT = "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
 
+#: a random value of the keyed-digest shape (``auth.is_token_digest``, revision 0026)
+DIGEST = "'\\x01016b'::bytea || sha256(gen_random_uuid()::text::bytea)"
+
 
 def age(db: Session, table: str, column: str, by: timedelta, row_id: object) -> None:
     """Move a timestamp of one row into the past (with ``created_at``, which must stay before
@@ -593,7 +596,7 @@ def test_token_lookups_are_served_by_the_token_hash_indexes(
     db.execute(
         text(
             "INSERT INTO auth.sessions (id, user_id, token_hash, expires_at) "
-            "SELECT md5('s' || i)::uuid, :u, decode(md5('t' || i), 'hex'), "
+            f"SELECT md5('s' || i)::uuid, :u, {DIGEST}, "
             "now() + interval '1 day' FROM generate_series(1, 5000) AS i"
         ),
         {"u": user.id},
@@ -601,7 +604,7 @@ def test_token_lookups_are_served_by_the_token_hash_indexes(
     db.execute(
         text(
             "INSERT INTO auth.refresh_tokens (user_id, session_id, token_hash, expires_at) "
-            "SELECT :u, md5('s' || i)::uuid, decode(md5('r' || i), 'hex'), "
+            f"SELECT :u, md5('s' || i)::uuid, {DIGEST}, "
             "now() + interval '1 day' FROM generate_series(1, 5000) AS i"
         ),
         {"u": user.id},

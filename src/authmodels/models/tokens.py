@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import uuid
 from datetime import datetime
-from ipaddress import IPv4Address, IPv6Address
 
 from sqlalchemy import (
     CheckConstraint,
@@ -25,10 +24,11 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import INET, UUID
+from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from authmodels.models.base import Base, session_reference, uuid_pk
+from authmodels.models.checks import token_digest
 from authmodels.security.hashing import TokenHasher
 
 #: ``digest_scheme`` of a keyed digest of the raw token (every token issued since 0005).
@@ -80,6 +80,7 @@ class RefreshToken(Base):
         Index("ix_refresh_tokens_retention", text("least(expires_at, used_at, revoked_at)")),
         _digest_scheme_check(),
         _expires_after_created(),
+        token_digest("token_hash"),
         Index("ix_refresh_tokens_token_hash", "token_hash"),
         Index("ix_refresh_tokens_session_id", "session_id"),
         Index("ix_refresh_tokens_expires_at", "expires_at"),
@@ -137,6 +138,9 @@ class PasswordResetToken(Base):
         Index("ix_password_reset_tokens_retention", text("least(expires_at, used_at)")),
         _digest_scheme_check(),
         _expires_after_created(),
+        token_digest("token_hash"),
+        token_digest("ip_hash"),
+        token_digest("ua_hash"),
         Index("ix_password_reset_tokens_user_id", "user_id"),
         Index("ix_password_reset_tokens_token_hash", "token_hash"),
         Index("ix_password_reset_tokens_expires_at", "expires_at"),
@@ -160,11 +164,11 @@ class PasswordResetToken(Base):
     used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     """When the link was used (it cannot be used twice)."""
 
-    ip_address: Mapped[IPv4Address | IPv6Address | None] = mapped_column(INET)
-    """Address the reset was requested from."""
+    ip_hash: Mapped[bytes | None] = mapped_column(LargeBinary)
+    """Keyed hash of the address the reset was requested from (:meth:`PrivacyHasher.ip_hash`)."""
 
-    user_agent: Mapped[str | None] = mapped_column(Text)
-    """``User-Agent`` the reset was requested with."""
+    ua_hash: Mapped[bytes | None] = mapped_column(LargeBinary)
+    """Keyed hash of the ``User-Agent`` the reset was requested with (revision 0025)."""
 
     created_at: Mapped[datetime] = _created_at()
     """When the link was issued."""
@@ -179,6 +183,7 @@ class EmailVerificationToken(Base):
         Index("ix_email_verification_tokens_retention", text("least(expires_at, verified_at)")),
         _digest_scheme_check(),
         _expires_after_created(),
+        token_digest("token_hash"),
         Index("ix_email_verification_tokens_user_id", "user_id"),
         Index("ix_email_verification_tokens_token_hash", "token_hash"),
     )
@@ -214,6 +219,7 @@ class AccessToken(Base):
     __tablename__ = "access_tokens"
     __table_args__ = (
         _expires_after_created(),
+        token_digest("token_hash"),
         # serves the retention policy (revision 0016)
         Index("ix_access_tokens_retention", text("least(expires_at, revoked_at)")),
         Index("uq_access_tokens_token_hash", "token_hash", unique=True),

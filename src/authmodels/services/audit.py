@@ -5,18 +5,22 @@ entry exists exactly when the change it describes was committed. A flow that ref
 *and* must keep a trace of the refusal (a wrong user code, a reused refresh token) commits before
 raising; its docstring says so.
 
-Details never hold a raw token or code: only ids, counts, reasons and key thumbprints.
+Details never hold a raw token or code: only ids, counts, reasons and key thumbprints. The
+client's address and user agent are stored only as keyed hashes (``ip_hash``, ``ua_hash``, made
+with the privacy key ring of the flow settings: :attr:`FlowSettings.privacy`).
 """
 
 from __future__ import annotations
 
 import uuid
+from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from authmodels.models.audit import AuditLog
+from authmodels.services.settings import settings_for
 
 __all__ = ["record"]
 
@@ -32,6 +36,8 @@ def record(
     target_user_id: uuid.UUID | None = None,
     action: str | None = None,
     correlation_id: str | None = None,
+    ip: str | IPv4Address | IPv6Address | None = None,
+    user_agent: str | None = None,
 ) -> None:
     """Add one audit entry in the session's transaction (nothing is committed here).
 
@@ -46,7 +52,14 @@ def record(
         target_user_id: the account acted upon (seed 001).
         action: the operation (``admin.role_change``); required for ``sensitive_action``.
         correlation_id: the request / trace id shared by the records of one operation.
+        ip: the client's address; stored only as its keyed hash.
+        user_agent: the client's ``User-Agent``; stored only as its keyed hash.
+
+    Raises:
+        InvalidIPAddressError: ``ip`` is not an IPv4 or IPv6 address (nothing is written).
+        MissingKeyError: ``ip`` or ``user_agent`` is given and no key ring is configured.
     """
+    privacy = settings_for(db).privacy if ip is not None or user_agent is not None else None
     db.execute(
         insert(AuditLog).values(
             user_id=user_id,
@@ -57,5 +70,7 @@ def record(
             target_user_id=target_user_id,
             action=action,
             correlation_id=correlation_id,
+            ip_hash=None if privacy is None or ip is None else privacy.ip_hash(ip),
+            ua_hash=None if privacy is None or user_agent is None else privacy.ua_hash(user_agent),
         )
     )

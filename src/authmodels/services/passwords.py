@@ -44,6 +44,7 @@ from ipaddress import IPv4Address, IPv6Address
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from authmodels.email_identity import normalize_email
 from authmodels.errors import (
     AccountDeletedError,
     AccountLockedError,
@@ -147,16 +148,13 @@ def set_password(
 # --- authenticate --------------------------------------------------------------------------
 
 
-def normalize_email(email: str) -> str:
-    """The form an e-mail address is looked up and digested in: trimmed, lower case."""
-    return email.strip().lower()
-
-
+# the e-mail identity: lower(email), unique among live accounts (uq_users_email_identity,
+# revision 0023), so at most one live account matches; a deleted one only when no live one does
 _FIND_ACCOUNT = text(
     """
     SELECT id, deleted_at IS NOT NULL AS deleted FROM auth.users
      WHERE lower(email) = :email
-     ORDER BY deleted_at IS NOT NULL, created_at
+     ORDER BY deleted_at IS NOT NULL
      LIMIT 1
     """
 )
