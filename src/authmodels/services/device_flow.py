@@ -64,8 +64,7 @@ from authmodels.errors import (
 from authmodels.models.device_flow import DeviceFlow
 from authmodels.models.users import User
 from authmodels.security.hashing import new_token
-from authmodels.services import audit
-from authmodels.services._digests import check_presented
+from authmodels.services import _inputs, audit
 from authmodels.services.sessions import create_session
 from authmodels.services.settings import settings_for
 from authmodels.services.tokens import IssuedTokens, insert_access_token, user_id_of
@@ -356,7 +355,7 @@ def poll(db: Session, device_code: str, *, dpop_jkt: str | None = None) -> Issue
         ExpiredToken: the request expired.
         InvalidTokenError: no request has this device code, or its tokens were already issued.
     """
-    check_presented(device_code, "device code")
+    _inputs.presented(device_code, "device code")
     settings = settings_for(db)
     candidates = settings.hasher.candidates(device_code)
     for _ in range(2):  # a second pass only if the request was approved between the statements

@@ -71,11 +71,10 @@ from authmodels.errors import (
     TokenRevokedError,
 )
 from authmodels.models.sessions import Session as SessionModel
-from authmodels.models.tokens import DIGEST_SCHEME_RAW
+from authmodels.models.tokens import DIGEST_SCHEME_RAW, token_lookup_params, token_lookup_sql
 from authmodels.models.users import User
 from authmodels.security.hashing import mac, new_token
-from authmodels.services import audit
-from authmodels.services._digests import check_presented, lookup_params, scheme_matches
+from authmodels.services import _inputs, audit
 from authmodels.services._fastpath import Statement, columns_of, load_instance
 from authmodels.services.settings import FlowSettings, settings_for
 from authmodels.services.tokens import IssuedTokens, token_type, user_id_of
@@ -214,7 +213,7 @@ _LOOKUP_SESSION = Statement(
            last_activity_at <= now() - CAST(:idle AS interval) AS idle,
            last_activity_at <= now() - CAST(:touch AS interval) AS touch_due
       FROM auth.sessions
-     WHERE {scheme_matches("sessions")}
+     WHERE {token_lookup_sql("sessions")}
     """  # noqa: S608 (constant fragments, no input)
 )
 _TOUCH_IF_DUE = Statement(
@@ -230,7 +229,8 @@ def validate_session(db: Session, token: str, *, dpop_jkt: str | None = None) ->
     """The live session whose token is ``token``.
 
     One indexed query finds the session (keyed digests of both digest schemes under every key,
-    see :mod:`authmodels.services._digests`) and computes its state with the database's clock.
+    see :func:`authmodels.models.token_lookup_sql`) and computes its state with the database's
+    clock.
     Nothing is written, except ``last_activity_at`` once per touch interval (see the module
     docstring). A session issued before revision 0005 (legacy SHA-256 digest) validates too.
 
@@ -250,12 +250,12 @@ def validate_session(db: Session, token: str, *, dpop_jkt: str | None = None) ->
         DPoPBindingMismatch: the session is bound to a DPoP key and the request's proof is
             missing or made with another key (audited and committed).
     """
-    check_presented(token, "session token")
+    _inputs.presented(token, "session token")
     settings = settings_for(db)
     row = _LOOKUP_SESSION.first(
         db,
         {
-            **lookup_params(settings.hasher, token),
+            **token_lookup_params(settings.hasher, token),
             "idle": settings.session_idle_timeout,
             "touch": settings.session_touch_interval,
         },
@@ -324,7 +324,7 @@ _ROTATE = Statement(
         UPDATE auth.refresh_tokens AS rt
            SET used_at = now()
           FROM auth.sessions AS s
-         WHERE {scheme_matches("rt")}
+         WHERE {token_lookup_sql("rt")}
            AND rt.used_at IS NULL AND rt.revoked_at IS NULL AND rt.expires_at > now()
            AND (rt.dpop_jkt IS NULL OR rt.dpop_jkt = :dpop_jkt)
            AND s.id = rt.session_id
@@ -390,7 +390,7 @@ _INSPECT_REFRESH_TOKEN = text(
       LEFT JOIN auth.refresh_tokens AS next
              ON next.session_id = rt.session_id AND next.parent_token_id = rt.id
       LEFT JOIN auth.access_tokens AS a ON a.id = next.id
-     WHERE {scheme_matches("rt")}
+     WHERE {token_lookup_sql("rt")}
     """  # noqa: S608 (constant fragments, no input)
 )
 
@@ -427,9 +427,9 @@ def rotate_refresh_token(
         SessionExpiredError: its session ended.
         RefreshTokenReused: the token was already exchanged, outside the grace window.
     """
-    check_presented(refresh_token, "refresh token")
+    _inputs.presented(refresh_token, "refresh token")
     settings = settings_for(db)
-    lookup = lookup_params(settings.hasher, refresh_token)
+    lookup = token_lookup_params(settings.hasher, refresh_token)
     for _ in range(2):  # a second pass only if the token changed between the two statements
         pair_id = uuid.uuid4()
         kid = settings.hasher.current

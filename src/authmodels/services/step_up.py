@@ -35,8 +35,7 @@ from authmodels.errors import (
 from authmodels.models.step_up import STEP_UP_MAX_LIFETIME_MINUTES
 from authmodels.models.users import User
 from authmodels.security.hashing import new_token
-from authmodels.services import audit
-from authmodels.services._digests import check_presented
+from authmodels.services import _inputs, audit
 from authmodels.services.settings import settings_for
 from authmodels.services.tokens import user_id_of
 
@@ -158,7 +157,7 @@ def consume(
         StepUpTokenExpired: the token's lifetime ended.
     """
     try:
-        check_presented(token, "step-up token")
+        _inputs.presented(token, "step-up token")
     except InvalidTokenError:
         raise StepUpTokenInvalid("the step-up token is not valid: re-authenticate") from None
     settings = settings_for(db)

@@ -42,8 +42,7 @@ from authmodels.models.tokens import AccessToken
 from authmodels.models.users import User
 from authmodels.security.dpop import DPoPProof, verify_proof
 from authmodels.security.hashing import new_token
-from authmodels.services import audit
-from authmodels.services._digests import check_presented
+from authmodels.services import _inputs, audit
 from authmodels.services.settings import settings_for
 
 __all__ = [
@@ -261,7 +260,7 @@ def validate_access_token(db: Session, token: str, *, dpop_jkt: str | None = Non
         DPoPBindingMismatch: the token is bound to a DPoP key and the request's proof was made
             with another key, or there is no proof (audited and committed).
     """
-    check_presented(token, "access token")
+    _inputs.presented(token, "access token")
     settings = settings_for(db)
     row = db.execute(
         _LOOKUP_ACCESS_TOKEN, {"candidates": settings.hasher.candidates(token)}
@@ -313,7 +312,7 @@ def revoke_access_token(db: Session, token: str) -> bool:
         revoked.
     """
     try:
-        check_presented(token, "access token")
+        _inputs.presented(token, "access token")
     except InvalidTokenError:
         return False
     row = db.execute(
