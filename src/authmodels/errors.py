@@ -231,7 +231,8 @@ class ExpiredToken(DeviceFlowError):
 
 
 class InvalidUserCode(InvalidTokenError):
-    """No pending device request has the user code that was typed (the attempt is counted)."""
+    """No pending device request has the user code that was typed (the attempt is counted), or
+    what was typed is not a user code at all (refused before the database, not counted)."""
 
 
 class TooManyUserCodeAttempts(AuthenticationError):

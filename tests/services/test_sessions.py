@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from authmodels.errors import (
     DPoPBindingMismatch,
+    InvalidInputError,
     InvalidTokenError,
     RefreshTokenReused,
     SessionExpiredError,
@@ -87,7 +88,7 @@ def test_refresh_token_never_outlives_its_session(db: Session, user: User) -> No
 
 def test_create_session_refuses_a_non_positive_ttl(db: Session, user: User) -> None:
     before = snapshot(db)
-    with pytest.raises(ValueError, match="ttl must be positive"):
+    with pytest.raises(InvalidInputError, match="ttl must be above 0"):
         sessions.create_session(db, user, ttl=timedelta(0))
     assert snapshot(db) == before
 
@@ -124,7 +125,7 @@ def test_unknown_session_token_is_invalid(db: Session, user: User) -> None:
     sessions.create_session(db, user, ttl=TTL)
     before = snapshot(db)
     for presented in ("no-such-token", "", "x" * 10_000, "\udcff"):
-        with pytest.raises(InvalidTokenError, match=r"not valid|not one this server issued"):
+        with pytest.raises(InvalidTokenError, match=r"not valid|not a token"):
             sessions.validate_session(db, presented)
     assert snapshot(db) == before
 

@@ -32,9 +32,19 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from authmodels.errors import AuthModelsError, InvalidInputError, InvalidTokenError
+from authmodels.models.dpop import MAX_JKT_LENGTH
 
 #: Longest token, code or key accepted for a lookup (a ``new_token`` is 43 characters).
 MAX_PRESENTED_LENGTH = 512
+#: A JWK thumbprint as the flows store it in ``dpop_jkt`` (RFC 7638: base64url, 43 characters
+#: for SHA-256; ``auth.dpop_jtis`` bounds it at 128).
+JKT_PATTERN = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_JKT_LENGTH}}}")
+#: Longest ``User-Agent`` hashed (web servers commonly cap a header line at 8 KiB).
+MAX_USER_AGENT_LENGTH = 8192
+#: Longest OAuth ``client_id`` stored with a token or a device request.
+MAX_CLIENT_ID_LENGTH = 255
+#: Longest space-separated ``scope`` stored with a token or a device request.
+MAX_SCOPE_LENGTH = 2000
 
 
 def clean_text_problem(value: str) -> str | None:
@@ -52,7 +62,7 @@ def text(
     value: object,
     field: str,
     *,
-    max_length: int,
+    max_length: int | None = None,
     min_length: int = 1,
     pattern: re.Pattern[str] | None = None,
     form: str | None = None,
@@ -62,8 +72,9 @@ def text(
     Args:
         value: the argument.
         field: its name, for the message.
-        max_length: most characters accepted (a column's CHECK, or the documented limit).
-        min_length: fewest characters accepted (1: not empty).
+        max_length: most characters accepted (a column's CHECK, or the documented limit); None
+            when ``pattern`` bounds the length itself.
+        min_length: fewest characters accepted (1: not empty; with ``max_length``).
         pattern: the whole value must match it (the pattern of the column's CHECK).
         form: how the accepted form is described in the message (with ``pattern``).
 
@@ -75,7 +86,7 @@ def text(
         raise InvalidInputError(
             f"{field} must be a string, not {type(value).__name__}", field=field
         )
-    if not min_length <= len(value) <= max_length:
+    if max_length is not None and not min_length <= len(value) <= max_length:
         bounds = f"at most {max_length}" if min_length <= 0 else f"{min_length} to {max_length}"
         raise InvalidInputError(
             f"{field} must be {bounds} characters long, not {len(value)}", field=field
@@ -120,12 +131,37 @@ def texts(
     ]
 
 
+def jkt(value: object, field: str = "dpop_jkt") -> str | None:
+    """None, or ``value`` if it has the form of a JWK thumbprint (``DPoPProof.jkt``).
+
+    Raises:
+        InvalidInputError: otherwise.
+    """
+    return optional_text(
+        value,
+        field,
+        max_length=MAX_JKT_LENGTH,
+        pattern=JKT_PATTERN,
+        form="a JWK thumbprint (RFC 7638, base64url): pass the verified proof's jkt",
+    )
+
+
+def user_agent(value: object) -> str | None:
+    """None, or a ``User-Agent`` value that can be hashed (any text up to 8 KiB of characters).
+
+    Raises:
+        InvalidInputError: not text, too long, or not valid Unicode.
+    """
+    return optional_text(value, "user_agent", min_length=0, max_length=MAX_USER_AGENT_LENGTH)
+
+
 def presented(
     value: object,
     what: str,
     *,
     error: type[AuthModelsError] = InvalidTokenError,
     max_length: int = MAX_PRESENTED_LENGTH,
+    hint: str = "",
 ) -> str:
     """``value`` if it can be a credential at all (a token, a code, a key); otherwise the flow's
     refusal, before any query runs.
@@ -135,6 +171,7 @@ def presented(
         what: its name in the message ("session token", "API key"...).
         error: the refusal to raise (the flow's "does not match" error).
         max_length: longest accepted.
+        hint: appended to the message (``": sign in again"``).
 
     Raises:
         InvalidTokenError: (or ``error``) not a non-empty string of at most ``max_length``
@@ -145,7 +182,7 @@ def presented(
         or not 0 < len(value) <= max_length
         or clean_text_problem(value) is not None
     ):
-        raise error(f"the {what} is not one this server issued")
+        raise error(f"the {what} is not valid{hint}")
     return value
 
 

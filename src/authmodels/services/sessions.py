@@ -155,13 +155,16 @@ def create_session(
         The session row and the raw session and refresh tokens.
 
     Raises:
-        ValueError: ``ttl`` is not positive.
+        InvalidInputError: ``ttl`` is not a positive timedelta (at most ten years), ``user`` is
+            not a user or an id, ``user_agent`` is not text of at most 8,192 characters, or
+            ``dpop_jkt`` is not a JWK thumbprint.
         InvalidIPAddressError: ``ip`` is not an IP address.
     """
-    if ttl <= timedelta(0):
-        raise ValueError(f"a session's ttl must be positive, not {ttl}")
-    settings = settings_for(db)
+    _inputs.duration(ttl, "ttl")
     user_id = user_id_of(user)
+    _inputs.user_agent(user_agent)
+    _inputs.jkt(dpop_jkt)
+    settings = settings_for(db)
     session_token, refresh_token = new_token(), new_token()
     values: dict[str, Any] = {
         "user_id": user_id,
@@ -249,8 +252,10 @@ def validate_session(db: Session, token: str, *, dpop_jkt: str | None = None) ->
         SessionIdleTimeoutError: no request for longer than ``FlowSettings.session_idle_timeout``.
         DPoPBindingMismatch: the session is bound to a DPoP key and the request's proof is
             missing or made with another key (audited and committed).
+        InvalidInputError: ``dpop_jkt`` is not a JWK thumbprint.
     """
-    _inputs.presented(token, "session token")
+    _inputs.presented(token, "session token", hint=": sign in again")
+    _inputs.jkt(dpop_jkt)
     settings = settings_for(db)
     row = _LOOKUP_SESSION.first(
         db,
@@ -305,8 +310,11 @@ def touch(db: Session, session: SessionModel | uuid.UUID) -> bool:
 
     Returns:
         True if the session is live and was touched; False if it is revoked, expired or unknown.
+
+    Raises:
+        InvalidInputError: ``session`` is neither a session row nor an id.
     """
-    session_id = session if isinstance(session, uuid.UUID) else session.id
+    session_id = _inputs.row_id(session, "session", SessionModel)
     touched = db.execute(_TOUCH, {"id": session_id}).scalar_one_or_none()
     if touched is not None and isinstance(session, SessionModel):
         set_committed_value(session, "last_activity_at", touched)
@@ -426,8 +434,10 @@ def rotate_refresh_token(
         TokenExpiredError: the token's lifetime ended.
         SessionExpiredError: its session ended.
         RefreshTokenReused: the token was already exchanged, outside the grace window.
+        InvalidInputError: ``dpop_jkt`` is not a JWK thumbprint.
     """
-    _inputs.presented(refresh_token, "refresh token")
+    _inputs.presented(refresh_token, "refresh token", hint=": sign in again")
+    _inputs.jkt(dpop_jkt)
     settings = settings_for(db)
     lookup = token_lookup_params(settings.hasher, refresh_token)
     for _ in range(2):  # a second pass only if the token changed between the two statements
@@ -566,6 +576,9 @@ def _refuse_dpop(
 
 # --- revoke ----------------------------------------------------------------------------------
 
+#: Longest revocation ``reason`` (kept in ``sessions.revoked_reason`` and the audit entry).
+MAX_REASON_LENGTH = 200
+
 # In the lock order: the refresh tokens, then the sessions, then the access tokens.
 _REVOKE_REFRESH_TOKENS = text(
     """
@@ -628,8 +641,13 @@ def revoke_session(
     Returns:
         True if the session was live and is now revoked; False if it already was revoked or
         does not exist.
+
+    Raises:
+        InvalidInputError: ``session`` is neither a session row nor an id, or ``reason`` is not
+            text of 1 to 200 characters.
     """
-    session_id = session if isinstance(session, uuid.UUID) else session.id
+    session_id = _inputs.row_id(session, "session", SessionModel)
+    _inputs.text(reason, "reason", max_length=MAX_REASON_LENGTH)
     revoked = _revoke_sessions(db, session_id=session_id, reason=reason)
     if not revoked:
         return False
@@ -668,12 +686,17 @@ def revoke_all_sessions(
 
     Returns:
         How many sessions were revoked.
+
+    Raises:
+        InvalidInputError: ``user`` or ``except_session`` is neither a row nor an id, or
+            ``reason`` is not text of 1 to 200 characters.
     """
     user_id = user_id_of(user)
+    _inputs.text(reason, "reason", max_length=MAX_REASON_LENGTH)
     keep = (
         []
         if except_session is None
-        else [except_session if isinstance(except_session, uuid.UUID) else except_session.id]
+        else [_inputs.row_id(except_session, "except_session", SessionModel)]
     )
     ids = list(db.execute(_LIVE_SESSIONS_OF_USER, {"user_id": user_id, "keep": keep}).scalars())
     revoked = _revoke_sessions(db, session_ids=ids, reason=reason) if ids else []
