@@ -12,10 +12,11 @@ import pytest
 from sqlalchemy import or_, select, text
 from sqlalchemy.orm import Session, aliased
 
-from authmodels.errors import InvalidTokenError
+from authmodels.errors import InvalidInputError, InvalidTokenError
 from authmodels.models import (
     DIGEST_SCHEME_LEGACY_SHA256_HEX,
     DIGEST_SCHEME_RAW,
+    AccessToken,
     RefreshToken,
     User,
     token_lookup_clause,
@@ -137,3 +138,9 @@ def test_a_value_that_cannot_be_a_token_is_an_invalid_token(
         token_lookup_params(hasher, raw)  # type: ignore[arg-type]
     with pytest.raises(InvalidTokenError):
         token_lookup_clause(SessionModel, hasher, raw)  # type: ignore[arg-type]
+
+
+def test_a_model_without_a_digest_scheme_is_refused(hasher: TokenHasher) -> None:
+    """Access tokens have one scheme only: look them up with ``hasher.candidates``."""
+    with pytest.raises(InvalidInputError, match="has no token_hash and digest_scheme"):
+        token_lookup_clause(AccessToken, hasher, RAW)

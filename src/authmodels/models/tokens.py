@@ -21,7 +21,7 @@ import hashlib
 import uuid
 from datetime import datetime
 from ipaddress import IPv4Address, IPv6Address
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import (
     BindParameter,
@@ -48,7 +48,7 @@ from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.orm import Mapped, QueryableAttribute, mapped_column
 from sqlalchemy.types import TypeEngine
 
-from authmodels.errors import InvalidTokenError
+from authmodels.errors import InvalidInputError, InvalidTokenError
 from authmodels.models.base import Base, session_reference, uuid_pk
 from authmodels.security.hashing import TokenHasher
 
@@ -56,13 +56,6 @@ from authmodels.security.hashing import TokenHasher
 DIGEST_SCHEME_RAW = 1
 #: ``digest_scheme`` of a keyed digest of the legacy ``sha256(raw).hexdigest()`` (converted rows).
 DIGEST_SCHEME_LEGACY_SHA256_HEX = 2
-
-
-class _DigestedTokens(Protocol):
-    """A mapped class (or alias) whose rows hold a token digest in both schemes."""
-
-    token_hash: QueryableAttribute[bytes]
-    digest_scheme: QueryableAttribute[int]
 
 
 def token_lookup_params(hasher: TokenHasher, raw: str) -> dict[str, list[bytes]]:
@@ -108,9 +101,7 @@ _CANDIDATES_TYPE: TypeEngine[Any] = ARRAY(LargeBinary)
 _NAMED_PARAMS = PGDialect(paramstyle="named")  # type: ignore[no-untyped-call]
 
 
-def token_lookup_clause(
-    model: _DigestedTokens, hasher: TokenHasher, raw: str
-) -> ColumnElement[bool]:
+def token_lookup_clause(model: type[Base], hasher: TokenHasher, raw: str) -> ColumnElement[bool]:
     """The WHERE clause that finds the row of the presented token ``raw`` (ORM)::
 
         session = db.execute(
@@ -128,11 +119,20 @@ def token_lookup_clause(
 
     Raises:
         InvalidTokenError: ``raw`` cannot be a token (see :func:`token_lookup_params`).
+        InvalidInputError: ``model`` has no ``token_hash`` and ``digest_scheme`` columns.
     """
+    token_hash = getattr(model, "token_hash", None)
+    digest_scheme = getattr(model, "digest_scheme", None)
+    if token_hash is None or digest_scheme is None:
+        raise InvalidInputError(
+            f"{getattr(model, '__name__', model)!s} has no token_hash and digest_scheme: pass "
+            "Session, RefreshToken, PasswordResetToken or EmailVerificationToken (or an alias)",
+            field="model",
+        )
     params = token_lookup_params(hasher, raw)
     return _lookup_condition(
-        model.token_hash,
-        model.digest_scheme,
+        token_hash,
+        digest_scheme,
         bindparam("candidates", params["candidates"], _CANDIDATES_TYPE, unique=True),
         bindparam("raw_candidates", params["raw_candidates"], _CANDIDATES_TYPE, unique=True),
     )
