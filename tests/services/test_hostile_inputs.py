@@ -7,6 +7,7 @@ function generically; these are the named cases, each with the error a caller ge
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import uuid
 from collections.abc import Callable, Iterator
@@ -16,6 +17,10 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from hypothesis import HealthCheck, example, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 from webauthn.authentication.verify_authentication_response import VerifiedAuthentication
 from webauthn.helpers.structs import (
@@ -808,3 +813,144 @@ def test_a_hostile_argument_gets_a_typed_error_and_writes_nothing(
 def world(db: Session, settings: FlowSettings) -> World:
     """Valid rows, made on first use, with cheap Argon2 parameters."""
     return World(use_settings(db, settings.replace(password_hasher=TEST_PASSWORD_HASHER)))
+
+
+# --- the Python checks agree with the CHECK constraints ----------------------------------------
+
+#: (service call with the value, the argument, the table and CHECK constraint that bound it)
+CHECKED: list[tuple[str, Callable[[World, str], object], str, str]] = [
+    (
+        "purpose",
+        lambda w, v: step_up.issue(w.db, w.user, ttl=HOUR / 4, purpose=v),
+        "step_up_tokens",
+        "ck_step_up_tokens_purpose_format",
+    ),
+    (
+        "provider",
+        lambda w, v: oauth.store_tokens(
+            w.db, w.user, provider=v, provider_user_id="1", access_token="t"
+        ),
+        "oauth_connections",
+        "ck_oauth_connections_provider_format",
+    ),
+    (
+        "provider_user_id",
+        lambda w, v: oauth.store_tokens(
+            w.db, w.user, provider="github", provider_user_id=v, access_token="t"
+        ),
+        "oauth_connections",
+        "ck_oauth_connections_provider_user_id_length",
+    ),
+    (
+        "picture_url",
+        lambda w, v: oauth.store_tokens(
+            w.db, w.user, provider="github", provider_user_id="1", access_token="t", picture_url=v
+        ),
+        "oauth_connections",
+        "ck_oauth_connections_picture_url_length",
+    ),
+    (
+        "name",
+        lambda w, v: api_keys.create(w.db, w.user, name=v),
+        "api_keys",
+        "ck_api_keys_name_length",
+    ),
+    (
+        "device_id",
+        lambda w, v: e2ee.register_device_key(
+            w.db, w.user, device_id=v, public_key=w.key_pair[1], private_key=w.key_pair[0]
+        ),
+        "device_keys",
+        "ck_device_keys_device_id_length",
+    ),
+    (
+        "action",
+        lambda w, v: audit.record(w.db, "sensitive_action", user_id=w.user.id, action=v),
+        "audit_logs",
+        "ck_audit_logs_action_length",
+    ),
+    (
+        "correlation_id",
+        lambda w, v: audit.record(w.db, "login", user_id=w.user.id, correlation_id=v),
+        "audit_logs",
+        "ck_audit_logs_correlation_id_length",
+    ),
+]
+
+_CHECK_DEFINITION = text(
+    "SELECT pg_get_constraintdef(oid) FROM pg_constraint "
+    "WHERE conname = :name AND conrelid = CAST(:table AS regclass)"
+)
+# storable text (no NUL, no unpaired surrogate), around the bounds the constraints set
+_EDGE = "aAzZ09_.:-/ \n\t\u00e9\u212a\u0131\U0001f600"
+_BOUNDS = sorted({b + d for b in (1, 50, 64, 100, 200, 255, 500, 1024) for d in (-1, 0, 1)})
+_VALID = ["admin.role_change", "github", "a", "ci key", "phone"]
+storable = st.one_of(
+    st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=70),
+    st.text(st.sampled_from(_EDGE), max_size=70),
+    st.builds(
+        lambda c, n: c * n, st.sampled_from(["a", "\u00e9", "\U0001f600"]), st.sampled_from(_BOUNDS)
+    ),
+    st.builds(
+        lambda base, at, ch: base[:at] + ch + base[at:],
+        st.sampled_from(_VALID),
+        st.integers(0, 20),
+        st.sampled_from(_EDGE),
+    ),
+)
+
+
+def _examples(test: Callable[..., None]) -> Callable[..., None]:
+    for value in reversed(_EXAMPLES):
+        test = example(value=value)(test)
+    return test
+
+
+#: Values every run tries: the bounds of each constraint, multi-byte characters (lengths are
+#: characters, not bytes), and the trailing newline a '$' anchor in Python would let through.
+_EXAMPLES = [
+    "", "a", "A", "a\n", "\na", "github\n", "admin.role_change\n",
+    *("a" * n for n in (50, 51, 64, 65, 100, 101, 200, 201, 255, 256, 1024, 1025)),
+    "\u00e9" * 255, "\u00e9" * 256, "\U0001f600" * 100, "\U0001f600" * 101,
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("field", "call", "table", "constraint"), CHECKED, ids=[c[0] for c in CHECKED]
+)
+@hypothesis_settings(
+    max_examples=max(20, hypothesis_settings.default.max_examples // 2),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(value=storable)
+@_examples
+def test_a_value_is_accepted_by_python_exactly_when_its_check_constraint_accepts_it(
+    world: World,
+    field: str,
+    call: Callable[[World, str], object],
+    table: str,
+    constraint: str,
+    value: str,
+) -> None:
+    """The validator and the constraint read at head (not restated here) agree on every value:
+    what Python lets through is stored, what it refuses the table would have refused."""
+    db = world.db
+    world.prepare()
+    definition = db.execute(_CHECK_DEFINITION, {"name": constraint, "table": f"auth.{table}"})
+    expression = definition.scalar_one().removeprefix("CHECK ")
+    column = re.compile(rf"\b{field}\b")
+    assert column.search(expression), expression
+    stored = db.execute(
+        text("SELECT " + column.sub("CAST(:value AS text)", expression)), {"value": value}
+    ).scalar_one()
+    savepoint = db.begin_nested()
+    try:
+        call(world, value)
+        accepted = True
+    except InvalidInputError as refused:
+        assert refused.field == field
+        accepted = False
+    finally:
+        savepoint.rollback()
+    assert accepted is (stored is not False), f"{value!r}: python {accepted}, {constraint} {stored}"

@@ -233,7 +233,9 @@ def store_tokens(
     _inputs.optional_text(scopes, "scopes", max_length=_inputs.MAX_SCOPE_LENGTH)
     _inputs.optional_text(email, "email", max_length=MAX_EMAIL_LENGTH)
     _inputs.optional_text(name, "name", max_length=MAX_NAME_LENGTH)
-    _inputs.optional_text(picture_url, "picture_url", max_length=MAX_PICTURE_URL_LENGTH)
+    _inputs.optional_text(
+        picture_url, "picture_url", min_length=0, max_length=MAX_PICTURE_URL_LENGTH
+    )
     raw_json = (
         None
         if raw_data is None
