@@ -341,7 +341,8 @@ STRATEGIES: dict[str, st.SearchStrategy[Any]] = {
 def hostile(data: st.DataObject, target: Target, valid: Any) -> Any:
     """A hostile value for ``target``; sometimes the valid value with hostile characters."""
     if isinstance(valid, str) and data.draw(st.booleans(), label="splice"):
-        at = data.draw(st.integers(0, len(valid)), label="at")
+        # a position drawn independently of the valid value, whose length may vary
+        at = data.draw(st.integers(0, 1 << 16), label="at") % (len(valid) + 1)
         return (
             valid[:at] + data.draw(st.sampled_from(HOSTILE_CHARACTERS), label="char") + valid[at:]
         )
