@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from authmodels.errors import (
     DPoPBindingMismatch,
+    InvalidInputError,
     InvalidTokenError,
     RefreshTokenReused,
     SessionExpiredError,
@@ -22,7 +23,7 @@ from authmodels.errors import (
     TokenExpiredError,
     TokenRevokedError,
 )
-from authmodels.models import User
+from authmodels.models import User, token_lookup_params
 from authmodels.security.privacy import PrivacyHasher
 from authmodels.services import FlowSettings, sessions, tokens, use_settings
 from authmodels.testing.factories import UserFactory
@@ -90,7 +91,7 @@ def test_refresh_token_never_outlives_its_session(db: Session, user: User) -> No
 
 def test_create_session_refuses_a_non_positive_ttl(db: Session, user: User) -> None:
     before = snapshot(db)
-    with pytest.raises(ValueError, match="ttl must be positive"):
+    with pytest.raises(InvalidInputError, match="ttl must be above 0"):
         sessions.create_session(db, user, ttl=timedelta(0))
     assert snapshot(db) == before
 
@@ -590,8 +591,6 @@ def test_validated_session_is_persistent_unmodified_and_refreshed_on_each_valida
 def test_token_lookups_are_served_by_the_token_hash_indexes(
     db: Session, user: User, settings: FlowSettings, statement: str, index: str
 ) -> None:
-    from authmodels.services._digests import lookup_params
-
     # a few thousand sessions with a refresh token each, and statistics, for a realistic plan
     db.execute(
         text(
@@ -612,7 +611,7 @@ def test_token_lookups_are_served_by_the_token_hash_indexes(
     db.execute(text("ANALYZE auth.sessions"))
     db.execute(text("ANALYZE auth.refresh_tokens"))
     params = {
-        **lookup_params(settings.hasher, "some-token"),
+        **token_lookup_params(settings.hasher, "some-token"),
         "idle": timedelta(minutes=30),
         "touch": timedelta(minutes=1),
         "grace": timedelta(seconds=15),

@@ -62,6 +62,10 @@ FLOW_AUDIT_EVENT_TYPES = (
 )
 #: Outcomes of an audited event.
 AUDIT_EVENT_STATUSES = tuple(status.value for status in AuditEventStatus)
+#: Longest ``action`` (``ck_audit_logs_action_length``: 1 to this many characters).
+MAX_ACTION_LENGTH = 100
+#: Longest ``correlation_id`` (``ck_audit_logs_correlation_id_length``: 1 to this many).
+MAX_CORRELATION_ID_LENGTH = 200
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -88,9 +92,12 @@ class AuditLog(Base):
         CheckConstraint(
             _in("event_type", AUDIT_EVENT_TYPES + FLOW_AUDIT_EVENT_TYPES), name="event_type_known"
         ),
-        CheckConstraint("char_length(action) BETWEEN 1 AND 100", name="action_length"),
         CheckConstraint(
-            "char_length(correlation_id) BETWEEN 1 AND 200", name="correlation_id_length"
+            f"char_length(action) BETWEEN 1 AND {MAX_ACTION_LENGTH}", name="action_length"
+        ),
+        CheckConstraint(
+            f"char_length(correlation_id) BETWEEN 1 AND {MAX_CORRELATION_ID_LENGTH}",
+            name="correlation_id_length",
         ),
         CheckConstraint(
             "event_type <> 'sensitive_action' OR action IS NOT NULL", name="sensitive_action_named"

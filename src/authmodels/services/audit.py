@@ -19,8 +19,20 @@ from typing import Any
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
-from authmodels.models.audit import AuditLog
+from authmodels.errors import InvalidInputError
+from authmodels.models.audit import (
+    AUDIT_EVENT_STATUSES,
+    AUDIT_EVENT_TYPES,
+    FLOW_AUDIT_EVENT_TYPES,
+    MAX_ACTION_LENGTH,
+    MAX_CORRELATION_ID_LENGTH,
+    AuditLog,
+)
+from authmodels.services import _inputs
 from authmodels.services.settings import settings_for
+
+#: The event types ``ck_audit_logs_event_type_known`` accepts.
+_EVENT_TYPES = frozenset(AUDIT_EVENT_TYPES + FLOW_AUDIT_EVENT_TYPES)
 
 __all__ = ["record"]
 
@@ -58,7 +70,36 @@ def record(
     Raises:
         InvalidIPAddressError: ``ip`` is not an IPv4 or IPv6 address (nothing is written).
         MissingKeyError: ``ip`` or ``user_agent`` is given and no key ring is configured.
+        InvalidInputError: ``event_type`` or ``status`` is not one of the accepted values,
+            ``action`` not text of 1 to 100 characters (or missing for ``sensitive_action``),
+            ``correlation_id`` not text of 1 to 200, ``details`` not a JSON object ``jsonb``
+            can hold, an id not a UUID, or ``user_agent`` not text of at most 8,192
+            characters (nothing is written).
     """
+    if not isinstance(event_type, str) or event_type not in _EVENT_TYPES:
+        raise InvalidInputError(
+            f"event_type {str(event_type)[:64]!r} is not an audit event type "
+            "(authmodels.models.audit.AUDIT_EVENT_TYPES, FLOW_AUDIT_EVENT_TYPES)",
+            field="event_type",
+        )
+    if status not in AUDIT_EVENT_STATUSES:
+        raise InvalidInputError(
+            f"status must be one of {', '.join(AUDIT_EVENT_STATUSES)}, not {str(status)[:40]!r}",
+            field="status",
+        )
+    for name, value in (
+        ("user_id", user_id),
+        ("actor_user_id", actor_user_id),
+        ("target_user_id", target_user_id),
+    ):
+        _inputs.optional_identifier(value, name)
+    _inputs.optional_text(action, "action", max_length=MAX_ACTION_LENGTH)
+    if event_type == "sensitive_action" and action is None:
+        raise InvalidInputError("a sensitive_action entry must name its action", field="action")
+    _inputs.optional_text(correlation_id, "correlation_id", max_length=MAX_CORRELATION_ID_LENGTH)
+    if details is not None:
+        _inputs.json_object(details, "details")
+    _inputs.user_agent(user_agent)
     privacy = settings_for(db).privacy if ip is not None or user_agent is not None else None
     db.execute(
         insert(AuditLog).values(

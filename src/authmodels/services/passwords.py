@@ -51,10 +51,11 @@ from authmodels.errors import (
     InvalidCredentialsError,
     PasswordReusedError,
 )
+from authmodels.locking import RowNotFoundError
 from authmodels.models.enums import LoginAttemptResult
 from authmodels.models.users import MAX_FAILED_LOGIN_ATTEMPTS, User
 from authmodels.security.passwords import is_usable
-from authmodels.services import audit
+from authmodels.services import _inputs, audit
 from authmodels.services.sessions import revoke_all_sessions
 from authmodels.services.settings import settings_for
 from authmodels.services.tokens import user_id_of
@@ -63,6 +64,13 @@ __all__ = ["DEFAULT_HISTORY", "authenticate", "normalize_email", "set_password"]
 
 #: Former passwords refused by :func:`set_password` (besides the current one).
 DEFAULT_HISTORY = 5
+#: Most former passwords :func:`set_password` checks (each costs one Argon2 verification; 24 is
+#: the largest password history Windows enforces).
+MAX_HISTORY = 24
+#: Longest password accepted (Argon2 takes any length; this bounds the work one request causes).
+MAX_PASSWORD_LENGTH = 4096
+#: Longest e-mail address (RFC 5321: 64 octets of local part, "@", 255 of domain).
+MAX_EMAIL_LENGTH = 320
 
 # --- set_password --------------------------------------------------------------------------
 
@@ -117,13 +125,19 @@ def set_password(
     Raises:
         PasswordReusedError: the password is the current one or one of the last ``history``
             (nothing is written).
-        ValueError: ``history`` is negative.
+        RowNotFoundError: no user has this id (or it is not visible to this transaction).
+        InvalidInputError: ``new_password`` is not text of 1 to 4,096 characters (NUL and
+            unpaired surrogates refused), ``history`` not an integer from 0 to 24, ``user`` not
+            a user or an id, ``except_session`` not a UUID.
     """
-    if history < 0:
-        raise ValueError(f"history must not be negative, not {history}")
-    hasher = settings_for(db).password_hasher
+    _inputs.text(new_password, "new_password", max_length=MAX_PASSWORD_LENGTH)
+    _inputs.integer(history, "history", minimum=0, maximum=MAX_HISTORY)
     user_id = user_id_of(user)
-    current = db.execute(_LOCK_USER, {"id": user_id}).scalar_one()
+    _inputs.optional_identifier(except_session, "except_session")
+    hasher = settings_for(db).password_hasher
+    current = db.execute(_LOCK_USER, {"id": user_id}).scalar_one_or_none()
+    if current is None:
+        raise RowNotFoundError(f"User {user_id} does not exist: nothing was changed")
     former = list(db.execute(_RECENT_HASHES, {"id": user_id, "n": history}).scalars())
 
     for stored in [current, *former]:
@@ -231,7 +245,25 @@ def authenticate(
             message does not say which).
         AccountLockedError: too many failed logins; ``locked_until`` says until when.
         AccountDeletedError: the account was deleted.
+
+    An ``email`` or ``password`` that no account can have (not text, empty, too long: 320 and
+    4,096 characters; a NUL or an unpaired surrogate) is refused with
+    :class:`~authmodels.errors.InvalidCredentialsError` before the database is touched: it is
+    not counted, and nothing is written. A ``user_agent`` that is not text of at most 8,192
+    characters raises :class:`~authmodels.errors.InvalidInputError`, an ``ip`` that is not an
+    address :class:`~authmodels.errors.InvalidIPAddressError`, also before the database.
     """
+    _inputs.presented(
+        email,
+        "e-mail address",
+        error=InvalidCredentialsError,
+        max_length=MAX_EMAIL_LENGTH,
+        hint=": check the address",
+    )
+    _inputs.presented(
+        password, "password", error=InvalidCredentialsError, max_length=MAX_PASSWORD_LENGTH
+    )
+    _inputs.user_agent(user_agent)
     settings = settings_for(db)
     hasher = settings.password_hasher
     identifier = normalize_email(email)
