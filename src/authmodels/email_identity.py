@@ -26,7 +26,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, text
 
-from authmodels.errors import EmailConflictError, EmailConflictResolutionError
+from authmodels.errors import EmailConflictError, EmailConflictResolutionError, InvalidInputError
 
 __all__ = [
     "RESOLVE_COMMAND",
@@ -47,6 +47,8 @@ QUARANTINE_REVISION = "0023_email_identity"
 #: The domain of :func:`conflict_address`: ``.invalid`` is reserved (RFC 2606, RFC 6761), so no
 #: mail is ever delivered there.
 CONFLICT_DOMAIN = "email-conflict.invalid"
+#: Longest e-mail address (RFC 5321: 64 octets of local part, "@", 255 of domain).
+MAX_EMAIL_LENGTH = 320
 #: How many accounts an error message lists.
 LISTED = 20
 
@@ -56,8 +58,30 @@ def normalize_email(email: str) -> str:
 
     The same as ``lower(email)`` in SQL for every address the schema accepts, which is what
     ``uq_users_email_identity`` indexes.
+
+    Raises:
+        InvalidInputError: ``email`` is not text of 1 to 320 characters without NUL or an
+            unpaired surrogate.
     """
+    if (
+        not isinstance(email, str)
+        or not 0 < len(email) <= MAX_EMAIL_LENGTH
+        or "\x00" in email
+        or (not email.isascii() and _has_lone_surrogate(email))
+    ):
+        raise InvalidInputError(
+            f"an e-mail address is text of 1 to {MAX_EMAIL_LENGTH} characters: check the address",
+            field="email",
+        )
     return email.strip().lower()
+
+
+def _has_lone_surrogate(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def conflict_address(user_id: uuid.UUID) -> str:

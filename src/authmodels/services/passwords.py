@@ -44,7 +44,7 @@ from ipaddress import IPv4Address, IPv6Address
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from authmodels.email_identity import normalize_email
+from authmodels.email_identity import MAX_EMAIL_LENGTH, normalize_email
 from authmodels.errors import (
     AccountDeletedError,
     AccountLockedError,
@@ -69,8 +69,6 @@ DEFAULT_HISTORY = 5
 MAX_HISTORY = 24
 #: Longest password accepted (Argon2 takes any length; this bounds the work one request causes).
 MAX_PASSWORD_LENGTH = 4096
-#: Longest e-mail address (RFC 5321: 64 octets of local part, "@", 255 of domain).
-MAX_EMAIL_LENGTH = 320
 
 # --- set_password --------------------------------------------------------------------------
 
