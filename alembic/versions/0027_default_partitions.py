@@ -21,11 +21,14 @@ What it creates:
   ``auth.prepare_month_partition`` (a table shaped like a partition, not yet attached, with a
   CHECK of its month), ``auth.copy_month_rows`` (copies the month's rows from the default partition
   into it, in batches, while they stay where they are and readers still see them) and
-  ``auth.attach_month_partition`` (one short transaction: the copy is made to match the default's
-  rows exactly, they leave the default partition, and the table is attached).
-  ``auth.ensure_monthly_partitions`` keeps its signature and result; it creates every month by
-  ``ATTACH`` now (``SHARE UPDATE EXCLUSIVE`` on the parent) instead of ``CREATE TABLE ...
-  PARTITION OF`` (``ACCESS EXCLUSIVE``).
+  ``auth.attach_month_partition`` (one transaction: the copy is made to match the default's rows
+  without blocking anyone; then, while writes to the log wait -- ``SHARE ROW EXCLUSIVE`` on the
+  parent, since an INSERT routed to the default partition before the ATTACH would be refused
+  after it -- the rows written since are carried over, they leave the default partition, and the
+  table is attached). ``auth.ensure_monthly_partitions`` keeps its signature and result; it
+  creates every month by ``ATTACH`` now instead of ``CREATE TABLE ... PARTITION OF`` (``ACCESS
+  EXCLUSIVE`` on the parent). The lock cost is measured by
+  ``benchmarks/bench_default_partition.py`` (figures on the docs page).
 - ``auth.purge_expired_data()`` also removes one batch of expired rows from each default
   partition per call (archived like the rest of ``audit_logs``), with the row policies, before
   any month is dropped.
@@ -37,8 +40,9 @@ month in one short transaction instead, as the SQL purge already does.
 Downgrade: the rows of each default partition go to their month partitions first (created by the
 same split, which stay), then the default partitions are dropped and 0015's
 ``ensure_monthly_partitions`` and 0020's ``purge_expired_data`` come back. A row whose month
-cannot have a partition (a timestamp outside the years 1 to 9999) stops the downgrade, which
-names the table: nothing is lost. Rows for a month without partition are refused again after it.
+cannot have a partition (a timestamp outside the years 1 to 9999, or the month of a detached
+partition the purge has not dropped yet) stops the downgrade before anything is dropped, naming
+the table: nothing is lost. Rows for a month without partition are refused again after it.
 
 See docs/phases/0027-default-partitions.md.
 """
@@ -264,6 +268,10 @@ BEGIN
     USING month::timestamp AT TIME ZONE 'UTC',
           (month + interval '1 month')::timestamp AT TIME ZONE 'UTC', batch_limit;
     GET DIAGNOSTICS copied = ROW_COUNT;
+    IF batch_limit IS NULL OR copied < batch_limit THEN
+        -- caught up: statistics for the plans of attach_month_partition
+        EXECUTE format('ANALYZE %s', part);
+    END IF;
     RETURN copied;
 END
 $$
@@ -284,6 +292,9 @@ DECLARE
     d_columns text;
     n_columns text;
     columns text;
+    horizon xid;
+    in_default bigint;
+    in_copy bigint;
     moved bigint := 0;
     saved_lock_timeout text := current_setting('lock_timeout');
 BEGIN
@@ -298,24 +309,20 @@ BEGIN
         RAISE EXCEPTION '% is not a table partitioned by range of a column', parent;
     END IF;
     PERFORM pg_advisory_xact_lock(parent::oid::bigint);
+    month := date_trunc('month', month);
+    qualified := format('%I.%I', parent_schema, auth.month_partition_name(parent, month));
+    IF EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = to_regclass(qualified)) THEN
+        RETURN NULL;  -- the month has its partition already
+    END IF;
     -- Every lock request of this transaction gives up after half of deadlock_timeout: in a lock
     -- cycle with an application transaction (one that updated users, then writes to the log),
     -- this one gives way and is retried, never the application's.
     PERFORM set_config('lock_timeout', (extract(epoch FROM least(interval '2s',
         current_setting('deadlock_timeout')::interval / 2)) * 1000)::integer || 'ms', true);
-    -- Writes to the parent wait until the commit (SHARE ROW EXCLUSIVE; reads go on). An INSERT
-    -- routes its row by the partitions it saw when it started: a row routed to the default
-    -- partition before the ATTACH below and written after it would be refused ("violates
-    -- partition constraint"), so no write may start before this transaction ends. The parent
-    -- first, then the default partition: the order DETACH PARTITION takes them in, so that a
-    -- purge dropping a month cannot deadlock with a split.
-    month := date_trunc('month', month);
-    qualified := format('%I.%I', parent_schema, auth.month_partition_name(parent, month));
-    IF EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = to_regclass(qualified)) THEN
-        PERFORM set_config('lock_timeout', saved_lock_timeout, true);
-        RETURN NULL;  -- the month has its partition already
-    END IF;
-    EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', parent);
+    -- The parent first (SHARE UPDATE EXCLUSIVE: its reads and writes go on), then the default
+    -- partition: the order DETACH PARTITION takes them in, so a purge dropping a month cannot
+    -- deadlock with a split.
+    EXECUTE format('LOCK TABLE %s IN SHARE UPDATE EXCLUSIVE MODE', parent);
     part := auth.prepare_month_partition(parent, month);
     lower_bound := month::timestamp AT TIME ZONE 'UTC';
     upper_bound := (month + interval '1 month')::timestamp AT TIME ZONE 'UTC';
@@ -325,11 +332,11 @@ BEGIN
                string_agg('n.' || quote_ident(attname), ', ' ORDER BY attnum)
           INTO columns, d_columns, n_columns
           FROM pg_attribute WHERE attrelid = parent AND attnum > 0 AND NOT attisdropped;
-        -- EXCLUSIVE: writes to the default partition by its own name (the purge's batches) wait
-        -- too; reads go on until the ATTACH, which takes ACCESS EXCLUSIVE for its scan.
-        EXECUTE format('LOCK TABLE %s IN EXCLUSIVE MODE', default_part);
-        -- the copy holds exactly the default partition's rows of the month: a copied row that
-        -- was since changed or deleted goes, a row missing from the copy is copied
+        -- 1. No lock that blocks anyone: the copy is made to match the default partition's rows
+        -- of the month (a copied row since changed or deleted goes, a missing row is copied).
+        -- Whatever was committed before `horizon` (the oldest transaction still running now)
+        -- is then in the copy as it is in the default partition.
+        horizon := xid(pg_snapshot_xmin(pg_current_snapshot()));
         EXECUTE format(
             'DELETE FROM %1$s n WHERE NOT EXISTS (SELECT 1 FROM %2$s d WHERE d.id = n.id '
             'AND d.%3$I = n.%3$I AND (%4$s) IS NOT DISTINCT FROM (%5$s))',
@@ -339,6 +346,37 @@ BEGIN
             'AND NOT EXISTS (SELECT 1 FROM %1$s n WHERE n.id = d.id AND n.%3$I = d.%3$I)',
             qualified, default_part, key_column, columns)
         USING lower_bound, upper_bound;
+        -- 2. Writes to the parent wait until the commit (SHARE ROW EXCLUSIVE; reads go on). An
+        -- INSERT routes its row by the partitions it saw when it started: a row routed to the
+        -- default partition before the ATTACH below and written after it would be refused
+        -- ("violates partition constraint"), so no write may start before this transaction
+        -- ends. EXCLUSIVE on the default partition: writes to it by its own name (the purge's
+        -- batches) wait too.
+        EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', parent);
+        EXECUTE format('LOCK TABLE %s IN EXCLUSIVE MODE', default_part);
+        -- a row written since the horizon (inserted or updated: its xmin is not older than the
+        -- horizon) replaces its copy
+        EXECUTE format(
+            'DELETE FROM %1$s n USING %2$s d WHERE d.%3$I >= $1 AND d.%3$I < $2 '
+            'AND age(d.xmin) <= age($3) AND n.id = d.id AND n.%3$I = d.%3$I',
+            qualified, default_part, key_column)
+        USING lower_bound, upper_bound, horizon;
+        EXECUTE format(
+            'INSERT INTO %1$s (%4$s) SELECT %4$s FROM %2$s d WHERE %3$I >= $1 AND %3$I < $2 '
+            'AND age(d.xmin) <= age($3)',
+            qualified, default_part, key_column, columns)
+        USING lower_bound, upper_bound, horizon;
+        -- every row of the month is in the copy now; a copy of a row deleted since the horizon
+        -- (or moved to another month) is one too many: the counts tell
+        EXECUTE format('SELECT count(*) FROM %s WHERE %I >= $1 AND %I < $2',
+                       default_part, key_column, key_column)
+           INTO in_default USING lower_bound, upper_bound;
+        EXECUTE format('SELECT count(*) FROM %s', qualified) INTO in_copy;
+        IF in_copy <> in_default THEN
+            EXECUTE format(
+                'DELETE FROM %1$s n WHERE NOT EXISTS (SELECT 1 FROM %2$s d WHERE d.id = n.id '
+                'AND d.%3$I = n.%3$I)', qualified, default_part, key_column);
+        END IF;
         EXECUTE format('DELETE FROM %s WHERE %I >= $1 AND %I < $2',
                        default_part, key_column, key_column)
         USING lower_bound, upper_bound;
@@ -346,9 +384,9 @@ BEGIN
     END IF;
     -- grant_app_role / grant_service_role may have run while the table was not a partition yet
     PERFORM auth.seal_partition(qualified::regclass);
-    -- the default partition is scanned (no row of the month is left), the table is not (its
-    -- CHECK proves the bound); the parent's foreign keys are cloned and checked (SHARE ROW
-    -- EXCLUSIVE on users: its writes wait for this statement)
+    -- the default partition is scanned (no row of the month is left: ACCESS EXCLUSIVE on it,
+    -- reads of it wait), the table is not (its CHECK proves the bound); the parent's foreign
+    -- keys are cloned and checked (SHARE ROW EXCLUSIVE on users: its writes wait)
     EXECUTE format('ALTER TABLE %s ATTACH PARTITION %s FOR VALUES FROM (%L) TO (%L)',
                    parent, qualified, lower_bound, upper_bound);
     EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', qualified, 'ck_' || part || '_month');

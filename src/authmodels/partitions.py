@@ -446,16 +446,34 @@ def ensure_all(
                 ).scalars()
             )
         ensured[table] = [
-            _split_month(engine, table, month, batch_size=batch_size, attempts=attempts)
+            split_month(engine, table, month, batch_size=batch_size, attempts=attempts)
             for month in months
         ]
     return ensured
 
 
-def _split_month(
-    engine: Engine, table: str, month: date, *, batch_size: int, attempts: int
+def split_month(
+    engine: Engine,
+    table: str,
+    month: date,
+    *,
+    batch_size: int = DEFAULT_SPLIT_BATCH_SIZE,
+    attempts: int = 3,
 ) -> EnsuredMonth:
-    """Prepare, fill and attach the partition of ``month`` (see :func:`ensure_all`)."""
+    """Give ``month`` of ``table`` its partition, moving its rows out of the default partition.
+
+    The per-month work of :func:`ensure_all` (which calls it for every month that needs it):
+    prepare, copy in batches of ``batch_size``, attach; each step in a transaction of its own,
+    tried ``attempts`` times when a lock cannot be had. Needs revision 0027.
+
+    Args:
+        engine: the database (as the owner of the tables).
+        table: a key of :data:`PARTITIONED_TABLES`.
+        month: any day of the month (UTC).
+        batch_size: rows per copy transaction.
+        attempts: tries of each step that meets a lock it cannot have.
+    """
+    _qualified(table)
     params = {"t": table, "m": month, "n": batch_size}
     with engine.connect() as conn:
         name = str(

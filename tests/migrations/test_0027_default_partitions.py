@@ -345,6 +345,72 @@ def test_rows_written_during_a_split_are_neither_lost_nor_doubled_nor_refused(
         ).scalar() == len([i for i in where.values() if i.endswith(f"_p{month:%Y%m}")])
 
 
+def test_changes_made_while_the_split_waits_for_its_lock_are_carried_over(
+    authmodels_fresh_engine: Engine,
+) -> None:
+    """The final transaction syncs the copy, then waits for its lock on the parent; rows
+    updated, deleted, re-dated and inserted meanwhile (by the default partition's own name, which
+    that lock does not hold back) end up in the month's partition as they are, once."""
+    engine = authmodels_fresh_engine
+    conninfo = libpq_url(engine.url)
+    with engine.begin() as conn:
+        ids = [_insert(conn, "audit_logs", datetime(2033, 3, day, tzinfo=UTC)) for day in (1, 2, 3)]
+        conn.execute(text("SELECT auth.prepare_month_partition('auth.audit_logs', '2033-03-01')"))
+        conn.execute(text("SELECT auth.copy_month_rows('auth.audit_logs', '2033-03-01')"))
+    writer = psycopg.connect(conninfo)  # an open write: the split's SHARE ROW EXCLUSIVE waits
+    writer.execute("INSERT INTO auth.audit_logs (event_type) VALUES ('logout')")
+    moved: list[int] = []
+    with psycopg.connect(conninfo, autocommit=True) as split:
+        split.execute("SET deadlock_timeout = '10s'")  # its lock_timeout: 2 s, not 0.5 s
+        pid = split.info.backend_pid
+
+        def attach() -> None:
+            moved.append(
+                split.execute(
+                    "SELECT auth.attach_month_partition('auth.audit_logs', '2033-03-01')"
+                ).fetchone()[0]  # type: ignore[index]
+            )
+
+        worker = threading.Thread(target=attach)
+        worker.start()
+        with psycopg.connect(conninfo, autocommit=True) as other:
+            waiting = "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE pid = %s AND NOT granted)"
+            deadline = time.monotonic() + 5
+            while other.execute(waiting, (pid,)).fetchone() != (True,):
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            other.execute(
+                "UPDATE auth.audit_logs_default SET details = '{\"v\": 2}' WHERE id = %s",
+                (ids[0],),
+            )
+            other.execute("DELETE FROM auth.audit_logs_default WHERE id = %s", (ids[1],))
+            other.execute(
+                "UPDATE auth.audit_logs_default SET created_at = '2033-03-20+00' WHERE id = %s",
+                (ids[2],),
+            )
+            (added,) = other.execute(
+                "INSERT INTO auth.audit_logs_default (event_type, created_at) "
+                "VALUES ('login', '2033-03-25+00') RETURNING id"
+            ).fetchone() or ("",)
+        writer.commit()
+        worker.join(10)
+    writer.close()
+    assert moved == [3]
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT id::text, details->>'v', created_at, tableoid::regclass::text "
+                "FROM auth.audit_logs WHERE created_at >= '2033-03-01+00' "
+                "AND created_at < '2033-04-01+00' ORDER BY created_at"
+            )
+        ).all()
+    assert [(r[0], r[1], r[2].day, r[3]) for r in rows] == [
+        (ids[0], "2", 1, "auth.audit_logs_p203303"),
+        (ids[2], None, 20, "auth.audit_logs_p203303"),
+        (str(added), None, 25, "auth.audit_logs_p203303"),
+    ]
+
+
 def test_an_interrupted_split_is_left_alone_by_the_purge_and_finished_by_the_next_ensure(
     authmodels_fresh_engine: Engine, capsys: pytest.CaptureFixture[str]
 ) -> None:
