@@ -308,6 +308,12 @@ BEGIN
     IF key_column IS NULL THEN
         RAISE EXCEPTION '% is not a table partitioned by range of a column', parent;
     END IF;
+    -- each statement below must see what was committed before it (the carry-over under lock)
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'attach_month_partition needs a READ COMMITTED transaction (this one is %)',
+            current_setting('transaction_isolation')
+              USING ERRCODE = 'active_sql_transaction';
+    END IF;
     PERFORM pg_advisory_xact_lock(parent::oid::bigint);
     month := date_trunc('month', month);
     qualified := format('%I.%I', parent_schema, auth.month_partition_name(parent, month));

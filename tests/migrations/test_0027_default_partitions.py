@@ -255,12 +255,13 @@ def test_rows_written_during_a_split_are_neither_lost_nor_doubled_nor_refused(
                     inserted.append(str(row[0]))
 
     def update_and_delete(seed: int) -> None:
-        pick = random.Random(seed)
+        # each worker its own rows: the last value it wrote to a row is the row's last value
+        mine, pick = seeded[seed::2], random.Random(seed)
         with psycopg.connect(conninfo, autocommit=True) as conn:
             version = 0
             while not stop.is_set():
                 version += 1
-                target = pick.choice(seeded)
+                target = pick.choice(mine)
                 if version % 5 == 0:
                     gone = conn.execute(
                         "DELETE FROM auth.audit_logs WHERE id = %s", (target,)
@@ -272,11 +273,11 @@ def test_rows_written_during_a_split_are_neither_lost_nor_doubled_nor_refused(
                     done = conn.execute(
                         "UPDATE auth.audit_logs SET details = jsonb_build_object('v', %s) "
                         "WHERE id = %s",
-                        (version * 100 + seed, target),
+                        (version * 10 + seed, target),
                     ).rowcount
                     if done:
                         with guard:
-                            updated[target] = version * 100 + seed
+                            updated[target] = version * 10 + seed
 
     def guarded(work: Any, *args: Any) -> None:
         try:
@@ -294,8 +295,8 @@ def test_rows_written_during_a_split_are_neither_lost_nor_doubled_nor_refused(
             target=guarded, args=(insert, datetime(other.year, other.month, 2, tzinfo=UTC))
         ),
         threading.Thread(target=guarded, args=(insert, now)),
+        threading.Thread(target=guarded, args=(update_and_delete, 0)),
         threading.Thread(target=guarded, args=(update_and_delete, 1)),
-        threading.Thread(target=guarded, args=(update_and_delete, 2)),
     ]
     for worker in workers:
         worker.start()
@@ -409,6 +410,20 @@ def test_changes_made_while_the_split_waits_for_its_lock_are_carried_over(
         (ids[2], None, 20, "auth.audit_logs_p203303"),
         (str(added), None, 25, "auth.audit_logs_p203303"),
     ]
+
+
+def test_a_split_outside_read_committed_is_refused_before_it_changes_anything(
+    authmodels_fresh_engine: Engine,
+) -> None:
+    with authmodels_fresh_engine.begin() as conn:
+        _insert(conn, "audit_logs", datetime(2034, 4, 4, tzinfo=UTC))
+    with psycopg.connect(libpq_url(authmodels_fresh_engine.url)) as conn:
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        with pytest.raises(psycopg.errors.ActiveSqlTransaction, match="needs a READ COMMITTED"):
+            conn.execute("SELECT auth.attach_month_partition('auth.audit_logs', '2034-04-01')")
+    with authmodels_fresh_engine.connect() as conn:
+        assert conn.execute(text("SELECT to_regclass('auth.audit_logs_p203404')")).scalar() is None
+        assert conn.execute(text("SELECT count(*) FROM auth.audit_logs_default")).scalar() == 1
 
 
 def test_an_interrupted_split_is_left_alone_by_the_purge_and_finished_by_the_next_ensure(
