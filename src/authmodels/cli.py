@@ -11,7 +11,7 @@
     authmodels keys reencrypt [--batch-size N]  move every encrypted column to the current key
     authmodels erd [--output FILE]              write the schema diagram (docs/schema/erd.md)
     authmodels purge [--dry-run] [--batch-size N] [--only NAME] [--max-duration S] [--json]
-    authmodels partitions ensure|list|plan      monthly partitions of the logs
+    authmodels partitions ensure|list|plan      monthly partitions of the logs, the default ones
     authmodels users email-conflicts [--json] [--resolve --keep ID ...]
                                                 live accounts sharing an address (revision 0023)
     authmodels demo                             migrate and run a short example
@@ -213,10 +213,26 @@ def _partitions(args: argparse.Namespace) -> int:
     engine = create_db_engine(args.url)
     try:
         if args.action == "ensure":
-            for table, created in partitions.ensure_all(
+            for table, ensured in partitions.ensure_all(
                 engine, months_ahead=args.months_ahead
             ).items():
-                print(f"{table}: {', '.join(created) if created else 'nothing to create'}")
+                attached = [
+                    m.name
+                    + (
+                        f" ({m.moved:,} row{'s' if m.moved > 1 else ''} from the default partition)"
+                        if m.moved
+                        else ""
+                    )
+                    for m in ensured
+                    if m.attached
+                ]
+                print(f"{table}: {', '.join(attached) if attached else 'nothing to create'}")
+                for month in ensured:
+                    if not month.attached:
+                        print(
+                            f"{table}: {month.name} is busy: left for the next run (its rows "
+                            "stay in the default partition)"
+                        )
         elif args.action == "list":
             with engine.connect() as conn:
                 for table in partitions.PARTITIONED_TABLES:
@@ -229,6 +245,8 @@ def _partitions(args: argparse.Namespace) -> int:
                             if p.detach_pending
                             else "attached"
                             if p.attached
+                            else "SPLITTING (partitions ensure finishes it)"
+                            if p.splitting
                             else "DETACHED (purge drops it)"
                         )
                         print(
@@ -236,6 +254,18 @@ def _partitions(args: argparse.Namespace) -> int:
                             f"~{p.rows_estimate:,} rows  {p.bytes / 1e6:,.1f} MB  {state}"
                             if p.lower and p.upper
                             else f"{p.name:<28} {state}"
+                        )
+                    default = partitions.default_partition(conn, table)
+                    if default is not None:
+                        held = ", ".join(f"{m:%Y-%m} ({n:,})" for m, n in default.months)
+                        print(
+                            f"{default.name:<28} DEFAULT  {default.rows:,} rows  "
+                            f"{default.bytes / 1e6:,.1f} MB  "
+                            + (
+                                f"months without a partition: {held} (partitions ensure moves them)"
+                                if held
+                                else "empty"
+                            )
                         )
         elif args.action == "plan":
             # The dry run of revision 0015: what it would move, month by month.
@@ -252,11 +282,11 @@ def _partitions(args: argparse.Namespace) -> int:
                         "SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYYMM'), count(*) "  # noqa: S608
                         f"FROM {table} GROUP BY 1 ORDER BY 1"
                     )
-                    months = conn.execute(text(by_month)).all()
-                    total = sum(n for _, n in months)
+                    planned = conn.execute(text(by_month)).all()
+                    total = sum(n for _, n in planned)
                     name = table.split(".")[1]
-                    print(f"{table}: {total:,} rows would move into {len(months)} partitions")
-                    for month, count in months:
+                    print(f"{table}: {total:,} rows would move into {len(planned)} partitions")
+                    for month, count in planned:
                         print(f"  {name}_p{month}  {count:>12,} rows")
     finally:
         engine.dispose()

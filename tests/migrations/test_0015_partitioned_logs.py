@@ -18,6 +18,7 @@ from authmodels import partitions
 from authmodels.db import libpq_url, sqlalchemy_url
 from authmodels.testing.migrations import MigrationRunner, revision_ids
 from tests.migrations.helpers import application_role
+from tests.migrations.migration_helpers import previous
 
 REVISION = "0015_partitioned_logs"
 BEFORE = revision_ids()[revision_ids().index(REVISION) - 1]
@@ -138,15 +139,18 @@ def at_head(authmodels_migration_runner: MigrationRunner) -> MigrationRunner:
 
 
 def test_a_month_without_partition_is_refused_until_ensure_creates_it(
-    at_head: MigrationRunner,
+    authmodels_migration_runner: MigrationRunner,
 ) -> None:
+    # until 0027, which gives each log a default partition (tests/migrations/test_0027_*)
+    runner = authmodels_migration_runner
+    runner.upgrade(previous("0027_default_partitions"))
     far = "2031-05-05 10:00+00"
     with pytest.raises(IntegrityError, match="no partition of relation"):
-        at_head.execute(
+        runner.execute(
             "INSERT INTO auth.audit_logs (event_type, created_at) VALUES ('login', :t)",
             {"t": far},
         )
-    with at_head.connect() as conn:
+    with runner.connect() as conn:
         created = (
             conn.execute(
                 text("SELECT auth.ensure_monthly_partitions('auth.audit_logs', 0, '2031-05-01')")
@@ -155,10 +159,10 @@ def test_a_month_without_partition_is_refused_until_ensure_creates_it(
             .all()
         )
     assert "audit_logs_p203105" in created
-    at_head.execute(
+    runner.execute(
         "INSERT INTO auth.audit_logs (event_type, created_at) VALUES ('login', :t)", {"t": far}
     )
-    with at_head.connect() as conn:  # idempotent: nothing new the second time
+    with runner.connect() as conn:  # idempotent: nothing new the second time
         assert partitions.ensure(conn, "auth.audit_logs", months_ahead=3) == []
 
 
