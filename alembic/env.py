@@ -21,6 +21,7 @@ from sqlalchemy import Connection, Engine, pool, text
 
 from authmodels import db, migrations
 from authmodels.models import Base
+from authmodels.partitions import DEFAULT_PARTITION_NAME
 from authmodels.partitions import PARTITION_NAME as MONTHLY_PARTITION
 
 config = context.config
@@ -37,15 +38,16 @@ def _setting(name: str, default: str) -> str:
 
 
 def include_name(name: str | None, type_: str, parent_names: object) -> bool:
-    """Compare schema ``auth`` only, without the monthly partitions of the partitioned logs.
+    """Compare schema ``auth`` only, without the partitions of the partitioned logs.
 
     A downstream app's own tables are none of our business; the partitions (``audit_logs_p202611``)
-    are created at run time by ``auth.ensure_monthly_partitions`` and have no model.
+    are created at run time by ``auth.ensure_monthly_partitions``, and the default partitions
+    (``audit_logs_default``, revision 0027) are the parent's too: none has a model.
     """
     if type_ == "schema":
         return name == migrations.SCHEMA
     if type_ == "table" and name is not None:
-        return not MONTHLY_PARTITION.match(name)
+        return not (MONTHLY_PARTITION.match(name) or DEFAULT_PARTITION_NAME.match(name))
     return True
 
 

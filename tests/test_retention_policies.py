@@ -24,6 +24,11 @@ SECOND = timedelta(seconds=1)
 
 Seeder = Callable[[Connection, str, datetime, str], None]
 
+#: a well-formed keyed digest (``auth.is_token_digest``): version 1, key id "test", a 32-byte MAC
+DIGEST = "decode('0104', 'hex') || convert_to('test', 'UTF8') || sha256(convert_to(:tag, 'UTF8'))"
+#: the same, of a value other than the tag (digest columns hold this shape only, revision 0026)
+DIGEST_OF = "decode('0104', 'hex') || convert_to('test', 'UTF8') || sha256(convert_to({}, 'UTF8'))"
+
 
 def _user(conn: Connection) -> str:
     return str(
@@ -44,7 +49,7 @@ def _session(
             text(
                 "INSERT INTO auth.sessions "
                 "(user_id, token_hash, expires_at, revoked_at, created_at) VALUES "
-                "(:u, sha256(convert_to(gen_random_uuid()::text, 'UTF8')), :e, :r, :c) "
+                f"(:u, {DIGEST_OF.format('gen_random_uuid()::text')}, :e, :r, :c) "
                 "RETURNING id"
             ),
             {
@@ -62,7 +67,7 @@ def _token_row(table: str, extra: str = "", extra_values: str = "") -> Seeder:
         conn.execute(
             text(
                 f"INSERT INTO auth.{table} (user_id, token_hash, expires_at, created_at{extra}) "
-                f"VALUES (:u, convert_to(:tag, 'UTF8'), :end, :created{extra_values})"
+                f"VALUES (:u, {DIGEST}, :end, :created{extra_values})"
             ),
             {"u": user, "tag": tag, "end": end, "created": end - timedelta(days=1)},
         )
@@ -75,7 +80,7 @@ def _refresh(conn: Connection, user: str, end: datetime, tag: str) -> None:
     conn.execute(
         text(
             "INSERT INTO auth.refresh_tokens (user_id, session_id, token_hash, expires_at, "
-            "used_at, created_at) VALUES (:u, :s, convert_to(:tag, 'UTF8'), :far, :end, :created)"
+            f"used_at, created_at) VALUES (:u, :s, {DIGEST}, :far, :end, :created)"
         ),
         {
             "u": user,
@@ -93,8 +98,7 @@ def _sessions(conn: Connection, user: str, end: datetime, tag: str) -> None:
     conn.execute(
         text(
             "INSERT INTO auth.sessions (user_id, token_hash, expires_at, revoked_at, "
-            "revoked_reason, created_at) VALUES (:u, convert_to(:tag, 'UTF8'), :far, :end, :tag, "
-            ":created)"
+            f"revoked_reason, created_at) VALUES (:u, {DIGEST}, :far, :end, :tag, :created)"
         ),
         {
             "u": user,
@@ -106,12 +110,15 @@ def _sessions(conn: Connection, user: str, end: datetime, tag: str) -> None:
     )
 
 
+USER_CODE = ":tag || 'u'"
+
+
 def _device_flow(conn: Connection, user: str, end: datetime, tag: str) -> None:
     conn.execute(
         text(
             "INSERT INTO auth.device_flows (device_code_hash, user_code_hash, client_id, "
-            "expires_at, retention_expires_at, created_at) VALUES (convert_to(:tag, 'UTF8'), "
-            "convert_to(:tag || 'u', 'UTF8'), 'tv', :exp, :end, :created)"
+            f"expires_at, retention_expires_at, created_at) VALUES ({DIGEST}, "
+            f"{DIGEST_OF.format(USER_CODE)}, 'tv', :exp, :end, :created)"
         ),
         {
             "tag": tag,
@@ -127,10 +134,6 @@ def _app_log(conn: Connection, user: str, end: datetime, tag: str) -> None:
         text("INSERT INTO auth.app_logs (level, message, created_at) VALUES ('info', :tag, :end)"),
         {"tag": tag, "end": end},
     )
-
-
-#: a well-formed keyed digest (``auth.is_token_digest``): version 1, key id "test", a 32-byte MAC
-DIGEST = "decode('0104', 'hex') || convert_to('test', 'UTF8') || sha256(convert_to(:tag, 'UTF8'))"
 
 
 def _insert(sql: str) -> Seeder:
@@ -197,7 +200,7 @@ SEEDERS: dict[str, Seeder] = {
 }
 #: how a seeded row is found again, per policy
 TAG_COLUMN = {
-    "device_flows": "convert_from(device_code_hash, 'UTF8')",
+    "device_flows": "encode(device_code_hash, 'hex')",
     "app_logs": "message",
     "sessions": "revoked_reason",
     "step_up_tokens": "purpose",
@@ -214,7 +217,16 @@ PARTITIONED = {"audit_logs", "login_attempts"}
 
 
 #: policies whose tag is stored inside a digest: the tag is found as the digest's hex
-DIGESTED = {"account_recovery", "two_factor_backup_codes", "step_up_tokens"}
+DIGESTED = {
+    "account_recovery",
+    "two_factor_backup_codes",
+    "step_up_tokens",
+    "device_flows",
+    "access_tokens",
+    "refresh_tokens",
+    "password_reset_tokens",
+    "email_verification_tokens",
+}
 
 
 def _expected(conn: Connection, policy: Policy, tag: str) -> str:
@@ -225,7 +237,7 @@ def _expected(conn: Connection, policy: Policy, tag: str) -> str:
 
 
 def _tag_query(policy: Policy) -> str:
-    column = TAG_COLUMN.get(policy.name, "convert_from(token_hash, 'UTF8')")
+    column = TAG_COLUMN.get(policy.name, "encode(token_hash, 'hex')")
     return f"SELECT {column} FROM {policy.table}"
 
 
@@ -317,7 +329,8 @@ def test_a_purge_not_run_by_the_owner_is_refused_before_it_starts(
         conn.execute(
             text(
                 "INSERT INTO auth.sessions (user_id, token_hash, created_at, expires_at) "
-                "SELECT id, '\\x01', now() - interval '100 days', now() - interval '60 days' "
+                f"SELECT id, {DIGEST_OF.format('id::text')}, now() - interval '100 days', "
+                "now() - interval '60 days' "
                 "FROM auth.users"
             )
         )

@@ -29,10 +29,11 @@ same name, and each table gains ``digest_scheme SMALLINT``:
 - ``1``: keyed digest of the raw token (every row written after this revision);
 - ``2``: keyed digest of the legacy SHA-256 hex of the raw token (every row converted here).
 
-A service looks a token up in one indexed query with candidates for both schemes,
-``token_hash = ANY(hasher.candidates(raw) + hasher.candidates(sha256(raw).hexdigest()))``
-(:func:`authmodels.models.tokens.token_digest_candidates`), until the scheme-2 rows expire and
-the purge removes them. The indexes keep their 0001 names and shapes, on the new columns.
+A service looks a token up in one indexed query with candidates for both schemes, and the
+stored scheme must be the scheme of the candidate that matched (else the hex a pre-upgrade dump
+holds would pass for the token): :func:`authmodels.models.tokens.token_lookup_clause`, until the
+scheme-2 rows expire and the purge removes them. The indexes keep their 0001 names and shapes,
+on the new columns.
 
 Sessions gain ``dpop_jkt`` and ``last_rotated_at``; refresh tokens gain ``dpop_jkt``.
 

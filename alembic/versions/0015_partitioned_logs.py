@@ -26,6 +26,10 @@ How a table is rebuilt on a live database (the same routine runs the other way o
 2. A trigger on the original mirrors every insert, update and delete into the twin from then on.
 3. Existing rows are copied in batches (keyset on ``id``, one short transaction each, ``ON
    CONFLICT DO NOTHING`` so rows the trigger already copied are skipped), with progress logged.
+   Each batch locks the rows it copies ``FOR SHARE``: an update or delete of one of them waits
+   for the batch to commit, then mirrors itself onto the copy. (Without the lock, found in issue
+   12 and fixed in the copy only, the mirror of a change made while its batch was uncommitted
+   could not see the copy: an update was lost, a delete failed the row count at the swap.)
    ``authmodels partitions plan`` shows beforehand, without changing anything, how many rows of
    which months would move.
 4. One short transaction (under ``lock_timeout``): lock the original, check both hold the same
@@ -247,7 +251,11 @@ def _rebuild(table: str, *, partitioned: bool) -> None:
                 text(
                     f"WITH batch AS (SELECT * FROM {original} "
                     f"WHERE CAST(:after AS {id_type}) IS NULL OR id > CAST(:after AS {id_type}) "
-                    f"ORDER BY id LIMIT :n), "
+                    # FOR SHARE: a concurrent UPDATE or DELETE of a row being copied waits for
+                    # the batch to commit, so the mirror trigger then sees (and replaces or
+                    # removes) its copy; unlocked, it could not see the uncommitted copy, and the
+                    # change was lost (tests/migrations/test_0015_partitioned_logs.py)
+                    f"ORDER BY id LIMIT :n FOR SHARE), "
                     f"moved AS (INSERT INTO {twin} SELECT * FROM batch ON CONFLICT DO NOTHING) "
                     f"SELECT (SELECT id FROM batch ORDER BY id DESC LIMIT 1), (SELECT count(*) FROM batch)"
                 ),

@@ -11,14 +11,17 @@
     authmodels keys reencrypt [--batch-size N]  move every encrypted column to the current key
     authmodels erd [--output FILE]              write the schema diagram (docs/schema/erd.md)
     authmodels purge [--dry-run] [--batch-size N] [--only NAME] [--max-duration S] [--json]
-    authmodels partitions ensure|list|plan      monthly partitions of the logs
+    authmodels partitions ensure|list|plan      monthly partitions of the logs, the default ones
+    authmodels users email-conflicts [--json] [--resolve --keep ID ...]
+                                                live accounts sharing an address (revision 0023)
     authmodels demo                             migrate and run a short example
 
 Every command that reaches a database (``db``, ``keys reencrypt``, ``purge``, ``partitions``,
-``demo``) takes ``--url``; without it the URL is resolved as :func:`authmodels.db.resolve_url`
-does (``AUTHMODELS_DATABASE_URL``, ``DATABASE_URL``, then the embedded server). ``purge`` and
-``keys reencrypt`` must connect as the owner of the tables: row-level security hides every row
-from the application role, and they would find nothing to do.
+``users``, ``demo``) takes ``--url``; without it the URL is resolved as
+:func:`authmodels.db.resolve_url` does (``AUTHMODELS_DATABASE_URL``, ``DATABASE_URL``, then the
+embedded server). ``purge``, ``keys reencrypt`` and ``users`` must connect as the owner of the
+tables: row-level security hides every row from the application role, and they would find
+nothing to do.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import base64
 import logging
 import secrets
 import sys
+import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -209,10 +213,26 @@ def _partitions(args: argparse.Namespace) -> int:
     engine = create_db_engine(args.url)
     try:
         if args.action == "ensure":
-            for table, created in partitions.ensure_all(
+            for table, ensured in partitions.ensure_all(
                 engine, months_ahead=args.months_ahead
             ).items():
-                print(f"{table}: {', '.join(created) if created else 'nothing to create'}")
+                attached = [
+                    m.name
+                    + (
+                        f" ({m.moved:,} row{'s' if m.moved > 1 else ''} from the default partition)"
+                        if m.moved
+                        else ""
+                    )
+                    for m in ensured
+                    if m.attached
+                ]
+                print(f"{table}: {', '.join(attached) if attached else 'nothing to create'}")
+                for month in ensured:
+                    if not month.attached:
+                        print(
+                            f"{table}: {month.name} is busy: left for the next run (its rows "
+                            "stay in the default partition)"
+                        )
         elif args.action == "list":
             with engine.connect() as conn:
                 for table in partitions.PARTITIONED_TABLES:
@@ -225,6 +245,8 @@ def _partitions(args: argparse.Namespace) -> int:
                             if p.detach_pending
                             else "attached"
                             if p.attached
+                            else "SPLITTING (partitions ensure finishes it)"
+                            if p.splitting
                             else "DETACHED (purge drops it)"
                         )
                         print(
@@ -232,6 +254,18 @@ def _partitions(args: argparse.Namespace) -> int:
                             f"~{p.rows_estimate:,} rows  {p.bytes / 1e6:,.1f} MB  {state}"
                             if p.lower and p.upper
                             else f"{p.name:<28} {state}"
+                        )
+                    default = partitions.default_partition(conn, table)
+                    if default is not None:
+                        held = ", ".join(f"{m:%Y-%m} ({n:,})" for m, n in default.months)
+                        print(
+                            f"{default.name:<28} DEFAULT  {default.rows:,} rows  "
+                            f"{default.bytes / 1e6:,.1f} MB  "
+                            + (
+                                f"months without a partition: {held} (partitions ensure moves them)"
+                                if held
+                                else "empty"
+                            )
                         )
         elif args.action == "plan":
             # The dry run of revision 0015: what it would move, month by month.
@@ -248,11 +282,11 @@ def _partitions(args: argparse.Namespace) -> int:
                         "SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYYMM'), count(*) "  # noqa: S608
                         f"FROM {table} GROUP BY 1 ORDER BY 1"
                     )
-                    months = conn.execute(text(by_month)).all()
-                    total = sum(n for _, n in months)
+                    planned = conn.execute(text(by_month)).all()
+                    total = sum(n for _, n in planned)
                     name = table.split(".")[1]
-                    print(f"{table}: {total:,} rows would move into {len(months)} partitions")
-                    for month, count in months:
+                    print(f"{table}: {total:,} rows would move into {len(planned)} partitions")
+                    for month, count in planned:
                         print(f"  {name}_p{month}  {count:>12,} rows")
     finally:
         engine.dispose()
@@ -266,6 +300,77 @@ def _is_partitioned(conn: Connection, table: str) -> bool:
         text("SELECT relkind FROM pg_class WHERE oid = to_regclass(:t)"), {"t": table}
     ).scalar()
     return kind == "p"
+
+
+def _users(args: argparse.Namespace) -> int:
+    import json
+
+    from authmodels import email_identity
+    from authmodels.db import create_db_engine
+
+    if args.resolve and not args.keep:
+        print(
+            "authmodels users email-conflicts --resolve needs --keep <user_id> (the account that "
+            "keeps each shared address; repeat it for several addresses)",
+            file=sys.stderr,
+        )
+        return 2
+    if args.keep and not args.resolve:
+        print("--keep goes with --resolve", file=sys.stderr)
+        return 2
+    engine = create_db_engine(args.url)
+    try:
+        if args.resolve:
+            with engine.begin() as conn:
+                done = email_identity.resolve_conflicts(conn, args.keep)
+            for r in done:
+                print(
+                    f"{r.user_id}: {r.old_email} -> {r.new_email} (the address stays with "
+                    f"{r.kept_by}; the old row is auth.quarantine id {r.quarantine_id})"
+                )
+            print(f"{len(done)} account(s) got another address; nothing was deleted")
+            return 0
+        with engine.connect() as conn:
+            conflicts = email_identity.find_conflicts(conn, limit=None)
+    finally:
+        engine.dispose()
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "address": a.identity,
+                        "user_id": str(a.user_id),
+                        "email": a.email,
+                        "created_at": a.created_at.isoformat(),
+                        "last_login_at": a.last_login_at and a.last_login_at.isoformat(),
+                    }
+                    for a in conflicts.accounts
+                ]
+            )
+        )
+    elif not conflicts:
+        print("no live accounts share an e-mail address")
+    else:
+        print(
+            f"{conflicts.total} live accounts share {conflicts.addresses} e-mail addresses "
+            "(in different letter case):"
+        )
+        identity = None
+        for a in conflicts.accounts:
+            if a.identity != identity:
+                identity = a.identity
+                print(identity)
+            last = f"{a.last_login_at:%Y-%m-%d %H:%M}" if a.last_login_at else "never"
+            print(
+                f"  {a.user_id}  {a.email:<40} created {a.created_at:%Y-%m-%d %H:%M}  "
+                f"last login {last}"
+            )
+        print(
+            "keep one account per address: authmodels users email-conflicts --resolve "
+            "--keep <user_id> [--keep <user_id> ...]"
+        )
+    return 1 if conflicts else 0
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -322,6 +427,25 @@ def build_parser() -> argparse.ArgumentParser:
     parts.add_argument("--url", default=None, help="database URL (default: resolved)")
     parts.add_argument("--months-ahead", type=int, default=3)
     parts.set_defaults(func=_partitions)
+
+    users = sub.add_parser("users", help="accounts: e-mail conflicts (revision 0023)")
+    users.add_argument("action", choices=["email-conflicts"])
+    users.add_argument("--url", default=None, help="database URL (default: resolved)")
+    users.add_argument("--json", action="store_true", help="print every account as JSON")
+    users.add_argument(
+        "--resolve",
+        action="store_true",
+        help="give each address to the --keep account; the others get an undeliverable one",
+    )
+    users.add_argument(
+        "--keep",
+        action="append",
+        type=uuid.UUID,
+        default=None,
+        metavar="USER_ID",
+        help="the account that keeps its address (repeat for several addresses)",
+    )
+    users.set_defaults(func=_users)
 
     demo = sub.add_parser("demo", help="migrate and run a short example of the library")
     demo.add_argument("--url", default=None, help="database URL (default: resolved)")

@@ -12,6 +12,27 @@ class AuthModelsError(Exception):
     """Base class of every error authmodels raises on purpose."""
 
 
+# --- arguments -----------------------------------------------------------------------------------
+
+
+class InvalidInputError(AuthModelsError, ValueError):
+    """An argument is not a value the function accepts: the wrong type, empty, too long or too
+    large, a NUL or unpaired surrogate character (which PostgreSQL text cannot hold), or not of
+    the documented format.
+
+    It is raised before any query runs, so nothing was read or written. Answer 400 (or 422)
+    naming :attr:`field`; the message says what is accepted. It is a :class:`ValueError` too,
+    as the bare ``ValueError`` s it replaces were.
+
+    Attributes:
+        field: the name of the argument that was refused (``"purpose"``, ``"raw_data"``...).
+    """
+
+    def __init__(self, message: str, *, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 # --- configuration -------------------------------------------------------------------------------
 
 
@@ -32,6 +53,18 @@ class EmbeddedServerUnavailable(ConfigurationError):
 
 class MigrationError(AuthModelsError):
     """A revision cannot run against this database as it stands (nothing was changed)."""
+
+
+class EmailConflictError(MigrationError):
+    """Live accounts share an e-mail address in different letter case (revision 0023 stops).
+
+    The message lists them and names the command that resolves them (``authmodels users
+    email-conflicts``).
+    """
+
+
+class EmailConflictResolutionError(AuthModelsError):
+    """A resolution of e-mail conflicts was asked for accounts it does not apply to."""
 
 
 # --- cryptography (authmodels.security) ----------------------------------------------------------
@@ -210,7 +243,8 @@ class ExpiredToken(DeviceFlowError):
 
 
 class InvalidUserCode(InvalidTokenError):
-    """No pending device request has the user code that was typed (the attempt is counted)."""
+    """No pending device request has the user code that was typed (the attempt is counted), or
+    what was typed is not a user code at all (refused before the database, not counted)."""
 
 
 class TooManyUserCodeAttempts(AuthenticationError):
@@ -330,6 +364,13 @@ class InvalidBackupCodeError(MfaError):
 
 class WebAuthnError(AuthenticationError):
     """Base class of the WebAuthn errors of the flows."""
+
+
+class InvalidWebAuthnResponse(WebAuthnError):
+    """The authenticator's response is malformed (not the JSON of a WebAuthn credential, bad
+    base64url), py_webauthn refused it (signature, challenge, origin, RP id, flags), or it
+    carries values WebAuthn does not allow (a credential id of 0 or more than 1023 bytes, a
+    signature counter beyond 32 bits): the ceremony is refused and nothing was written."""
 
 
 class WebAuthnCredentialNotFound(WebAuthnError):

@@ -211,6 +211,51 @@ def create_index_concurrently(
         )
 
 
+def create_partitioned_index_concurrently(
+    name: str, table: str, columns: str, *, where: str | None = None
+) -> None:
+    """An index on a partitioned table, built one partition at a time without blocking writes.
+
+    ``CREATE INDEX CONCURRENTLY`` does not work on a partitioned table, and a plain ``CREATE
+    INDEX`` on one builds every partition's index under a lock that blocks writes. Instead
+    (PostgreSQL's recipe): the index is created ``ON ONLY`` the parent (instant: it has no rows;
+    it is invalid, and a partition created from now on gets its own index with it), each
+    partition's index is built concurrently and attached, and the parent's index becomes valid
+    when every partition has one. Each partition's index is named ``name`` with the table's name
+    replaced by the partition's (``ix_audit_logs_p202611_...``). Idempotent: a re-run skips what
+    exists and rebuilds an invalid leftover. Offline only the parent's statement is rendered.
+    """
+    where_sql = f" WHERE {where}" if where else ""
+    op.execute(
+        "-- squawk-ignore require-concurrent-index-creation -- ON ONLY a partitioned table: "
+        "no rows to build (each partition's index is built concurrently, then attached)\n"
+        f"CREATE INDEX IF NOT EXISTS {name} ON ONLY {SCHEMA}.{table} ({columns}){where_sql}"
+    )
+    if is_offline():
+        op.execute(f"-- each partition of {SCHEMA}.{table} gets {name} concurrently (online only)")
+        return
+    bind = op.get_bind()
+    partitions = [
+        str(row[0])
+        for row in bind.execute(
+            text(
+                "SELECT c.relname FROM pg_inherits AS i JOIN pg_class AS c ON c.oid = i.inhrelid "
+                "WHERE i.inhparent = CAST(:t AS regclass) AND NOT i.inhdetachpending "
+                "AND NOT EXISTS (SELECT 1 FROM pg_inherits AS x JOIN pg_class AS pi "
+                "ON pi.oid = x.inhrelid JOIN pg_index AS ix ON ix.indexrelid = pi.oid "
+                "WHERE x.inhparent = to_regclass(:parent_index) AND ix.indrelid = c.oid) "
+                "ORDER BY c.relname"
+            ),
+            {"t": f"{SCHEMA}.{table}", "parent_index": f"{SCHEMA}.{name}"},
+        )
+    ]
+    for partition in partitions:
+        part_index = name.replace(table, partition, 1)
+        create_index_concurrently(part_index, partition, columns, where=where)
+        with op.get_context().autocommit_block():  # its locks end with the statement
+            op.execute(f"ALTER INDEX {SCHEMA}.{name} ATTACH PARTITION {SCHEMA}.{part_index}")
+
+
 def _index_is_invalid(name: str) -> bool:
     return bool(
         op.get_bind()

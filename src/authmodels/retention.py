@@ -16,7 +16,9 @@ removes what each policy no longer keeps, in batches:
 A policy on a partitioned table (``partitioned=True``: ``audit_logs``, ``login_attempts``) removes
 whole months instead: every month that ends before the cutoff is detached, archived when the
 policy has an archive, and dropped (:func:`authmodels.partitions.drop_months`). Retention there is
-by month: a row stays until its whole month has passed the window.
+by month: a row stays until its whole month has passed the window. The rows of months without a
+partition sit in the table's default partition (revision 0027): those go row by row, in batches
+as above, by the policy's condition.
 
 The policies of a database live in the table ``auth.retention_policies`` (revision 0016), which
 both :func:`purge` (through :func:`load_policies`) and the SQL function
@@ -31,7 +33,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection, Engine, text
@@ -57,8 +59,9 @@ class Policy:
         key: the primary key column the batches are picked by.
         archive_to: a table with the same columns (plus ``archived_at``) that rows are copied to
             before they are deleted, in the same statement.
-        partitioned: the table is partitioned by month: whole months are dropped, and a dry
-            run counts the rows of those months (``expired`` is not used).
+        partitioned: the table is partitioned by month: whole months are dropped (a dry run
+            counts their rows), then the rows of its default partition that ``expired`` selects
+            are removed in batches.
     """
 
     name: str
@@ -304,8 +307,10 @@ def purge(
             result = PolicyReport(name=policy.name, cutoff=cutoff)
             report.policies.append(result)
             policy_started = time.perf_counter()
+            row_policy, months_done = policy, True
             if policy.partitioned:
-                if deadline is None or time.monotonic() < deadline:
+                months_done = deadline is None or time.monotonic() < deadline
+                if months_done:
                     months = partitions.drop_months(
                         engine,
                         policy.table,
@@ -315,37 +320,64 @@ def purge(
                     )
                     result.rows = sum(m.rows for m in months)
                     result.batches = len(months)
-                    result.finished = True
                     if on_progress is not None and months:
                         on_progress(result)
-            elif dry_run:
-                result.rows = int(
-                    conn.execute(text(policy.count_statement()), {"cutoff": cutoff}).scalar() or 0
-                )
+                # the rows of months without a partition, in the default partition (0027)
+                default = partitions.default_partition_table(conn, policy.table)
                 conn.rollback()
-                result.finished = True
-            else:
-                columns = partitions.column_list(conn, policy.table) if policy.archive_to else None
-                conn.rollback()
-                statement = text(policy.batch_statement(columns))
-                while True:
-                    if deadline is not None and time.monotonic() >= deadline:
-                        break
-                    batch_started = time.perf_counter()
-                    with conn.begin():
-                        removed = conn.execute(
-                            statement, {"cutoff": cutoff, "batch_size": batch_size}
-                        ).rowcount
-                    elapsed = time.perf_counter() - batch_started
-                    if removed:
-                        result.rows += removed
-                        result.batches += 1
-                        result.longest_batch_seconds = max(result.longest_batch_seconds, elapsed)
-                        if on_progress is not None:
-                            on_progress(result)
-                    if removed < batch_size:
-                        result.finished = True
-                        break
+                if default is None:
+                    result.finished = months_done
+                    result.seconds = time.perf_counter() - policy_started
+                    continue
+                row_policy = replace(policy, table=default)
+            finished = _purge_rows(
+                conn,
+                row_policy,
+                result,
+                batch_size=batch_size,
+                dry_run=dry_run,
+                deadline=deadline,
+                on_progress=on_progress,
+            )
+            result.finished = finished and months_done
             result.seconds = time.perf_counter() - policy_started
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _purge_rows(
+    conn: Connection,
+    policy: Policy,
+    result: PolicyReport,
+    *,
+    batch_size: int,
+    dry_run: bool,
+    deadline: float | None,
+    on_progress: ProgressCallback | None,
+) -> bool:
+    """Remove ``policy``'s expired rows batch by batch, adding to ``result``; True when done."""
+    cutoff = result.cutoff
+    if dry_run:
+        result.rows += int(
+            conn.execute(text(policy.count_statement()), {"cutoff": cutoff}).scalar() or 0
+        )
+        conn.rollback()
+        return True
+    columns = partitions.column_list(conn, policy.table) if policy.archive_to else None
+    conn.rollback()
+    statement = text(policy.batch_statement(columns))
+    while True:
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
+        batch_started = time.perf_counter()
+        with conn.begin():
+            removed = conn.execute(statement, {"cutoff": cutoff, "batch_size": batch_size}).rowcount
+        elapsed = time.perf_counter() - batch_started
+        if removed:
+            result.rows += removed
+            result.batches += 1
+            result.longest_batch_seconds = max(result.longest_batch_seconds, elapsed)
+            if on_progress is not None:
+                on_progress(result)
+        if removed < batch_size:
+            return True

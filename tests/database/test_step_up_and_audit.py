@@ -13,6 +13,9 @@ from authmodels.security.hashing import TokenHasher, new_token
 
 HASHER = TokenHasher({"k1": secrets.token_bytes(32)})
 
+#: a keyed IP hash as audit entries store it (revision 0025): b"\x01" || kid length || kid || MAC
+IP_HASH = b"\x01\x01k" + bytes(range(32))
+
 
 def _constraint(error: DBAPIError) -> str | None:
     return getattr(getattr(error.orig, "diag", None), "constraint_name", None)
@@ -107,11 +110,11 @@ def test_archive_moves_old_rows_with_all_their_columns(
     old_id = conn.execute(
         text(
             "INSERT INTO auth.audit_logs (user_id, actor_user_id, target_user_id, event_type, "
-            "action, correlation_id, details, ip_address, created_at) VALUES (:a, :a, :a, "
-            "'sensitive_action', 'LENDING_UPDATE', 'req-1', '{\"k\": 1}', '10.0.0.1', :t) "
+            "action, correlation_id, details, ip_hash, created_at) VALUES (:a, :a, :a, "
+            "'sensitive_action', 'LENDING_UPDATE', 'req-1', '{\"k\": 1}', :ip, :t) "
             "RETURNING id"
         ),
-        {"a": actor, "t": old},
+        {"a": actor, "t": old, "ip": IP_HASH},
     ).scalar_one()
     recent_id = conn.execute(
         text("INSERT INTO auth.audit_logs (event_type) VALUES ('login') RETURNING id")
@@ -125,9 +128,9 @@ def test_archive_moves_old_rows_with_all_their_columns(
     assert old_id not in remaining
     archived = conn.execute(
         text(
-            "SELECT actor_user_id::text, action, correlation_id, details, host(ip_address), "
+            "SELECT actor_user_id::text, action, correlation_id, details, ip_hash, "
             "created_at, archived_at > created_at FROM auth.audit_logs_archive WHERE id = :i"
         ),
         {"i": old_id},
     ).one()
-    assert archived == (actor, "LENDING_UPDATE", "req-1", {"k": 1}, "10.0.0.1", old, True)
+    assert archived == (actor, "LENDING_UPDATE", "req-1", {"k": 1}, IP_HASH, old, True)

@@ -40,7 +40,19 @@ def schema_objects(runner: MigrationRunner, *, with_columns: bool = False) -> li
                 || pg_get_constraintdef(oid) || ':' || convalidated
           FROM pg_constraint WHERE connamespace = 'auth'::regnamespace AND contype <> 'n'
         UNION ALL
-        SELECT 'index', indexname || ':' || indexdef FROM pg_indexes WHERE schemaname = 'auth'
+        -- an index of a partition by the partition and the parent index it belongs to: its own
+        -- name is PostgreSQL's (or a rebuild's) choice, not the schema's
+        SELECT 'index', CASE WHEN t.relispartition
+               THEN t.relname || ' index of ' || coalesce(parent.relname, '(none)') || ': '
+                    || regexp_replace(ix.indexdef, '^CREATE (UNIQUE )?INDEX \\S+ ',
+                                      'CREATE \\1INDEX ')
+               ELSE ix.indexname || ':' || ix.indexdef END
+          FROM pg_indexes AS ix
+          JOIN pg_class AS t ON t.relnamespace = 'auth'::regnamespace AND t.relname = ix.tablename
+          JOIN pg_class AS i ON i.relnamespace = 'auth'::regnamespace AND i.relname = ix.indexname
+          LEFT JOIN pg_inherits AS h ON h.inhrelid = i.oid
+          LEFT JOIN pg_class AS parent ON parent.oid = h.inhparent
+         WHERE ix.schemaname = 'auth'
         UNION ALL
         SELECT 'function', p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')'
           FROM pg_proc p WHERE p.pronamespace = 'auth'::regnamespace

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import IntegrityError, ProgrammingError
 
 from authmodels import partitions
-from authmodels.db import sqlalchemy_url
+from authmodels.db import libpq_url, sqlalchemy_url
 from authmodels.testing.migrations import MigrationRunner, revision_ids
 from tests.migrations.helpers import application_role
+from tests.migrations.migration_helpers import previous
 
 REVISION = "0015_partitioned_logs"
 BEFORE = revision_ids()[revision_ids().index(REVISION) - 1]
@@ -135,15 +139,18 @@ def at_head(authmodels_migration_runner: MigrationRunner) -> MigrationRunner:
 
 
 def test_a_month_without_partition_is_refused_until_ensure_creates_it(
-    at_head: MigrationRunner,
+    authmodels_migration_runner: MigrationRunner,
 ) -> None:
+    # until 0027, which gives each log a default partition (tests/migrations/test_0027_*)
+    runner = authmodels_migration_runner
+    runner.upgrade(previous("0027_default_partitions"))
     far = "2031-05-05 10:00+00"
     with pytest.raises(IntegrityError, match="no partition of relation"):
-        at_head.execute(
+        runner.execute(
             "INSERT INTO auth.audit_logs (event_type, created_at) VALUES ('login', :t)",
             {"t": far},
         )
-    with at_head.connect() as conn:
+    with runner.connect() as conn:
         created = (
             conn.execute(
                 text("SELECT auth.ensure_monthly_partitions('auth.audit_logs', 0, '2031-05-01')")
@@ -152,10 +159,10 @@ def test_a_month_without_partition_is_refused_until_ensure_creates_it(
             .all()
         )
     assert "audit_logs_p203105" in created
-    at_head.execute(
+    runner.execute(
         "INSERT INTO auth.audit_logs (event_type, created_at) VALUES ('login', :t)", {"t": far}
     )
-    with at_head.connect() as conn:  # idempotent: nothing new the second time
+    with runner.connect() as conn:  # idempotent: nothing new the second time
         assert partitions.ensure(conn, "auth.audit_logs", months_ahead=3) == []
 
 
@@ -235,3 +242,88 @@ def test_row_level_security_still_hides_other_users_rows(
             )
             conn.execute(text(f"SELECT count(*) FROM auth.audit_logs_p{month}"))
         assert at_head.execute(f"SELECT count(*) FROM auth.audit_logs_p{month}") == [(2,)]
+
+
+# --- a row changed while the batch that copies it is uncommitted ------------------------------
+
+
+def _waiting(conninfo: str, *, query_like: str | None = None, pid: int | None = None) -> bool:
+    """Whether a backend (by pid, or by its query) waits for a lock."""
+    with psycopg.connect(conninfo, autocommit=True) as watcher:
+        row = watcher.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND (pid = %s OR query LIKE %s)",
+            (pid, query_like),
+        ).fetchone()
+    return bool(row and row[0])
+
+
+def _until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 20
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("change", ["update", "delete"])
+def test_a_row_changed_while_its_copy_is_uncommitted_is_copied_as_changed(
+    authmodels_migration_runner: MigrationRunner, authmodels_empty_database: URL, change: str
+) -> None:
+    """The copy's batch inserts its rows into the twin, then waits (uncommitted); meanwhile
+    another transaction updates or deletes one of those rows in the original table.
+
+    The batch is held at its foreign key check: after inserting every row of the batch into the
+    twin, PostgreSQL checks each row's ``user_id`` with ``FOR KEY SHARE`` on the user, which a
+    transaction holding that user ``FOR UPDATE`` makes wait. Before the fix, the mirror trigger of
+    the concurrent change could not see the batch's uncommitted copy: an UPDATE's new version
+    was dropped (``ON CONFLICT DO NOTHING`` against the stale copy) and a DELETE left the copy
+    behind, so the upgrade failed at its row count. The batch now locks the rows it copies
+    (``FOR SHARE``): the change waits for the batch to commit, then its trigger sees the copy.
+    """
+    runner = authmodels_migration_runner
+    runner.upgrade(BEFORE)
+    user = _seed(runner, 50)  # one batch
+    [(row_id,)] = runner.execute("SELECT id::text FROM auth.audit_logs ORDER BY id LIMIT 1")
+    conninfo = libpq_url(authmodels_empty_database)
+    errors: list[BaseException] = []
+
+    def upgrade() -> None:
+        try:
+            runner.upgrade(REVISION)
+        except BaseException as exc:
+            errors.append(exc)
+
+    statement = {
+        "update": "UPDATE auth.audit_logs SET details = '{\"changed\": true}' WHERE id = %s",
+        "delete": "DELETE FROM auth.audit_logs WHERE id = %s",
+    }[change]
+
+    with psycopg.connect(conninfo) as blocker, psycopg.connect(conninfo) as changer:
+        blocker.execute("SELECT 1 FROM auth.users WHERE id = %s FOR UPDATE", (user,))
+        migration = threading.Thread(target=upgrade)
+        migration.start()
+        _until(
+            lambda: _waiting(conninfo, query_like="%INSERT INTO auth.audit_logs_rebuild %"),
+            "the batch waits, its rows inserted into the twin and not committed",
+        )
+        changer_pid = changer.info.backend_pid
+        changing = threading.Thread(
+            target=lambda: (changer.execute(statement, (row_id,)), changer.commit())
+        )
+        changing.start()
+        _until(
+            lambda: not changing.is_alive() or _waiting(conninfo, pid=changer_pid),
+            "the change is made or waits",
+        )
+        blocker.rollback()
+        changing.join(timeout=30)
+        migration.join(timeout=120)
+    assert not errors, errors
+
+    after = runner.execute(
+        "SELECT details FROM auth.audit_logs WHERE id = CAST(:r AS uuid)", {"r": row_id}
+    )
+    assert after == ([({"changed": True},)] if change == "update" else [])
+    assert runner.execute("SELECT count(*) FROM auth.audit_logs") == [
+        (50 if change == "update" else 49,)
+    ]

@@ -13,12 +13,13 @@ from sqlalchemy import Engine, text
 from authmodels.cli import main
 from authmodels.db import libpq_url
 from authmodels.partitions import DROP_LOCK_PREFIX
+from authmodels.testing.migrations import MigrationRunner
+from tests.migrations.migration_helpers import previous
 
 
-@pytest.fixture
-def old_months(authmodels_fresh_engine: Engine) -> Iterator[Engine]:
+def _seed_old_months(engine: Engine) -> Engine:
     """Two months of 2024 with 20 audit entries each, and an expired session."""
-    with authmodels_fresh_engine.begin() as conn:
+    with engine.begin() as conn:
         conn.execute(
             text(
                 "SELECT auth.ensure_monthly_partitions('auth.audit_logs', 0, '2024-01-01', "
@@ -37,11 +38,28 @@ def old_months(authmodels_fresh_engine: Engine) -> Iterator[Engine]:
             text(
                 "INSERT INTO auth.users (email, password_hash) VALUES ('p@example.test', 'x');"
                 "INSERT INTO auth.sessions (user_id, token_hash, created_at, expires_at) "
-                "SELECT id, '\\x01', now() - interval '100 days', now() - interval '60 days' "
+                "SELECT id, decode('01016b' || md5(id::text) || md5(id::text), 'hex'), "
+                "now() - interval '100 days', now() - interval '60 days' "
                 "FROM auth.users"
             )
         )
-    return authmodels_fresh_engine
+    return engine
+
+
+@pytest.fixture
+def old_months(authmodels_fresh_engine: Engine) -> Engine:
+    """At head: two months of 2024 with 20 audit entries each, and an expired session."""
+    return _seed_old_months(authmodels_fresh_engine)
+
+
+@pytest.fixture
+def old_months_without_default_partition(
+    authmodels_migration_runner: MigrationRunner,
+) -> Iterator[Engine]:
+    """The same, on a database just below 0027, whose partitioned logs had no default
+    partition: the only revisions where ``DETACH ... CONCURRENTLY`` could be interrupted."""
+    authmodels_migration_runner.upgrade(previous("0027_default_partitions"))
+    yield _seed_old_months(authmodels_migration_runner.engine)
 
 
 def _purge(conn: psycopg.Connection[tuple[object, ...]]) -> dict[str, int]:
@@ -93,9 +111,9 @@ def test_a_month_another_session_is_dropping_is_left_to_it(old_months: Engine) -
 
 
 def test_an_interrupted_detach_stops_that_table_only(
-    old_months: Engine, capsys: pytest.CaptureFixture[str]
+    old_months_without_default_partition: Engine, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    conninfo = libpq_url(old_months.url)
+    conninfo = libpq_url(old_months_without_default_partition.url)
     with psycopg.connect(conninfo) as reader, psycopg.connect(conninfo, autocommit=True) as ddl:
         reader.execute("SELECT count(*) FROM auth.audit_logs")  # an open transaction to wait for
         failures: list[BaseException] = []

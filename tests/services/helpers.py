@@ -59,3 +59,19 @@ def assert_no_raw_values(db: Session, raws: Iterable[str], tables: Iterable[str]
             for raw in raws:
                 assert raw not in row, f"a raw value is stored in auth.{table}: {row[:120]}"
                 assert raw.encode().hex() not in row, f"a raw value is stored in auth.{table}"
+
+
+_WRITES = text(
+    "SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0) FROM pg_stat_xact_all_tables "
+    "WHERE schemaname = 'auth'"
+)
+
+
+def writes(db: Session) -> int:
+    """Rows inserted, updated or deleted in schema ``auth`` so far by this transaction.
+
+    PostgreSQL counts every attempted write, including those of rolled-back SAVEPOINTs and
+    those committed by a flow inside the test's outer transaction: equal counts before and after
+    a call mean the call wrote nothing at all.
+    """
+    return int(db.execute(_WRITES).scalar_one())

@@ -27,7 +27,7 @@ def test_key_is_shown_once_and_stored_as_a_digest(db: Session, user: User) -> No
     created = api_keys.create(db, user, name="ci", scopes=["read", "write", "read"])
 
     prefix, _, secret = created.key.partition(".")
-    assert created.api_key.prefix == prefix and api_keys.PREFIX_PATTERN.match(prefix)
+    assert created.api_key.prefix == prefix and api_keys.PREFIX_PATTERN.fullmatch(prefix)
     assert created.api_key.scopes == ["read", "write"]
     assert_no_raw_values(db, [created.key, secret], ["api_keys"])
     assert "<hidden>" in repr(created)

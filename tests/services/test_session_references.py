@@ -33,6 +33,9 @@ from tests.services.helpers import count
 
 TOKEN_TABLES = ("refresh_tokens", "access_tokens", "step_up_tokens")
 
+#: a random value of the keyed-digest shape (``auth.is_token_digest``, revision 0026)
+DIGEST = "'\\x01016b'::bytea || sha256(gen_random_uuid()::text::bytea)"
+
 
 def _full_session(db: Session, user: User) -> uuid.UUID:
     """A session with a refresh token, an access token, a step-up token and an audit entry."""
@@ -104,7 +107,7 @@ def test_a_token_naming_a_missing_session_is_refused(db: Session, user: User, ta
         "refresh_tokens": lambda: db.execute(
             text(
                 "INSERT INTO auth.refresh_tokens (user_id, session_id, token_hash, expires_at) "
-                "VALUES (:u, :m, '\\x00', now() + interval '1 hour')"
+                f"VALUES (:u, :m, {DIGEST}, now() + interval '1 hour')"
             ),
             {"u": user.id, "m": missing},
         ),
@@ -147,7 +150,7 @@ def conninfo(authmodels_fresh_engine: Engine) -> str:
 def _insert_refresh_token(conn: psycopg.Connection[tuple[object, ...]], sid: uuid.UUID) -> None:
     conn.execute(
         "INSERT INTO auth.refresh_tokens (user_id, session_id, token_hash, expires_at) "
-        "SELECT user_id, id, gen_random_uuid()::text::bytea, now() + interval '1 hour' "
+        f"SELECT user_id, id, {DIGEST}, now() + interval '1 hour' "
         "FROM auth.sessions WHERE id = %s",
         (sid,),
     )
@@ -295,7 +298,7 @@ def test_downgrade_restores_the_foreign_keys(
     )
     [(kept,), (purged,)] = runner.execute(
         "INSERT INTO auth.sessions (user_id, token_hash, expires_at) "
-        "SELECT :u, gen_random_uuid()::text::bytea, now() + interval '1 day' "
+        f"SELECT :u, {DIGEST}, now() + interval '1 day' "
         "FROM generate_series(1, 2) RETURNING id",
         {"u": user},
     )
@@ -307,7 +310,7 @@ def test_downgrade_restores_the_foreign_keys(
         )
         runner.execute(
             "INSERT INTO auth.refresh_tokens (user_id, session_id, token_hash, expires_at) "
-            "VALUES (:u, :s, gen_random_uuid()::text::bytea, now() + interval '1 hour')",
+            f"VALUES (:u, :s, {DIGEST}, now() + interval '1 hour')",
             {"s": sid, "u": user},
         )
     # an orphan access token, made by the REPEATABLE READ race
@@ -317,7 +320,7 @@ def test_downgrade_restores_the_foreign_keys(
         deleter.execute("SELECT 1")
         [(orphan,)] = runner.execute(
             "INSERT INTO auth.access_tokens (user_id, session_id, token_hash, expires_at) "
-            "VALUES (:u, :s, gen_random_uuid()::text::bytea, now() + interval '1 hour') "
+            f"VALUES (:u, :s, {DIGEST}, now() + interval '1 hour') "
             "RETURNING id",
             {"s": purged, "u": user},
         )

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from authmodels.errors import (
     DPoPBindingMismatch,
+    InvalidInputError,
     InvalidTokenError,
     RefreshTokenReused,
     SessionExpiredError,
@@ -22,7 +23,7 @@ from authmodels.errors import (
     TokenExpiredError,
     TokenRevokedError,
 )
-from authmodels.models import User
+from authmodels.models import User, token_lookup_params
 from authmodels.security.privacy import PrivacyHasher
 from authmodels.services import FlowSettings, sessions, tokens, use_settings
 from authmodels.testing.factories import UserFactory
@@ -33,6 +34,9 @@ from tests.services.helpers import assert_no_raw_values, audit_events, count, sn
 TTL = timedelta(hours=8)
 JKT = "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"
 OTHER_JKT = "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+
+#: a random value of the keyed-digest shape (``auth.is_token_digest``, revision 0026)
+DIGEST = "'\\x01016b'::bytea || sha256(gen_random_uuid()::text::bytea)"
 
 
 def age(db: Session, table: str, column: str, by: timedelta, row_id: object) -> None:
@@ -87,7 +91,7 @@ def test_refresh_token_never_outlives_its_session(db: Session, user: User) -> No
 
 def test_create_session_refuses_a_non_positive_ttl(db: Session, user: User) -> None:
     before = snapshot(db)
-    with pytest.raises(ValueError, match="ttl must be positive"):
+    with pytest.raises(InvalidInputError, match="ttl must be above 0"):
         sessions.create_session(db, user, ttl=timedelta(0))
     assert snapshot(db) == before
 
@@ -587,13 +591,11 @@ def test_validated_session_is_persistent_unmodified_and_refreshed_on_each_valida
 def test_token_lookups_are_served_by_the_token_hash_indexes(
     db: Session, user: User, settings: FlowSettings, statement: str, index: str
 ) -> None:
-    from authmodels.services._digests import lookup_params
-
     # a few thousand sessions with a refresh token each, and statistics, for a realistic plan
     db.execute(
         text(
             "INSERT INTO auth.sessions (id, user_id, token_hash, expires_at) "
-            "SELECT md5('s' || i)::uuid, :u, decode(md5('t' || i), 'hex'), "
+            f"SELECT md5('s' || i)::uuid, :u, {DIGEST}, "
             "now() + interval '1 day' FROM generate_series(1, 5000) AS i"
         ),
         {"u": user.id},
@@ -601,7 +603,7 @@ def test_token_lookups_are_served_by_the_token_hash_indexes(
     db.execute(
         text(
             "INSERT INTO auth.refresh_tokens (user_id, session_id, token_hash, expires_at) "
-            "SELECT :u, md5('s' || i)::uuid, decode(md5('r' || i), 'hex'), "
+            f"SELECT :u, md5('s' || i)::uuid, {DIGEST}, "
             "now() + interval '1 day' FROM generate_series(1, 5000) AS i"
         ),
         {"u": user.id},
@@ -609,7 +611,7 @@ def test_token_lookups_are_served_by_the_token_hash_indexes(
     db.execute(text("ANALYZE auth.sessions"))
     db.execute(text("ANALYZE auth.refresh_tokens"))
     params = {
-        **lookup_params(settings.hasher, "some-token"),
+        **token_lookup_params(settings.hasher, "some-token"),
         "idle": timedelta(minutes=30),
         "touch": timedelta(minutes=1),
         "grace": timedelta(seconds=15),

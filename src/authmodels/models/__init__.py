@@ -48,7 +48,9 @@ from authmodels.models.tokens import (
     EmailVerificationToken,
     PasswordResetToken,
     RefreshToken,
-    token_digest_candidates,
+    token_lookup_clause,
+    token_lookup_params,
+    token_lookup_sql,
 )
 from authmodels.models.users import User
 from authmodels.models.webauthn import WebAuthnCredential
@@ -107,5 +109,7 @@ __all__ = [
     "Versioned",
     "WebAuthnCredential",
     "metadata",
-    "token_digest_candidates",
+    "token_lookup_clause",
+    "token_lookup_params",
+    "token_lookup_sql",
 ]

@@ -22,6 +22,11 @@ from sqlalchemy.orm import Mapped, mapped_column
 from authmodels.models.base import Base, uuid_pk
 from authmodels.models.checks import token_digest
 
+#: Longest key ``name`` (``ck_api_keys_name_length``: 1 to this many characters).
+MAX_NAME_LENGTH = 100
+#: The form of a stored ``prefix`` (``ck_api_keys_prefix_format``, anchored).
+PREFIX_PATTERN = "[A-Za-z0-9_-]{8,32}"
+
 
 class ApiKey(Base):
     """An API key: ``prefix`` is public (listings, lookup), ``key_hash`` the digest of the key."""
@@ -29,8 +34,8 @@ class ApiKey(Base):
     __tablename__ = "api_keys"
     __table_args__ = (
         UniqueConstraint("prefix"),
-        CheckConstraint("char_length(name) BETWEEN 1 AND 100", name="name_length"),
-        CheckConstraint("prefix ~ '^[A-Za-z0-9_-]{8,32}$'", name="prefix_format"),
+        CheckConstraint(f"char_length(name) BETWEEN 1 AND {MAX_NAME_LENGTH}", name="name_length"),
+        CheckConstraint(f"prefix ~ '^{PREFIX_PATTERN}$'", name="prefix_format"),
         token_digest("key_hash"),
         CheckConstraint("array_position(scopes, NULL) IS NULL", name="scopes_have_no_null"),
         CheckConstraint("expires_at > created_at", name="expires_after_created"),

@@ -8,14 +8,23 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
-from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, Text, func, text
-from sqlalchemy.dialects.postgresql import INET, JSONB, UUID
+from sqlalchemy import (
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from authmodels.models.base import Base, uuid_pk
+from authmodels.models.checks import token_digest
 from authmodels.models.enums import AuditEventStatus, pg_enum
 
 #: Event types seed 004 defines.
@@ -53,6 +62,10 @@ FLOW_AUDIT_EVENT_TYPES = (
 )
 #: Outcomes of an audited event.
 AUDIT_EVENT_STATUSES = tuple(status.value for status in AuditEventStatus)
+#: Longest ``action`` (``ck_audit_logs_action_length``: 1 to this many characters).
+MAX_ACTION_LENGTH = 100
+#: Longest ``correlation_id`` (``ck_audit_logs_correlation_id_length``: 1 to this many).
+MAX_CORRELATION_ID_LENGTH = 200
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -61,6 +74,10 @@ def _in(column: str, values: tuple[str, ...]) -> str:
 
 class AuditLog(Base):
     """One security event: who did what to whom, outcome, from where, in which request.
+
+    "From where" is kept only as keyed hashes of the client address and user agent
+    (:class:`~authmodels.security.privacy.PrivacyHasher`, revision 0025): an entry can be matched
+    against a known address, but a copy of the table does not reveal it.
 
     ``user_id`` is the account the event concerns; ``actor_user_id`` who performed it (NULL for
     the system, and for rows written before revision 0009), ``target_user_id`` the account acted
@@ -75,9 +92,12 @@ class AuditLog(Base):
         CheckConstraint(
             _in("event_type", AUDIT_EVENT_TYPES + FLOW_AUDIT_EVENT_TYPES), name="event_type_known"
         ),
-        CheckConstraint("char_length(action) BETWEEN 1 AND 100", name="action_length"),
         CheckConstraint(
-            "char_length(correlation_id) BETWEEN 1 AND 200", name="correlation_id_length"
+            f"char_length(action) BETWEEN 1 AND {MAX_ACTION_LENGTH}", name="action_length"
+        ),
+        CheckConstraint(
+            f"char_length(correlation_id) BETWEEN 1 AND {MAX_CORRELATION_ID_LENGTH}",
+            name="correlation_id_length",
         ),
         CheckConstraint(
             "event_type <> 'sensitive_action' OR action IS NOT NULL", name="sensitive_action_named"
@@ -85,7 +105,9 @@ class AuditLog(Base):
         Index("ix_audit_logs_user_id_created_at", "user_id", text("created_at DESC")),
         Index("ix_audit_logs_event_type_created_at", "event_type", text("created_at DESC")),
         Index("ix_audit_logs_created_at", text("created_at DESC")),
-        Index("ix_audit_logs_ip_address_created_at", "ip_address", text("created_at DESC")),
+        token_digest("ip_hash"),
+        token_digest("ua_hash"),
+        Index("ix_audit_logs_ip_hash_created_at", "ip_hash", text("created_at DESC")),
         Index("ix_audit_logs_event_status_event_type", "event_status", "event_type"),
         Index("ix_audit_logs_actor_user_id_created_at", "actor_user_id", text("created_at DESC")),
         Index("ix_audit_logs_target_user_id_created_at", "target_user_id", text("created_at DESC")),
@@ -119,11 +141,11 @@ class AuditLog(Base):
     )
     """Outcome (``auth.audit_event_status``)."""
 
-    ip_address: Mapped[IPv4Address | IPv6Address | None] = mapped_column(INET)
-    """Client address."""
+    ip_hash: Mapped[bytes | None] = mapped_column(LargeBinary)
+    """Keyed hash of the client address (:meth:`PrivacyHasher.ip_hash`, revision 0025)."""
 
-    user_agent: Mapped[str | None] = mapped_column(Text)
-    """Client ``User-Agent``."""
+    ua_hash: Mapped[bytes | None] = mapped_column(LargeBinary)
+    """Keyed hash of the client ``User-Agent`` (:meth:`PrivacyHasher.ua_hash`, revision 0025)."""
 
     details: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     """Event-specific data (seed 001's ``metadata``)."""
@@ -161,6 +183,8 @@ class AuditLogArchive(Base):
     __table_args__ = (
         # serves the retention policy (revision 0016)
         Index("ix_audit_logs_archive_archived_at", text("archived_at")),
+        token_digest("ip_hash"),
+        token_digest("ua_hash"),
         Index("ix_audit_logs_archive_created_at", "created_at"),
         Index("ix_audit_logs_archive_user_id_created_at", "user_id", "created_at"),
     )
@@ -179,11 +203,11 @@ class AuditLogArchive(Base):
     )
     """Outcome."""
 
-    ip_address: Mapped[IPv4Address | IPv6Address | None] = mapped_column(INET)
-    """Client address."""
+    ip_hash: Mapped[bytes | None] = mapped_column(LargeBinary)
+    """Keyed hash of the client address (:meth:`PrivacyHasher.ip_hash`, revision 0025)."""
 
-    user_agent: Mapped[str | None] = mapped_column(Text)
-    """Client ``User-Agent``."""
+    ua_hash: Mapped[bytes | None] = mapped_column(LargeBinary)
+    """Keyed hash of the client ``User-Agent`` (:meth:`PrivacyHasher.ua_hash`, revision 0025)."""
 
     details: Mapped[dict[str, Any]] = mapped_column(JSONB)
     """Event-specific data."""

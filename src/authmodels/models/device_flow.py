@@ -24,6 +24,7 @@ from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from authmodels.models.base import Base, Timestamps, uuid_pk
+from authmodels.models.checks import token_digest
 from authmodels.models.enums import DeviceFlowStatus, pg_enum
 
 #: States of a device flow.
@@ -43,6 +44,9 @@ class DeviceFlow(Timestamps, Base):
             "status NOT IN ('approved', 'consumed') OR user_id IS NOT NULL",
             name="approved_has_user",
         ),
+        # the codes' digest shape (revision 0026)
+        token_digest("device_code_hash"),
+        token_digest("user_code_hash"),
         Index("uq_device_flows_device_code_hash", "device_code_hash", unique=True),
         Index(
             "uq_device_flows_user_code_hash_pending",

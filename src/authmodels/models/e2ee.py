@@ -29,6 +29,13 @@ from authmodels.models.enums import DeviceKeyEventType, pg_enum
 
 #: Transaction-local setting whose value the device-key triggers record as the change's reason.
 DEVICE_KEY_CHANGE_REASON_SETTING = "authmodels.device_key_change_reason"
+#: Longest ``device_id`` (``ck_device_keys_device_id_length``: 1 to this many characters).
+MAX_DEVICE_ID_LENGTH = 255
+#: Size of a key exchange's audit hash, an HMAC-SHA256
+#: (``ck_key_exchanges_shared_secret_hash_hmac_sha256``).
+SHARED_SECRET_HASH_BYTES = 32
+#: Longest event ``reason`` (``ck_device_key_events_reason_length``: 1 to this many characters).
+MAX_REASON_LENGTH = 500
 
 
 class DeviceKey(Timestamps, Base):
@@ -43,7 +50,9 @@ class DeviceKey(Timestamps, Base):
     __tablename__ = "device_keys"
     __table_args__ = (
         UniqueConstraint("user_id", "device_id"),
-        CheckConstraint("char_length(device_id) BETWEEN 1 AND 255", name="device_id_length"),
+        CheckConstraint(
+            f"char_length(device_id) BETWEEN 1 AND {MAX_DEVICE_ID_LENGTH}", name="device_id_length"
+        ),
         CheckConstraint(
             "CASE WHEN public_key ~ '^[A-Za-z0-9+/]{43}=$' "
             "THEN octet_length(decode(public_key, 'base64')) = 32 ELSE false END",
@@ -76,7 +85,8 @@ class KeyExchange(Base):
     __tablename__ = "key_exchanges"
     __table_args__ = (
         CheckConstraint(
-            "octet_length(shared_secret_hash) = 32", name="shared_secret_hash_hmac_sha256"
+            f"octet_length(shared_secret_hash) = {SHARED_SECRET_HASH_BYTES}",
+            name="shared_secret_hash_hmac_sha256",
         ),
         CheckConstraint("initiator_id <> peer_id", name="initiator_is_not_peer"),
         Index(
@@ -132,7 +142,9 @@ class DeviceKeyEvent(Base):
             "octet_length(new_public_key_fingerprint) = 32",
             name="new_public_key_fingerprint_sha256",
         ),
-        CheckConstraint("char_length(reason) BETWEEN 1 AND 500", name="reason_length"),
+        CheckConstraint(
+            f"char_length(reason) BETWEEN 1 AND {MAX_REASON_LENGTH}", name="reason_length"
+        ),
         CheckConstraint(
             "CASE event_type "
             "WHEN 'registered' THEN new_public_key_fingerprint IS NOT NULL "

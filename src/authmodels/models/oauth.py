@@ -24,6 +24,15 @@ from authmodels.models.base import Base, Timestamps, uuid_pk
 from authmodels.models.checks import field_envelope, token_digest
 from authmodels.models.enums import OAuthRefreshStatus, pg_enum
 
+#: The form of a ``provider`` name (``ck_oauth_connections_provider_format``, anchored).
+PROVIDER_PATTERN = "[a-z0-9_.-]{1,50}"
+#: Longest ``provider_user_id`` (``ck_oauth_connections_provider_user_id_length``).
+MAX_PROVIDER_USER_ID_LENGTH = 255
+#: Longest ``picture_url`` (``ck_oauth_connections_picture_url_length``).
+MAX_PICTURE_URL_LENGTH = 1024
+#: Top-level keys ``raw_data`` must not have (``ck_oauth_connections_raw_data_has_no_tokens``).
+RAW_DATA_TOKEN_KEYS = ("access_token", "refresh_token", "id_token")
+
 
 class OAuthConnection(Timestamps, Base):
     """An account at an OAuth provider linked to a user (one per provider account).
@@ -38,15 +47,18 @@ class OAuthConnection(Timestamps, Base):
     __tablename__ = "oauth_connections"
     __table_args__ = (
         UniqueConstraint("provider", "provider_user_id"),
-        CheckConstraint("provider ~ '^[a-z0-9_.-]{1,50}$'", name="provider_format"),
+        CheckConstraint(f"provider ~ '^{PROVIDER_PATTERN}$'", name="provider_format"),
         CheckConstraint(
-            "char_length(provider_user_id) BETWEEN 1 AND 255", name="provider_user_id_length"
+            f"char_length(provider_user_id) BETWEEN 1 AND {MAX_PROVIDER_USER_ID_LENGTH}",
+            name="provider_user_id_length",
         ),
-        CheckConstraint("char_length(picture_url) <= 1024", name="picture_url_length"),
+        CheckConstraint(
+            f"char_length(picture_url) <= {MAX_PICTURE_URL_LENGTH}", name="picture_url_length"
+        ),
         token_digest("access_token_hash"),
         token_digest("refresh_token_hash"),
         CheckConstraint(
-            "NOT (raw_data ?| array['access_token', 'refresh_token', 'id_token'])",
+            f"NOT (raw_data ?| array[{', '.join(repr(key) for key in RAW_DATA_TOKEN_KEYS)}])",
             name="raw_data_has_no_tokens",
         ),
         Index("ix_oauth_connections_user_id", "user_id"),

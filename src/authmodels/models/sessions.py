@@ -26,6 +26,7 @@ from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from authmodels.models.base import Base, uuid_pk
+from authmodels.models.checks import token_digest
 from authmodels.models.tokens import DIGEST_SCHEME_LEGACY_SHA256_HEX, DIGEST_SCHEME_RAW
 
 
@@ -41,6 +42,11 @@ class Session(Base):
             name="digest_scheme_known",
         ),
         CheckConstraint("expires_at > created_at", name="expires_after_created"),
+        # the shape of every digest column (revision 0026)
+        token_digest("token_hash"),
+        token_digest("refresh_token_hash"),
+        token_digest("ip_hash"),
+        token_digest("ua_hash"),
         Index("ix_sessions_user_id", "user_id", postgresql_where=text("is_active")),
         Index("ix_sessions_token_hash", "token_hash"),
         Index("ix_sessions_expires_at", "expires_at", postgresql_where=text("is_active")),

@@ -14,6 +14,8 @@ from authmodels.models.checks import token_digest
 
 #: Longest lifetime a step-up token may have (a CHECK constraint enforces it).
 STEP_UP_MAX_LIFETIME_MINUTES = 15
+#: The form of a ``purpose`` (``ck_step_up_tokens_purpose_format`` anchors it at both ends).
+PURPOSE_PATTERN = "[a-z][a-z0-9_.:-]{0,63}"
 
 
 class StepUpToken(Base):
@@ -29,7 +31,7 @@ class StepUpToken(Base):
         # serves the retention policy (revision 0016)
         Index("ix_step_up_tokens_retention", text("least(expires_at, used_at)")),
         token_digest("token_hash"),
-        CheckConstraint("purpose ~ '^[a-z][a-z0-9_.:-]{0,63}$'", name="purpose_format"),
+        CheckConstraint(f"purpose ~ '^{PURPOSE_PATTERN}$'", name="purpose_format"),
         CheckConstraint(
             "expires_at > created_at AND expires_at <= created_at + interval "
             f"'{STEP_UP_MAX_LIFETIME_MINUTES} minutes'",

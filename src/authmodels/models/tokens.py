@@ -3,8 +3,16 @@ access tokens (seed 000's ``ia_tokens``).
 
 Every token is stored only as a keyed digest (:class:`~authmodels.security.hashing.TokenHasher`).
 Rows converted from seed 004's unkeyed SHA-256 hashes hold the keyed digest of that hex string
-(``digest_scheme`` 2); :func:`token_digest_candidates` gives the candidates of both schemes for
-one indexed ``token_hash = ANY(:candidates)`` lookup.
+(``digest_scheme`` 2). Look a presented token up with :func:`token_lookup_clause` (the ORM) or
+:func:`token_lookup_sql` with :func:`token_lookup_params` (text SQL): one indexed query over the
+candidates of both schemes under every key, which also requires the stored ``digest_scheme`` to
+be the scheme of the candidate that matched.
+
+That second condition is what keeps a pre-upgrade copy of the database worthless. Before
+revision 0005 the tables held ``sha256(raw).hexdigest()``; whoever has such a copy could present
+that hex string itself as a token, and its scheme-1 candidate ``HMAC(key, hex)`` *is* the
+scheme-2 digest stored for the real token. A lookup on ``token_hash = ANY(candidates)`` alone
+would accept it; these functions do not.
 """
 
 from __future__ import annotations
@@ -12,23 +20,36 @@ from __future__ import annotations
 import hashlib
 import uuid
 from datetime import datetime
-from ipaddress import IPv4Address, IPv6Address
+from typing import Any
 
 from sqlalchemy import (
+    BindParameter,
     CheckConstraint,
+    ColumnElement,
     DateTime,
     ForeignKey,
     Index,
     LargeBinary,
     SmallInteger,
     Text,
+    and_,
+    any_,
+    bindparam,
+    case,
+    column,
     func,
+    literal_column,
     text,
 )
-from sqlalchemy.dialects.postgresql import INET, UUID
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import table as sql_table
+from sqlalchemy.dialects.postgresql import ARRAY, UUID
+from sqlalchemy.dialects.postgresql.base import PGDialect
+from sqlalchemy.orm import Mapped, QueryableAttribute, mapped_column
+from sqlalchemy.types import TypeEngine
 
+from authmodels.errors import InvalidInputError, InvalidTokenError
 from authmodels.models.base import Base, session_reference, uuid_pk
+from authmodels.models.checks import token_digest
 from authmodels.security.hashing import TokenHasher
 
 #: ``digest_scheme`` of a keyed digest of the raw token (every token issued since 0005).
@@ -37,15 +58,109 @@ DIGEST_SCHEME_RAW = 1
 DIGEST_SCHEME_LEGACY_SHA256_HEX = 2
 
 
-def token_digest_candidates(hasher: TokenHasher, raw: str) -> list[bytes]:
-    """Every digest a stored ``token_hash`` of ``raw`` may have: both schemes, every key.
+def token_lookup_params(hasher: TokenHasher, raw: str) -> dict[str, list[bytes]]:
+    """The bind parameters of :func:`token_lookup_sql` for the presented token ``raw``.
 
-    Use it as ``WHERE token_hash = ANY(:candidates)``: one indexed lookup finds the token whether
-    it was issued after revision 0005 (scheme 1) or converted from a seed-004 SHA-256 hash
-    (scheme 2), under any key of the ring.
+    ``candidates`` holds the digests of both schemes under every key of ``hasher``;
+    ``raw_candidates`` the scheme-1 ones among them.
+
+    Raises:
+        InvalidTokenError: ``raw`` is not text that can be a token (not a string, or not
+            encodable as UTF-8).
     """
-    legacy_hex = hashlib.sha256(raw.encode("utf-8")).hexdigest()
-    return [*hasher.candidates(raw), *hasher.candidates(legacy_hex)]
+    try:
+        legacy_hex = hashlib.sha256(raw.encode("utf-8")).hexdigest()
+    except (AttributeError, UnicodeEncodeError):
+        raise InvalidTokenError("the token is not one this server issued") from None
+    raw_candidates = hasher.candidates(raw)
+    return {
+        "candidates": [*raw_candidates, *hasher.candidates(legacy_hex)],
+        "raw_candidates": raw_candidates,
+    }
+
+
+def _lookup_condition(
+    token_hash: ColumnElement[bytes] | QueryableAttribute[bytes],
+    digest_scheme: ColumnElement[int] | QueryableAttribute[int],
+    candidates: BindParameter[Any],
+    raw_candidates: BindParameter[Any],
+) -> ColumnElement[bool]:
+    """The rule, once: the token is a candidate, and its scheme is the matching candidate's."""
+    return and_(
+        token_hash == any_(candidates),
+        digest_scheme
+        == case(
+            (token_hash == any_(raw_candidates), literal_column(str(DIGEST_SCHEME_RAW))),
+            else_=literal_column(str(DIGEST_SCHEME_LEGACY_SHA256_HEX)),
+        ),
+    )
+
+
+_CANDIDATES_TYPE: TypeEngine[Any] = ARRAY(LargeBinary)
+#: PostgreSQL without a driver's bind casts, with ``:name`` placeholders as ``text()`` reads them.
+_NAMED_PARAMS = PGDialect(paramstyle="named")  # type: ignore[no-untyped-call]
+
+
+def token_lookup_clause(model: type[Base], hasher: TokenHasher, raw: str) -> ColumnElement[bool]:
+    """The WHERE clause that finds the row of the presented token ``raw`` (ORM)::
+
+        session = db.execute(
+            select(Session).where(token_lookup_clause(Session, hasher, presented))
+        ).scalar_one_or_none()
+
+    Served by the ``token_hash`` index; the bind parameters are unique, so one statement may
+    hold several lookups.
+
+    Args:
+        model: :class:`~authmodels.models.Session`, :class:`RefreshToken`,
+            :class:`PasswordResetToken`, :class:`EmailVerificationToken`, or an alias of one.
+        hasher: the key ring the tokens were digested with.
+        raw: the token as presented.
+
+    Raises:
+        InvalidTokenError: ``raw`` cannot be a token (see :func:`token_lookup_params`).
+        InvalidInputError: ``model`` has no ``token_hash`` and ``digest_scheme`` columns.
+    """
+    token_hash = getattr(model, "token_hash", None)
+    digest_scheme = getattr(model, "digest_scheme", None)
+    if token_hash is None or digest_scheme is None:
+        raise InvalidInputError(
+            f"{getattr(model, '__name__', model)!s} has no token_hash and digest_scheme: pass "
+            "Session, RefreshToken, PasswordResetToken or EmailVerificationToken (or an alias)",
+            field="model",
+        )
+    params = token_lookup_params(hasher, raw)
+    return _lookup_condition(
+        token_hash,
+        digest_scheme,
+        bindparam("candidates", params["candidates"], _CANDIDATES_TYPE, unique=True),
+        bindparam("raw_candidates", params["raw_candidates"], _CANDIDATES_TYPE, unique=True),
+    )
+
+
+def token_lookup_sql(table: str) -> str:
+    """The same condition as SQL text, for ``table`` (the name or alias used in the query),
+    with the bind parameters ``:candidates`` and ``:raw_candidates`` of
+    :func:`token_lookup_params`::
+
+        db.execute(
+            text(f"SELECT id FROM auth.sessions WHERE {token_lookup_sql('sessions')}"),
+            token_lookup_params(hasher, presented),
+        )
+
+    Args:
+        table: a table name or alias (an SQL identifier, not user input).
+    """
+    named = sql_table(
+        table, column("token_hash", LargeBinary), column("digest_scheme", SmallInteger)
+    )
+    condition = _lookup_condition(
+        named.c.token_hash,
+        named.c.digest_scheme,
+        bindparam("candidates", type_=_CANDIDATES_TYPE),
+        bindparam("raw_candidates", type_=_CANDIDATES_TYPE),
+    )
+    return str(condition.compile(dialect=_NAMED_PARAMS))
 
 
 def _digest_scheme() -> Mapped[int]:
@@ -80,6 +195,7 @@ class RefreshToken(Base):
         Index("ix_refresh_tokens_retention", text("least(expires_at, used_at, revoked_at)")),
         _digest_scheme_check(),
         _expires_after_created(),
+        token_digest("token_hash"),
         Index("ix_refresh_tokens_token_hash", "token_hash"),
         Index("ix_refresh_tokens_session_id", "session_id"),
         Index("ix_refresh_tokens_expires_at", "expires_at"),
@@ -137,6 +253,9 @@ class PasswordResetToken(Base):
         Index("ix_password_reset_tokens_retention", text("least(expires_at, used_at)")),
         _digest_scheme_check(),
         _expires_after_created(),
+        token_digest("token_hash"),
+        token_digest("ip_hash"),
+        token_digest("ua_hash"),
         Index("ix_password_reset_tokens_user_id", "user_id"),
         Index("ix_password_reset_tokens_token_hash", "token_hash"),
         Index("ix_password_reset_tokens_expires_at", "expires_at"),
@@ -160,11 +279,11 @@ class PasswordResetToken(Base):
     used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     """When the link was used (it cannot be used twice)."""
 
-    ip_address: Mapped[IPv4Address | IPv6Address | None] = mapped_column(INET)
-    """Address the reset was requested from."""
+    ip_hash: Mapped[bytes | None] = mapped_column(LargeBinary)
+    """Keyed hash of the address the reset was requested from (:meth:`PrivacyHasher.ip_hash`)."""
 
-    user_agent: Mapped[str | None] = mapped_column(Text)
-    """``User-Agent`` the reset was requested with."""
+    ua_hash: Mapped[bytes | None] = mapped_column(LargeBinary)
+    """Keyed hash of the ``User-Agent`` the reset was requested with (revision 0025)."""
 
     created_at: Mapped[datetime] = _created_at()
     """When the link was issued."""
@@ -179,6 +298,7 @@ class EmailVerificationToken(Base):
         Index("ix_email_verification_tokens_retention", text("least(expires_at, verified_at)")),
         _digest_scheme_check(),
         _expires_after_created(),
+        token_digest("token_hash"),
         Index("ix_email_verification_tokens_user_id", "user_id"),
         Index("ix_email_verification_tokens_token_hash", "token_hash"),
     )
@@ -214,6 +334,7 @@ class AccessToken(Base):
     __tablename__ = "access_tokens"
     __table_args__ = (
         _expires_after_created(),
+        token_digest("token_hash"),
         # serves the retention policy (revision 0016)
         Index("ix_access_tokens_retention", text("least(expires_at, revoked_at)")),
         Index("uq_access_tokens_token_hash", "token_hash", unique=True),

@@ -18,7 +18,9 @@ MAX_FAILED_LOGIN_ATTEMPTS = 10
 class User(Versioned, Timestamps, Base):
     """An account: e-mail, password hash, verification, second factor and lockout state.
 
-    ``email`` is unique among live accounts (``deleted_at IS NULL``); a soft-deleted account keeps
+    ``email`` is unique among live accounts (``deleted_at IS NULL``) whatever its letter case:
+    the identity of an address is ``lower(email)`` (``uq_users_email_identity``, revision 0023;
+    :func:`authmodels.email_identity.normalize_email` in Python). A soft-deleted account keeps
     its row so that the rows that reference it stay valid.
 
     Optimistic locking (:class:`Versioned`): every ORM update checks and increments ``version``;
@@ -38,6 +40,13 @@ class User(Versioned, Timestamps, Base):
         ),
         Index("ix_users_email", "email", unique=True, postgresql_where=text("deleted_at IS NULL")),
         Index("ix_users_email_lower", text("lower(email)")),
+        # the e-mail identity (revision 0023): one live account per address, whatever its case
+        Index(
+            "uq_users_email_identity",
+            text("lower(email)"),
+            unique=True,
+            postgresql_where=text("deleted_at IS NULL"),
+        ),
         Index("ix_users_created_at", text("created_at DESC")),
         Index("ix_users_last_login_at", text("last_login_at DESC")),
         Index(

@@ -27,7 +27,10 @@ the caller commits. A refusal that must outlive a rollback (a reused refresh tok
 family, a counted wrong user code, a replayed DPoP proof...) is committed by the flow before it
 raises, and the function's docstring says so. Rules are enforced in the SQL (conditional UPDATEs,
 unique keys, row locks), errors are classes of :mod:`authmodels.errors`, and tokens are returned
-raw once and stored only as keyed digests.
+raw once and stored only as keyed digests. Arguments are checked before any query: a value the
+database would refuse (the wrong type, too long, a NUL or an unpaired surrogate, not of its
+column's form) raises :class:`~authmodels.errors.InvalidInputError` naming it, or the flow's own
+refusal when it is a presented credential, and nothing is written.
 
 Import the modules you use (``from authmodels.services import sessions``); this package imports
 none of them eagerly.

@@ -31,11 +31,17 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from authmodels.errors import GUARD_ERRORS, NotAuthorizedError
+from authmodels.errors import (
+    GUARD_ERRORS,
+    InvalidInputError,
+    NotAuthorizedError,
+    StepUpTokenInvalid,
+)
 from authmodels.locking import RowNotFoundError, update_versioned
+from authmodels.models.audit import MAX_CORRELATION_ID_LENGTH
 from authmodels.models.enums import UserRole
 from authmodels.models.users import User
-from authmodels.services import audit, step_up
+from authmodels.services import _inputs, audit, step_up
 from authmodels.services.tokens import user_id_of
 
 __all__ = ["ADMIN_LOCK_KEY", "ROLE_CHANGE_ACTION", "change_role"]
@@ -44,6 +50,20 @@ __all__ = ["ADMIN_LOCK_KEY", "ROLE_CHANGE_ACTION", "change_role"]
 ADMIN_LOCK_KEY = 0x6175746861646D6E
 #: ``audit_logs.action`` and step-up purpose of a role change.
 ROLE_CHANGE_ACTION = "admin.role_change"
+
+#: Largest ``users.version`` (an ``integer`` column).
+_MAX_INT4 = 2**31 - 1
+
+
+def _role(value: UserRole | str) -> UserRole:
+    try:
+        return UserRole(value)
+    except ValueError:
+        raise InvalidInputError(
+            f"role must be one of {', '.join(r.value for r in UserRole)}, not {str(value)[:40]!r}",
+            field="role",
+        ) from None
+
 
 _LOCK_ADMIN_CHANGES = text(f"SELECT pg_advisory_xact_lock({ADMIN_LOCK_KEY})")
 _ACTOR_IS_ADMIN = text(
@@ -90,10 +110,20 @@ def change_role(
         MasterAdminProtectedError: the target is the master admin ("Cannot demote the master
             admin", SQLSTATE MA001).
         LastAdminError: the change would leave no admin ("Cannot remove the last admin", MA002).
-        ValueError: ``role`` is not a role.
+        InvalidInputError: ``role`` is not a role, ``actor`` or ``target`` not a user or an id,
+            ``expected_version`` not a positive integer, ``correlation_id`` not text of 1 to 200
+            characters, ``session_id`` not a UUID.
     """
-    new_role = UserRole(role)
-    actor_id, target_id = user_id_of(actor), user_id_of(target)
+    new_role = _role(role)
+    actor_id, target_id = user_id_of(actor, "actor"), user_id_of(target, "target")
+    _inputs.presented(
+        step_up_token, "step-up token", error=StepUpTokenInvalid, hint=": re-authenticate"
+    )
+    if expected_version is not None:
+        _inputs.integer(expected_version, "expected_version", minimum=1, maximum=_MAX_INT4)
+    if correlation_id is not None:
+        _inputs.text(correlation_id, "correlation_id", max_length=MAX_CORRELATION_ID_LENGTH)
+    _inputs.optional_identifier(session_id, "session_id")
     correlation_id = correlation_id or str(uuid.uuid4())
     if expected_version is None and isinstance(target, User):
         expected_version = target.version

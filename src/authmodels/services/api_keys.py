@@ -42,19 +42,27 @@ from authmodels.errors import (
     AuthModelsError,
     InsufficientScopeError,
     InvalidApiKeyError,
+    InvalidInputError,
 )
-from authmodels.models.api_keys import ApiKey
+from authmodels.models.api_keys import MAX_NAME_LENGTH, ApiKey
+from authmodels.models.api_keys import PREFIX_PATTERN as PREFIX_FORMAT
 from authmodels.models.users import User
 from authmodels.security.hashing import new_token
-from authmodels.services import audit
+from authmodels.services import _inputs, audit
 from authmodels.services.settings import settings_for
 from authmodels.services.tokens import user_id_of
 
 __all__ = ["CreatedApiKey", "authenticate", "create", "require_scopes", "revoke"]
 
 #: A stored prefix (``ck_api_keys_prefix_format``); :func:`create` makes ``ak_`` + 12 hex digits.
-PREFIX_PATTERN = re.compile(r"^[A-Za-z0-9_-]{8,32}$")
+PREFIX_PATTERN = re.compile(PREFIX_FORMAT)
 _DUMMY_KEY = "ak_000000000000.dummy"
+#: Most scopes a key may have, and the longest scope name.
+MAX_SCOPES, MAX_SCOPE_LENGTH = 100, 200
+
+
+def _scopes(scopes: object) -> list[str]:
+    return _inputs.texts(scopes, "scopes", max_items=MAX_SCOPES, max_length=MAX_SCOPE_LENGTH)
 
 
 @dataclass(frozen=True)
@@ -103,10 +111,17 @@ def create(
 
     Returns:
         The raw key (once) and its row.
+
+    Raises:
+        InvalidInputError: ``name`` is not text of 1 to 100 characters, ``scopes`` not a list
+            of at most 100 names of 1 to 200 characters, ``expires_at`` not an aware datetime
+            in the future, or ``user`` not a user or an id.
     """
-    settings = settings_for(db)
     user_id = user_id_of(user)
-    scope_list = sorted(set(scopes))
+    _inputs.text(name, "name", max_length=MAX_NAME_LENGTH)
+    scope_list = sorted(set(_scopes(scopes)))
+    _inputs.optional_moment(expires_at, "expires_at", future=True)
+    settings = settings_for(db)
     for _ in range(8):
         prefix = f"ak_{secrets.token_hex(6)}"
         key = f"{prefix}.{new_token()}"
@@ -168,17 +183,22 @@ def authenticate(db: Session, presented: str, *, scopes: Iterable[str] = ()) -> 
         ApiKeyRevokedError: the key was revoked.
         ApiKeyExpiredError: the key expired.
         InsufficientScopeError: a needed scope is not granted.
+        InvalidInputError: ``scopes`` is not a list of scope names.
     """
+    _inputs.presented(
+        presented, "API key", error=InvalidApiKeyError, hint=": check the key that was sent"
+    )
+    wanted = _scopes(scopes)
     settings = settings_for(db)
     hasher = settings.hasher
-    prefix, _, secret = presented.partition(".") if isinstance(presented, str) else ("", "", "")
+    prefix, _, secret = presented.partition(".")
     row = None
-    if PREFIX_PATTERN.match(prefix) and 0 < len(secret) <= 512:
+    if PREFIX_PATTERN.fullmatch(prefix) and secret:
         row = db.execute(
             _BY_PREFIX, {"prefix": prefix, "touch": settings.api_key_touch_interval}
         ).first()
     if row is None:
-        hasher.matches(_DUMMY_KEY, hasher.digest(presented if isinstance(presented, str) else ""))
+        hasher.matches(_DUMMY_KEY, hasher.digest(presented))
         raise InvalidApiKeyError("the API key is not valid: check the key that was sent")
     if not hasher.matches(presented, row.key_hash):
         raise InvalidApiKeyError("the API key is not valid: check the key that was sent")
@@ -191,7 +211,7 @@ def authenticate(db: Session, presented: str, *, scopes: Iterable[str] = ()) -> 
     api_key = db.execute(
         select(ApiKey).where(ApiKey.id == row.id).execution_options(populate_existing=True)
     ).scalar_one()
-    require_scopes(api_key, scopes)
+    require_scopes(api_key, wanted)
     return api_key
 
 
@@ -200,8 +220,14 @@ def require_scopes(api_key: ApiKey, scopes: Iterable[str]) -> None:
 
     Raises:
         InsufficientScopeError: some are missing (named in ``missing``).
+        InvalidInputError: ``api_key`` is not an :class:`~authmodels.models.ApiKey`, or
+            ``scopes`` not a list of scope names.
     """
-    missing = sorted(set(scopes) - set(api_key.scopes))
+    if not isinstance(api_key, ApiKey):
+        raise InvalidInputError(
+            f"api_key must be an ApiKey, not {type(api_key).__name__}", field="api_key"
+        )
+    missing = sorted(set(_scopes(scopes)) - set(api_key.scopes))
     if missing:
         raise InsufficientScopeError(
             f"the API key lacks the scope(s) {', '.join(missing)}: create a key that has them",
@@ -224,8 +250,12 @@ def revoke(db: Session, user: User | uuid.UUID, api_key_id: uuid.UUID) -> bool:
     Returns:
         True if the key was live and is now revoked; False if it was already revoked, or is
         not a key of this user.
+
+    Raises:
+        InvalidInputError: ``user`` is not a user or an id, or ``api_key_id`` not a UUID.
     """
     user_id = user_id_of(user)
+    _inputs.identifier(api_key_id, "api_key_id")
     prefix = db.execute(_REVOKE, {"id": api_key_id, "user_id": user_id}).scalar_one_or_none()
     if prefix is None:
         return False

@@ -43,6 +43,7 @@ yet: run them on the service path (:func:`authmodels.rls.service_role`).
 
 from __future__ import annotations
 
+import re
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -67,8 +68,7 @@ from authmodels.models.device_flow import DeviceFlow
 from authmodels.models.enums import SecurityEventSeverity
 from authmodels.models.users import User
 from authmodels.security.hashing import new_token
-from authmodels.services import audit, security_events
-from authmodels.services._digests import check_presented
+from authmodels.services import _inputs, audit, security_events
 from authmodels.services.durable import durable
 from authmodels.services.sessions import create_session
 from authmodels.services.settings import settings_for
@@ -90,8 +90,11 @@ __all__ = [
 USER_CODE_ALPHABET = "BCDFGHJKLMNPQRSTVWXZ"
 #: Characters in a user code (20^8, about 2^34.6 codes).
 USER_CODE_LENGTH = 8
+_USER_CODE = re.compile(f"[{USER_CODE_ALPHABET}]{{{USER_CODE_LENGTH}}}")
 #: RFC 8628 section 3.5: each ``slow_down`` adds 5 seconds to the interval.
 SLOW_DOWN_STEP = 5
+#: Longest text taken as a typed user code (a screenful; a code is 9 characters with its dash).
+_TYPED_CODE_LENGTH = 64
 
 
 @dataclass(frozen=True)
@@ -122,8 +125,12 @@ def new_user_code() -> str:
 
 
 def format_user_code(code: str) -> str:
-    """The display form of a user code: ``BCDFGHJK`` -> ``BCDF-GHJK``."""
-    normal = normalize_user_code(code)
+    """The display form of a user code: ``BCDFGHJK`` -> ``BCDF-GHJK``.
+
+    Raises:
+        InvalidInputError: ``code`` is not text of at most 64 characters.
+    """
+    normal = normalize_user_code(_inputs.text(code, "code", max_length=_TYPED_CODE_LENGTH))
     half = len(normal) // 2
     return f"{normal[:half]}-{normal[half:]}"
 
@@ -156,7 +163,13 @@ def start(db: Session, *, client_id: str, scope: str | None) -> DeviceAuthorizat
 
     Returns:
         The raw device and user codes, their expiry and the polling interval.
+
+    Raises:
+        InvalidInputError: ``client_id`` is not text of 1 to 255 characters, or ``scope`` of
+            1 to 2,000.
     """
+    _inputs.text(client_id, "client_id", max_length=_inputs.MAX_CLIENT_ID_LENGTH)
+    _inputs.optional_text(scope, "scope", max_length=_inputs.MAX_SCOPE_LENGTH)
     settings = settings_for(db)
     for _ in range(8):
         device_code, user_code = new_token(), new_user_code()
@@ -220,8 +233,11 @@ def approve(db: Session, user_code: str, user: User | uuid.UUID) -> DeviceFlow:
     Raises:
         TooManyUserCodeAttempts: the user typed too many wrong codes recently (audited as
             ``blocked`` and committed).
-        InvalidUserCode: no pending request has this code (counted, audited and committed).
+        InvalidUserCode: no pending request has this code (counted, audited and committed);
+            or what was typed is not a code at all (not 8 letters of the alphabet): refused
+            before the database, not counted.
         ExpiredToken: the request with this code expired (the device must start again).
+        InvalidInputError: ``user`` is neither a user nor an id.
     """
     return _decide(db, user_code, user, "approved")
 
@@ -236,8 +252,18 @@ def deny(db: Session, user_code: str, user: User | uuid.UUID) -> DeviceFlow:
 
 
 def _decide(db: Session, user_code: str, user: User | uuid.UUID, status: str) -> DeviceFlow:
-    settings = settings_for(db)
     user_id = user_id_of(user)
+    typed = _inputs.presented(
+        user_code, "user code", error=InvalidUserCode, max_length=_TYPED_CODE_LENGTH
+    )
+    code = normalize_user_code(typed)
+    if _USER_CODE.fullmatch(code) is None:
+        # it cannot match a code: refused without counting an attempt
+        raise InvalidUserCode(
+            f"{typed[:20]!r} is not a code a device shows: codes are {USER_CODE_LENGTH} "
+            "letters such as BCDF-GHJK; check the code on the device"
+        )
+    settings = settings_for(db)
 
     # 1. The guess limit (RFC 8628 5.1), checked before the code: this user's attempts queue on
     #    one advisory lock (held to the end of the transaction), then the wrong ones are counted.
@@ -261,8 +287,7 @@ def _decide(db: Session, user_code: str, user: User | uuid.UUID, status: str) ->
         )
 
     # 2. The decision: only a pending, unexpired request can be decided, and only once.
-    # (a code is 8 characters; whatever is typed beyond a screenful cannot match)
-    candidates = settings.hasher.candidates(normalize_user_code(str(user_code)[:64]))
+    candidates = settings.hasher.candidates(code)
     decided = {"status": status, "user_id": user_id}
     if status == "approved":
         decided["approved_at"] = func.now()
@@ -366,8 +391,10 @@ def poll(db: Session, device_code: str, *, dpop_jkt: str | None = None) -> Issue
         AccessDenied: the user denied the request.
         ExpiredToken: the request expired.
         InvalidTokenError: no request has this device code, or its tokens were already issued.
+        InvalidInputError: ``dpop_jkt`` is not a JWK thumbprint.
     """
-    check_presented(device_code, "device code")
+    _inputs.presented(device_code, "device code", hint=": start again on the device")
+    _inputs.jkt(dpop_jkt)
     settings = settings_for(db)
     candidates = settings.hasher.candidates(device_code)
     for _ in range(2):  # a second pass only if the request was approved between the statements

@@ -36,11 +36,19 @@ import uuid
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from authmodels.errors import InvalidPublicKeyError, NotAuthorizedError
-from authmodels.models.e2ee import DEVICE_KEY_CHANGE_REASON_SETTING, DeviceKey, KeyExchange
+from authmodels.errors import InvalidInputError, InvalidPublicKeyError, NotAuthorizedError
+from authmodels.models.e2ee import (
+    DEVICE_KEY_CHANGE_REASON_SETTING,
+    MAX_DEVICE_ID_LENGTH,
+    MAX_REASON_LENGTH,
+    SHARED_SECRET_HASH_BYTES,
+    DeviceKey,
+    KeyExchange,
+)
 from authmodels.models.users import User
 from authmodels.security import e2ee
 from authmodels.security.encryption import aad_for
+from authmodels.services import _inputs
 from authmodels.services.settings import settings_for
 from authmodels.services.tokens import user_id_of
 
@@ -50,9 +58,6 @@ __all__ = [
     "record_key_exchange",
     "register_device_key",
 ]
-
-#: Longest reason kept for a failed exchange (``ck_device_key_events_reason_length``).
-MAX_REASON_LENGTH = 500
 
 
 def _aad(device_key_id: uuid.UUID) -> bytes:
@@ -106,14 +111,20 @@ def register_device_key(
         InvalidPublicKeyError: the public key is malformed or of low order, or the private key
             is not its private key (nothing is written).
         MissingKeyError: no encryption key is configured.
+        InvalidInputError: ``device_id`` is not text of 1 to 255 characters, ``private_key``
+            not 32 bytes, ``reason`` not text of at most 500 characters, or ``user`` not a user
+            or an id (nothing is written).
     """
+    user_id = user_id_of(user)
+    _inputs.text(device_id, "device_id", max_length=MAX_DEVICE_ID_LENGTH)
+    _inputs.blob(private_key, "private_key", min_length=e2ee.KEY_SIZE, max_length=e2ee.KEY_SIZE)
+    _inputs.optional_text(reason, "reason", min_length=0, max_length=MAX_REASON_LENGTH)
     raw_public = e2ee.validate_public_key(public_key)
     if e2ee.public_key_from_private(private_key) != raw_public:
         raise InvalidPublicKeyError(
             "the private key does not belong to the public key: send the pair of one device"
         )
     cipher = settings_for(db).cipher
-    user_id = user_id_of(user)
     encoded = base64.b64encode(raw_public).decode("ascii")
     where = {"user_id": user_id, "device_id": device_id}
 
@@ -152,7 +163,12 @@ def private_key(db: Session, device_key: DeviceKey) -> bytes:
 
     Raises:
         DecryptionError: the envelope does not authenticate (moved or altered).
+        InvalidInputError: ``device_key`` is not a :class:`~authmodels.models.DeviceKey`.
     """
+    if not isinstance(device_key, DeviceKey):
+        raise InvalidInputError(
+            f"device_key must be a DeviceKey, not {type(device_key).__name__}", field="device_key"
+        )
     return settings_for(db).cipher.decrypt(
         device_key.private_key_encrypted, aad=_aad(device_key.id)
     )
@@ -192,21 +208,25 @@ def record_key_exchange(
             (:func:`authmodels.security.e2ee.shared_secret_audit_hash`); never the secret.
 
     Raises:
-        ValueError: the audit hash is not 32 bytes, or initiator and peer are the same user.
+        InvalidInputError: the audit hash is not 32 bytes, initiator and peer are the same
+            user, ``conversation_id`` is not a UUID, or a party not a user or an id.
         NotAuthorizedError: one of them is not a participant of the conversation.
     """
-    if len(shared_secret_hash) != 32:
-        raise ValueError(
+    if not isinstance(shared_secret_hash, bytes | bytearray | memoryview) or (
+        len(shared_secret_hash) != SHARED_SECRET_HASH_BYTES
+    ):
+        raise InvalidInputError(
             "shared_secret_hash must be the 32-byte HMAC-SHA256 audit hash "
-            "(shared_secret_audit_hash), never the shared secret itself"
+            "(shared_secret_audit_hash), never the shared secret itself",
+            field="shared_secret_hash",
         )
     params = {
-        "conversation_id": conversation_id,
-        "initiator_id": user_id_of(initiator),
-        "peer_id": user_id_of(peer),
+        "conversation_id": _inputs.identifier(conversation_id, "conversation_id"),
+        "initiator_id": user_id_of(initiator, "initiator"),
+        "peer_id": user_id_of(peer, "peer"),
     }
     if params["initiator_id"] == params["peer_id"]:
-        raise ValueError("a key exchange needs two different users")
+        raise InvalidInputError("a key exchange needs two different users", field="peer")
     if not db.execute(_BOTH_MEMBERS, params).scalar():
         raise NotAuthorizedError(
             "both parties of a key exchange must be participants of the conversation"
@@ -251,18 +271,25 @@ def record_failed_exchange(
         The event's id.
 
     Raises:
-        ValueError: ``reason`` is empty.
+        InvalidInputError: ``reason`` is empty or not text (NUL and unpaired surrogates
+            refused), ``device_id`` not text of 1 to 255 characters, ``conversation_id`` not a
+            UUID, or a party not a user or an id.
     """
-    if not reason or not reason.strip():
-        raise ValueError("a failed key exchange needs a reason")
+    user_id, peer_id = user_id_of(user), user_id_of(peer, "peer")
+    _inputs.identifier(conversation_id, "conversation_id")
+    _inputs.optional_text(device_id, "device_id", max_length=MAX_DEVICE_ID_LENGTH)
+    if not isinstance(reason, str) or not reason.strip():
+        raise InvalidInputError("a failed key exchange needs a reason", field="reason")
+    # only the first MAX_REASON_LENGTH characters are kept: those must be storable
+    kept = _inputs.text(reason.strip()[:MAX_REASON_LENGTH], "reason", max_length=MAX_REASON_LENGTH)
     event_id: uuid.UUID = db.execute(
         _INSERT_FAILURE,
         {
-            "user_id": user_id_of(user),
+            "user_id": user_id,
             "device_id": device_id,
             "conversation_id": conversation_id,
-            "peer_id": user_id_of(peer),
-            "reason": reason.strip()[:MAX_REASON_LENGTH],
+            "peer_id": peer_id,
+            "reason": kept,
         },
     ).scalar_one()
     return event_id

@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session
 
 from authmodels.errors import (
     InvalidBackupCodeError,
+    InvalidInputError,
     InvalidTotpCodeError,
     MfaAlreadyEnrolledError,
     MfaNotEnrolledError,
@@ -43,12 +44,13 @@ from authmodels.errors import (
 from authmodels.models.users import User
 from authmodels.security import totp
 from authmodels.security.encryption import aad_for
-from authmodels.services import audit
+from authmodels.services import _inputs, audit
 from authmodels.services.settings import settings_for
 from authmodels.services.tokens import user_id_of
 
 __all__ = [
     "BACKUP_CODE_COUNT",
+    "TOTP_DIGITS",
     "TotpEnrollment",
     "confirm",
     "disable",
@@ -60,6 +62,46 @@ __all__ = [
 
 #: Backup codes generated at confirmation (and by :func:`regenerate_backup_codes`).
 BACKUP_CODE_COUNT = 10
+#: Digits of a TOTP code (RFC 6238's and every authenticator app's default).
+TOTP_DIGITS = 6
+#: Longest issuer or account name put in a provisioning URI (and shown by the app).
+MAX_LABEL_LENGTH = 255
+#: Longest text taken as a typed code (TOTP or backup code, with spaces or dashes).
+_TYPED_CODE_LENGTH = 64
+#: Latest Unix time :func:`verify` and :func:`confirm` accept as ``now`` (the year 9999).
+_LATEST_TIMESTAMP = 253_402_300_799
+
+
+def _label(value: object, field: str) -> str:
+    """An issuer or account name of a provisioning URI: the label is ``issuer:account``."""
+    label = _inputs.text(value, field, max_length=MAX_LABEL_LENGTH)
+    if ":" in label:
+        raise InvalidInputError(
+            f"{field} must not contain ':' (authenticator apps split the label there): "
+            f"{label[:80]!r}",
+            field=field,
+        )
+    return label
+
+
+def _typed_totp_code(code: object) -> str:
+    """A typed TOTP code, or the refusal of a wrong code, before the enrolment is read."""
+    typed = _inputs.presented(
+        code, "code", error=InvalidTotpCodeError, max_length=_TYPED_CODE_LENGTH
+    )
+    digits = "".join(typed.split())
+    if not (len(digits) == TOTP_DIGITS and digits.isascii() and digits.isdigit()):
+        raise InvalidTotpCodeError(
+            f"the code must be the {TOTP_DIGITS} digits the authenticator app shows"
+        )
+    return typed
+
+
+def _check_now(now: object) -> None:
+    if now is None or isinstance(now, datetime):
+        _inputs.optional_moment(now, "now")
+    else:
+        _inputs.integer(now, "now", minimum=0, maximum=_LATEST_TIMESTAMP)
 
 
 @dataclass(frozen=True)
@@ -115,15 +157,25 @@ def enroll(
     Raises:
         MfaAlreadyEnrolledError: the user has a confirmed enrolment (nothing is written).
         MissingKeyError: no encryption key is configured.
+        InvalidInputError: ``issuer`` or ``account_name`` is not text of 1 to 255 characters
+            without ``':'``, ``account_name`` is missing while ``user`` is an id, or ``user`` is
+            neither a user nor an id.
     """
-    settings = settings_for(db)
     user_id = user_id_of(user)
+    _label(issuer, "issuer")
     if account_name is None:
         if not isinstance(user, User):
-            raise ValueError("account_name is needed when user is an id")
+            raise InvalidInputError(
+                "account_name is needed when user is an id (pass the User, or the name to show)",
+                field="account_name",
+            )
         account_name = user.email
+    _label(account_name, "account_name")
+    settings = settings_for(db)
     secret = totp.new_secret()
-    uri = totp.provisioning_uri(secret, account_name=account_name, issuer=issuer)
+    uri = totp.provisioning_uri(
+        secret, account_name=account_name, issuer=issuer, digits=TOTP_DIGITS
+    )
     enrollment_id = uuid.uuid4()
     envelope = settings.cipher.encrypt(secret, aad=_aad(enrollment_id))
 
@@ -161,6 +213,8 @@ def _check_code(
     db: Session, user_id: uuid.UUID, code: str, now: int | datetime | None, *, confirmed: bool
 ) -> tuple[uuid.UUID, int]:
     """Find the enrolment, check the code and accept its step; (enrolment id, step)."""
+    _typed_totp_code(code)
+    _check_now(now)
     settings = settings_for(db)
     row = db.execute(_ENROLLMENT, {"user_id": user_id}).first()
     if row is None or row.confirmed != confirmed:
@@ -176,6 +230,7 @@ def _check_code(
         now=int(time.time()) if now is None else now,
         window=settings.totp_window,
         last_used_step=row.last_used_step,
+        digits=TOTP_DIGITS,
     )
     if step is None or db.execute(_ACCEPT_STEP, {"id": row.id, "step": step}).first() is None:
         raise InvalidTotpCodeError(
@@ -294,10 +349,14 @@ def use_backup_code(db: Session, user: User | uuid.UUID, code: str) -> int:
 
     Raises:
         InvalidBackupCodeError: unknown, another user's, or already spent (nothing is written).
+        InvalidInputError: ``user`` is neither a user nor an id.
     """
-    settings = settings_for(db)
     user_id = user_id_of(user)
-    normal = totp.normalize_backup_code(code) if isinstance(code, str) else ""
+    typed = _inputs.presented(
+        code, "backup code", error=InvalidBackupCodeError, max_length=_TYPED_CODE_LENGTH
+    )
+    normal = totp.normalize_backup_code(typed)
+    settings = settings_for(db)
     spent = None
     if 0 < len(normal) <= 64:
         spent = db.execute(

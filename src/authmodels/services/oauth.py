@@ -35,7 +35,7 @@ Nothing is committed here, except by :func:`reencrypt`.
 
 from __future__ import annotations
 
-import json
+import re
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -46,14 +46,22 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from authmodels.errors import (
+    InvalidInputError,
     OAuthConnectionError,
     OAuthConnectionNotFound,
     OAuthTokensNotEncrypted,
 )
 from authmodels.models.enums import OAuthRefreshStatus
-from authmodels.models.oauth import OAuthConnection
+from authmodels.models.oauth import (
+    MAX_PICTURE_URL_LENGTH,
+    MAX_PROVIDER_USER_ID_LENGTH,
+    PROVIDER_PATTERN,
+    RAW_DATA_TOKEN_KEYS,
+    OAuthConnection,
+)
 from authmodels.models.users import User
 from authmodels.security.encryption import FieldCipher, aad_for
+from authmodels.services import _inputs
 from authmodels.services.settings import settings_for
 from authmodels.services.tokens import user_id_of
 
@@ -71,6 +79,29 @@ __all__ = [
 TABLE = "oauth_connections"
 #: Longest error message kept from a failed refresh.
 MAX_ERROR_LENGTH = 1000
+#: Longest provider token stored (provider tokens, JWTs included, are a few KiB at most).
+MAX_PROVIDER_TOKEN_LENGTH = 16384
+#: Longest ``token_type``, profile ``email`` and ``name`` kept.
+MAX_TOKEN_TYPE_LENGTH, MAX_EMAIL_LENGTH, MAX_NAME_LENGTH = 40, 320, 255
+#: Most connections :func:`refresh_due` returns at once, and rows :func:`reencrypt` takes per
+#: batch.
+MAX_LIMIT, MAX_BATCH_SIZE = 10_000, 100_000
+_PROVIDER = re.compile(PROVIDER_PATTERN)
+
+
+def _token(value: object, field: str) -> str:
+    return _inputs.text(value, field, max_length=MAX_PROVIDER_TOKEN_LENGTH)
+
+
+def _status(value: OAuthRefreshStatus | str) -> OAuthRefreshStatus:
+    try:
+        return OAuthRefreshStatus(value)
+    except ValueError:
+        raise InvalidInputError(
+            "status must be one of "
+            f"{', '.join(s.value for s in OAuthRefreshStatus)}, not {str(value)[:40]!r}",
+            field="status",
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -180,9 +211,37 @@ def store_tokens(
     Raises:
         OAuthConnectionError: the provider account is linked to another user.
         MissingKeyError: no encryption key is configured.
+        InvalidInputError: an argument outside its bounds (nothing is written): ``provider``
+            not of the form ``[a-z0-9_.-]{1,50}``; ``provider_user_id`` not 1 to 255
+            characters; a token not text of 1 to 16,384; ``picture_url`` over 1,024;
+            ``raw_data`` not a JSON object (or holding ``access_token``, ``refresh_token`` or
+            ``id_token``); ``expires_at`` not an aware datetime; ``user`` not a user or an id.
     """
-    cipher = settings_for(db).cipher
     user_id = user_id_of(user)
+    _inputs.text(
+        provider,
+        "provider",
+        pattern=_PROVIDER,
+        form=f"a provider name of the form {PROVIDER_PATTERN}, such as 'google'",
+    )
+    _inputs.text(provider_user_id, "provider_user_id", max_length=MAX_PROVIDER_USER_ID_LENGTH)
+    _token(access_token, "access_token")
+    if refresh_token is not None:
+        _token(refresh_token, "refresh_token")
+    _inputs.optional_moment(expires_at, "expires_at")
+    _inputs.optional_text(token_type, "token_type", max_length=MAX_TOKEN_TYPE_LENGTH)
+    _inputs.optional_text(scopes, "scopes", max_length=_inputs.MAX_SCOPE_LENGTH)
+    _inputs.optional_text(email, "email", max_length=MAX_EMAIL_LENGTH)
+    _inputs.optional_text(name, "name", max_length=MAX_NAME_LENGTH)
+    _inputs.optional_text(
+        picture_url, "picture_url", min_length=0, max_length=MAX_PICTURE_URL_LENGTH
+    )
+    raw_json = (
+        None
+        if raw_data is None
+        else _inputs.json_object(raw_data, "raw_data", forbidden_keys=RAW_DATA_TOKEN_KEYS)
+    )
+    cipher = settings_for(db).cipher
     key = {"provider": provider, "provider_user_id": provider_user_id}
     found = db.execute(_LOCK_CONNECTION, key).first()
     if found is None:
@@ -203,7 +262,7 @@ def store_tokens(
             "email": email,
             "name": name,
             "picture_url": picture_url,
-            "raw_data": None if raw_data is None else json.dumps(raw_data),
+            "raw_data": raw_json,
         },
     )
     return _load(db, found.id)
@@ -231,7 +290,11 @@ def read_tokens(
         OAuthConnectionNotFound: no such connection (of this user).
         OAuthTokensNotEncrypted: a legacy connection: only digests are stored.
         DecryptionError: an envelope does not authenticate (moved or altered).
+        InvalidInputError: ``connection_id`` is not a UUID, or ``user`` not a user or an id.
     """
+    _inputs.identifier(connection_id, "connection_id")
+    if user is not None:
+        user_id_of(user)
     cipher = settings_for(db).cipher
     query = select(OAuthConnection).where(OAuthConnection.id == connection_id)
     if user is not None:
@@ -271,7 +334,13 @@ def refresh_due(
         within: how soon the access token must expire.
         limit: at most this many connections.
         lock: take the rows ``FOR UPDATE SKIP LOCKED`` (concurrent refresh workers).
+
+    Raises:
+        InvalidInputError: ``within`` is not a timedelta from 0 to ten years, or ``limit`` not
+            an integer from 0 to 10,000.
     """
+    _inputs.duration(within, "within", zero=True)
+    _inputs.integer(limit, "limit", minimum=0, maximum=MAX_LIMIT)
     query = (
         select(OAuthConnection)
         .where(
@@ -329,20 +398,38 @@ def record_refresh(
         error: on failure, the provider's error (kept up to 1000 characters).
 
     Raises:
-        ValueError: a success without an access token, or an error for a non-failure.
+        InvalidInputError: a success without an access token, an error for a non-failure, a
+            ``status`` that is none of the three, a token not text of 1 to 16,384 characters,
+            an ``error`` that is not text, ``expires_at`` not an aware datetime, or
+            ``connection_id`` not a UUID.
         OAuthConnectionNotFound: no such connection.
     """
-    outcome = OAuthRefreshStatus(status)
+    _inputs.identifier(connection_id, "connection_id")
+    outcome = _status(status)
     if outcome is OAuthRefreshStatus.SUCCESS and access_token is None:
-        raise ValueError("a successful refresh must give the new access token")
+        raise InvalidInputError(
+            "a successful refresh must give the new access token", field="access_token"
+        )
     if error is not None and outcome is not OAuthRefreshStatus.FAILED:
-        raise ValueError("only a failed refresh has an error message")
+        raise InvalidInputError("only a failed refresh has an error message", field="error")
+    if access_token is not None:
+        _token(access_token, "access_token")
+    if refresh_token is not None:
+        _token(refresh_token, "refresh_token")
+    _inputs.optional_moment(expires_at, "expires_at")
+    if error is not None:
+        # only the first MAX_ERROR_LENGTH characters are kept: those must be storable
+        error = _inputs.text(
+            error[:MAX_ERROR_LENGTH] if isinstance(error, str) else error,
+            "error",
+            max_length=MAX_ERROR_LENGTH,
+        )
     recorded = db.execute(
         _RECORD_OUTCOME,
         {
             "id": connection_id,
             "status": outcome.value,
-            "error": None if error is None else error[:MAX_ERROR_LENGTH],
+            "error": error,
         },
     ).first()
     if recorded is None:
@@ -416,9 +503,14 @@ def reencrypt(
     Raises:
         UnknownKeyError: an envelope names a key that is not in the ring (nothing of that
             batch is written; batches before it stay committed).
+        InvalidInputError: ``batch_size`` is not an integer from 1 to 100,000, or ``cipher``
+            not a :class:`~authmodels.security.encryption.FieldCipher`.
     """
-    if batch_size < 1:
-        raise ValueError("batch_size must be at least 1")
+    _inputs.integer(batch_size, "batch_size", minimum=1, maximum=MAX_BATCH_SIZE)
+    if cipher is not None and not isinstance(cipher, FieldCipher):
+        raise InvalidInputError(
+            f"cipher must be a FieldCipher, not {type(cipher).__name__}", field="cipher"
+        )
     cipher = cipher or settings_for(db).cipher
     report = ReencryptReport()
     for table, columns in ENCRYPTED_COLUMNS:

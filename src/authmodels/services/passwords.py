@@ -48,16 +48,18 @@ from typing import Any, NoReturn
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from authmodels.email_identity import MAX_EMAIL_LENGTH, normalize_email
 from authmodels.errors import (
     AccountDeletedError,
     AccountLockedError,
     InvalidCredentialsError,
     PasswordReusedError,
 )
+from authmodels.locking import RowNotFoundError
 from authmodels.models.enums import LoginAttemptResult, SecurityEventSeverity
 from authmodels.models.users import MAX_FAILED_LOGIN_ATTEMPTS, User
 from authmodels.security.passwords import is_usable
-from authmodels.services import audit, security_events
+from authmodels.services import _inputs, audit, security_events
 from authmodels.services.durable import durable
 from authmodels.services.sessions import revoke_all_sessions
 from authmodels.services.settings import settings_for
@@ -67,6 +69,11 @@ __all__ = ["DEFAULT_HISTORY", "authenticate", "normalize_email", "set_password"]
 
 #: Former passwords refused by :func:`set_password` (besides the current one).
 DEFAULT_HISTORY = 5
+#: Most former passwords :func:`set_password` checks (each costs one Argon2 verification; 24 is
+#: the largest password history Windows enforces).
+MAX_HISTORY = 24
+#: Longest password accepted (Argon2 takes any length; this bounds the work one request causes).
+MAX_PASSWORD_LENGTH = 4096
 
 # --- set_password --------------------------------------------------------------------------
 
@@ -121,13 +128,19 @@ def set_password(
     Raises:
         PasswordReusedError: the password is the current one or one of the last ``history``
             (nothing is written).
-        ValueError: ``history`` is negative.
+        RowNotFoundError: no user has this id (or it is not visible to this transaction).
+        InvalidInputError: ``new_password`` is not text of 1 to 4,096 characters (NUL and
+            unpaired surrogates refused), ``history`` not an integer from 0 to 24, ``user`` not
+            a user or an id, ``except_session`` not a UUID.
     """
-    if history < 0:
-        raise ValueError(f"history must not be negative, not {history}")
-    hasher = settings_for(db).password_hasher
+    _inputs.text(new_password, "new_password", max_length=MAX_PASSWORD_LENGTH)
+    _inputs.integer(history, "history", minimum=0, maximum=MAX_HISTORY)
     user_id = user_id_of(user)
-    current = db.execute(_LOCK_USER, {"id": user_id}).scalar_one()
+    _inputs.optional_identifier(except_session, "except_session")
+    hasher = settings_for(db).password_hasher
+    current = db.execute(_LOCK_USER, {"id": user_id}).scalar_one_or_none()
+    if current is None:
+        raise RowNotFoundError(f"User {user_id} does not exist: nothing was changed")
     former = list(db.execute(_RECENT_HASHES, {"id": user_id, "n": history}).scalars())
 
     for stored in [current, *former]:
@@ -152,16 +165,13 @@ def set_password(
 # --- authenticate --------------------------------------------------------------------------
 
 
-def normalize_email(email: str) -> str:
-    """The form an e-mail address is looked up and digested in: trimmed, lower case."""
-    return email.strip().lower()
-
-
+# the e-mail identity: lower(email), unique among live accounts (uq_users_email_identity,
+# revision 0023), so at most one live account matches; a deleted one only when no live one does
 _FIND_ACCOUNT = text(
     """
     SELECT id, deleted_at IS NOT NULL AS deleted FROM auth.users
      WHERE lower(email) = :email
-     ORDER BY deleted_at IS NOT NULL, created_at
+     ORDER BY deleted_at IS NOT NULL
      LIMIT 1
     """
 )
@@ -245,12 +255,32 @@ def authenticate(
             message does not say which).
         AccountLockedError: too many failed logins; ``locked_until`` says until when.
         AccountDeletedError: the account was deleted.
+
+    An ``email`` or ``password`` that no account can have (not text, empty, too long: 320 and
+    4,096 characters; a NUL or an unpaired surrogate) is refused with
+    :class:`~authmodels.errors.InvalidCredentialsError` before the database is touched: it is
+    not counted, and nothing is written. A ``user_agent`` that is not text of at most 8,192
+    characters raises :class:`~authmodels.errors.InvalidInputError`, an ``ip`` that is not an
+    address :class:`~authmodels.errors.InvalidIPAddressError`, also before the database.
     """
+    _inputs.presented(
+        email,
+        "e-mail address",
+        error=InvalidCredentialsError,
+        max_length=MAX_EMAIL_LENGTH,
+        hint=": check the address",
+    )
+    _inputs.presented(
+        password, "password", error=InvalidCredentialsError, max_length=MAX_PASSWORD_LENGTH
+    )
+    _inputs.user_agent(user_agent)
     settings = settings_for(db)
     hasher = settings.password_hasher
     identifier = normalize_email(email)
     attempt = _Attempt(
         identifier_hash=settings.hasher.digest(identifier),
+        ip_hash=None if ip is None else settings.privacy.ip_hash(ip),  # checks the address
+        ua_hash=None if user_agent is None else settings.privacy.ua_hash(user_agent),
         ip=ip,
         user_agent=user_agent,
     )
@@ -325,19 +355,20 @@ class _Attempt:
     """One login attempt's keyed identifiers, as ``login_attempts`` and events store them."""
 
     identifier_hash: bytes
+    ip_hash: bytes | None
+    ua_hash: bytes | None
     ip: str | IPv4Address | IPv6Address | None
     user_agent: str | None
 
     def record(
         self, db: Session, user_id: uuid.UUID | None, result: LoginAttemptResult, reason: str | None
     ) -> None:
-        privacy = settings_for(db).privacy
         db.execute(
             _RECORD_ATTEMPT,
             {
                 "identifier_hash": self.identifier_hash,
-                "ip_hash": None if self.ip is None else privacy.ip_hash(self.ip),
-                "ua_hash": None if self.user_agent is None else privacy.ua_hash(self.user_agent),
+                "ip_hash": self.ip_hash,
+                "ua_hash": self.ua_hash,
                 "user_id": user_id,
                 "result": result.value,
                 "reason": reason,

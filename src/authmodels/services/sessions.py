@@ -75,11 +75,10 @@ from authmodels.errors import (
 )
 from authmodels.models.enums import SecurityEventSeverity
 from authmodels.models.sessions import Session as SessionModel
-from authmodels.models.tokens import DIGEST_SCHEME_RAW
+from authmodels.models.tokens import DIGEST_SCHEME_RAW, token_lookup_params, token_lookup_sql
 from authmodels.models.users import User
 from authmodels.security.hashing import mac, new_token
-from authmodels.services import audit, security_events
-from authmodels.services._digests import check_presented, lookup_params, scheme_matches
+from authmodels.services import _inputs, audit, security_events
 from authmodels.services._fastpath import Statement, columns_of, load_instance
 from authmodels.services.durable import durable
 from authmodels.services.settings import FlowSettings, settings_for
@@ -166,13 +165,16 @@ def create_session(
         The session row and the raw session and refresh tokens.
 
     Raises:
-        ValueError: ``ttl`` is not positive.
+        InvalidInputError: ``ttl`` is not a positive timedelta (at most ten years), ``user`` is
+            not a user or an id, ``user_agent`` is not text of at most 8,192 characters, or
+            ``dpop_jkt`` is not a JWK thumbprint.
         InvalidIPAddressError: ``ip`` is not an IP address.
     """
-    if ttl <= timedelta(0):
-        raise ValueError(f"a session's ttl must be positive, not {ttl}")
-    settings = settings_for(db)
+    _inputs.duration(ttl, "ttl")
     user_id = user_id_of(user)
+    _inputs.user_agent(user_agent)
+    _inputs.jkt(dpop_jkt)
+    settings = settings_for(db)
     session_token, refresh_token = new_token(), new_token()
     values: dict[str, Any] = {
         "user_id": user_id,
@@ -224,7 +226,7 @@ _LOOKUP_SESSION = Statement(
            last_activity_at <= now() - CAST(:idle AS interval) AS idle,
            last_activity_at <= now() - CAST(:touch AS interval) AS touch_due
       FROM auth.sessions
-     WHERE {scheme_matches("sessions")}
+     WHERE {token_lookup_sql("sessions")}
     """  # noqa: S608 (constant fragments, no input)
 )
 _TOUCH_IF_DUE = Statement(
@@ -240,7 +242,8 @@ def validate_session(db: Session, token: str, *, dpop_jkt: str | None = None) ->
     """The live session whose token is ``token``.
 
     One indexed query finds the session (keyed digests of both digest schemes under every key,
-    see :mod:`authmodels.services._digests`) and computes its state with the database's clock.
+    see :func:`authmodels.models.token_lookup_sql`) and computes its state with the database's
+    clock.
     Nothing is written, except ``last_activity_at`` once per touch interval (see the module
     docstring). A session issued before revision 0005 (legacy SHA-256 digest) validates too.
 
@@ -259,13 +262,15 @@ def validate_session(db: Session, token: str, *, dpop_jkt: str | None = None) ->
         SessionIdleTimeoutError: no request for longer than ``FlowSettings.session_idle_timeout``.
         DPoPBindingMismatch: the session is bound to a DPoP key and the request's proof is
             missing or made with another key (audited and committed on its own).
+        InvalidInputError: ``dpop_jkt`` is not a JWK thumbprint.
     """
-    check_presented(token, "session token")
+    _inputs.presented(token, "session token", hint=": sign in again")
+    _inputs.jkt(dpop_jkt)
     settings = settings_for(db)
     row = _LOOKUP_SESSION.first(
         db,
         {
-            **lookup_params(settings.hasher, token),
+            **token_lookup_params(settings.hasher, token),
             "idle": settings.session_idle_timeout,
             "touch": settings.session_touch_interval,
         },
@@ -315,8 +320,11 @@ def touch(db: Session, session: SessionModel | uuid.UUID) -> bool:
 
     Returns:
         True if the session is live and was touched; False if it is revoked, expired or unknown.
+
+    Raises:
+        InvalidInputError: ``session`` is neither a session row nor an id.
     """
-    session_id = session if isinstance(session, uuid.UUID) else session.id
+    session_id = _inputs.row_id(session, "session", SessionModel)
     touched = db.execute(_TOUCH, {"id": session_id}).scalar_one_or_none()
     if touched is not None and isinstance(session, SessionModel):
         set_committed_value(session, "last_activity_at", touched)
@@ -334,7 +342,7 @@ _ROTATE = Statement(
         UPDATE auth.refresh_tokens AS rt
            SET used_at = now()
           FROM auth.sessions AS s
-         WHERE {scheme_matches("rt")}
+         WHERE {token_lookup_sql("rt")}
            AND rt.used_at IS NULL AND rt.revoked_at IS NULL AND rt.expires_at > now()
            AND (rt.dpop_jkt IS NULL OR rt.dpop_jkt = :dpop_jkt)
            AND s.id = rt.session_id
@@ -403,7 +411,7 @@ _INSPECT_REFRESH_TOKEN = text(
       LEFT JOIN auth.refresh_tokens AS next
              ON next.session_id = rt.session_id AND next.parent_token_id = rt.id
       LEFT JOIN auth.access_tokens AS a ON a.id = next.id
-     WHERE {scheme_matches("rt")}
+     WHERE {token_lookup_sql("rt")}
     """  # noqa: S608 (constant fragments, no input)
 )
 
@@ -441,10 +449,12 @@ def rotate_refresh_token(
         TokenExpiredError: the token's lifetime ended.
         SessionExpiredError: its session ended.
         RefreshTokenReused: the token was already exchanged, outside the grace window.
+        InvalidInputError: ``dpop_jkt`` is not a JWK thumbprint.
     """
-    check_presented(refresh_token, "refresh token")
+    _inputs.presented(refresh_token, "refresh token", hint=": sign in again")
+    _inputs.jkt(dpop_jkt)
     settings = settings_for(db)
-    lookup = lookup_params(settings.hasher, refresh_token)
+    lookup = token_lookup_params(settings.hasher, refresh_token)
     for _ in range(2):  # a second pass only if the token changed between the two statements
         pair_id = uuid.uuid4()
         kid = settings.hasher.current
@@ -583,6 +593,9 @@ def _refuse_dpop(
 
 # --- revoke ----------------------------------------------------------------------------------
 
+#: Longest revocation ``reason`` (kept in ``sessions.revoked_reason`` and the audit entry).
+MAX_REASON_LENGTH = 200
+
 # In the lock order: the refresh tokens, then the sessions, then the access tokens.
 _REVOKE_REFRESH_TOKENS = text(
     """
@@ -645,8 +658,13 @@ def revoke_session(
     Returns:
         True if the session was live and is now revoked; False if it already was revoked or
         does not exist.
+
+    Raises:
+        InvalidInputError: ``session`` is neither a session row nor an id, or ``reason`` is not
+            text of 1 to 200 characters.
     """
-    session_id = session if isinstance(session, uuid.UUID) else session.id
+    session_id = _inputs.row_id(session, "session", SessionModel)
+    _inputs.text(reason, "reason", max_length=MAX_REASON_LENGTH)
     revoked = _revoke_sessions(db, session_id=session_id, reason=reason)
     if not revoked:
         return False
@@ -685,12 +703,17 @@ def revoke_all_sessions(
 
     Returns:
         How many sessions were revoked.
+
+    Raises:
+        InvalidInputError: ``user`` or ``except_session`` is neither a row nor an id, or
+            ``reason`` is not text of 1 to 200 characters.
     """
     user_id = user_id_of(user)
+    _inputs.text(reason, "reason", max_length=MAX_REASON_LENGTH)
     keep = (
         []
         if except_session is None
-        else [except_session if isinstance(except_session, uuid.UUID) else except_session.id]
+        else [_inputs.row_id(except_session, "except_session", SessionModel)]
     )
     ids = list(db.execute(_LIVE_SESSIONS_OF_USER, {"user_id": user_id, "keep": keep}).scalars())
     revoked = _revoke_sessions(db, session_ids=ids, reason=reason) if ids else []

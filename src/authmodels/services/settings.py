@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import typing
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -37,6 +38,8 @@ __all__ = ["SETTINGS_KEY", "FlowSettings", "configure", "settings_for", "use_set
 
 #: Key of :attr:`sqlalchemy.orm.Session.info` that holds a session's :class:`FlowSettings`.
 SETTINGS_KEY = "authmodels.services.settings"
+#: Longest duration a setting may have.
+_LONGEST = timedelta(days=3650)
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,7 @@ class FlowSettings:
     _cipher: FieldCipher | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        self._check_types()
         if self.session_touch_interval <= timedelta(0):
             raise ConfigurationError("session_touch_interval must be positive")
         if (
@@ -163,6 +167,24 @@ class FlowSettings:
             self, "_privacy", PrivacyHasher.from_ring(self.privacy_keys or self.hash_keys)
         )
 
+    def _check_types(self) -> None:
+        """Each setting has its declared type, and a duration is at most ten years (what
+        ``now() + interval`` is sure to handle), before any comparison below."""
+        hints = typing.get_type_hints(FlowSettings)
+        for setting in dataclasses.fields(self):
+            if not setting.init:
+                continue
+            value, expected = getattr(self, setting.name), hints[setting.name]
+            allowed = typing.get_args(expected) or (expected,)
+            types = tuple(t for t in allowed if isinstance(t, type))
+            if (isinstance(value, bool) and bool not in allowed) or not isinstance(value, types):
+                names = " or ".join(getattr(t, "__name__", str(t)) for t in allowed)
+                raise ConfigurationError(
+                    f"{setting.name} must be {names}, not {type(value).__name__}"
+                )
+            if isinstance(value, timedelta) and value > _LONGEST:
+                raise ConfigurationError(f"{setting.name} must be at most {_LONGEST}, not {value}")
+
     @classmethod
     def from_env(cls, **overrides: Any) -> FlowSettings:
         """Settings with the key rings of the environment and the given overrides.
@@ -205,7 +227,18 @@ class FlowSettings:
         return self._cipher
 
     def replace(self, **changes: Any) -> FlowSettings:
-        """A copy with some settings changed."""
+        """A copy with some settings changed.
+
+        Raises:
+            ConfigurationError: a name is not a setting, or a value is not of its type.
+        """
+        known = {f.name for f in dataclasses.fields(self) if f.init}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise ConfigurationError(
+                f"no such setting: {', '.join(unknown)} "
+                f"(FlowSettings has {', '.join(sorted(known))})"
+            )
         return dataclasses.replace(self, **changes)
 
 
@@ -249,6 +282,12 @@ def settings_for(db: Session) -> FlowSettings:
 
 
 def use_settings(db: Session, settings: FlowSettings) -> Session:
-    """Make ``settings`` apply to every flow called with ``db``; returns ``db``."""
+    """Make ``settings`` apply to every flow called with ``db``; returns ``db``.
+
+    Raises:
+        ConfigurationError: ``settings`` is not a :class:`FlowSettings`.
+    """
+    if not isinstance(settings, FlowSettings):
+        raise ConfigurationError(f"settings must be a FlowSettings, not {type(settings).__name__}")
     db.info[SETTINGS_KEY] = settings
     return db

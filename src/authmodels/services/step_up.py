@@ -20,6 +20,7 @@ Decisions:
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import timedelta
 
@@ -27,16 +28,14 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from authmodels.errors import (
-    InvalidTokenError,
     StepUpTokenExpired,
     StepUpTokenInvalid,
     StepUpTokenUsed,
 )
-from authmodels.models.step_up import STEP_UP_MAX_LIFETIME_MINUTES
+from authmodels.models.step_up import PURPOSE_PATTERN, STEP_UP_MAX_LIFETIME_MINUTES
 from authmodels.models.users import User
 from authmodels.security.hashing import new_token
-from authmodels.services import audit
-from authmodels.services._digests import check_presented
+from authmodels.services import _inputs, audit
 from authmodels.services.settings import settings_for
 from authmodels.services.tokens import user_id_of
 
@@ -46,6 +45,18 @@ __all__ = ["DEFAULT_PURPOSE", "MAX_TTL", "consume", "issue"]
 DEFAULT_PURPOSE = "admin.role_change"
 #: Longest lifetime a step-up token may have (``ck_step_up_tokens_lifetime``).
 MAX_TTL = timedelta(minutes=STEP_UP_MAX_LIFETIME_MINUTES)
+_PURPOSE = re.compile(PURPOSE_PATTERN)
+
+
+def _purpose(value: object) -> str:
+    """``value`` if it is a purpose ``ck_step_up_tokens_purpose_format`` accepts."""
+    return _inputs.text(
+        value,
+        "purpose",
+        pattern=_PURPOSE,
+        form=f"a name of the form {PURPOSE_PATTERN}, such as {DEFAULT_PURPOSE!r}",
+    )
+
 
 _INSERT = text(
     """
@@ -80,12 +91,14 @@ def issue(
         The raw token: hand it to the client once; only its digest is stored.
 
     Raises:
-        ValueError: ``ttl`` is not positive or longer than 15 minutes.
+        InvalidInputError: ``ttl`` is not positive or longer than 15 minutes, ``purpose`` is
+            not of the form above, ``user`` not a user or an id, ``session_id`` not a UUID.
     """
-    if not timedelta(0) < ttl <= MAX_TTL:
-        raise ValueError(f"a step-up token's ttl must be in (0, {MAX_TTL}], not {ttl}")
-    settings = settings_for(db)
+    _inputs.duration(ttl, "ttl", maximum=MAX_TTL)
+    _purpose(purpose)
     user_id = user_id_of(user)
+    _inputs.optional_identifier(session_id, "session_id")
+    settings = settings_for(db)
     raw = new_token()
     token_id = db.execute(
         _INSERT,
@@ -156,13 +169,14 @@ def consume(
             value.
         StepUpTokenUsed: the token was already spent (by this or a concurrent request).
         StepUpTokenExpired: the token's lifetime ended.
+        InvalidInputError: ``purpose`` is not of the form :func:`issue` accepts, ``user`` not a
+            user or an id, ``session_id`` not a UUID.
     """
-    try:
-        check_presented(token, "step-up token")
-    except InvalidTokenError:
-        raise StepUpTokenInvalid("the step-up token is not valid: re-authenticate") from None
-    settings = settings_for(db)
+    _purpose(purpose)
     user_id = user_id_of(user)
+    _inputs.optional_identifier(session_id, "session_id")
+    _inputs.presented(token, "step-up token", error=StepUpTokenInvalid, hint=": re-authenticate")
+    settings = settings_for(db)
     params = {
         "candidates": settings.hasher.candidates(token),
         "user_id": user_id,

@@ -21,6 +21,7 @@ These functions look tokens up before the user is known: under row-level securit
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -34,6 +35,7 @@ from authmodels.errors import (
     DPoPBindingMismatch,
     DPoPMalformedError,
     DPoPReplayError,
+    InvalidInputError,
     InvalidTokenError,
     TokenExpiredError,
     TokenRevokedError,
@@ -43,10 +45,9 @@ from authmodels.models.enums import SecurityEventSeverity
 from authmodels.models.sessions import Session as SessionModel
 from authmodels.models.tokens import AccessToken
 from authmodels.models.users import User
-from authmodels.security.dpop import DPoPProof, verify_proof
+from authmodels.security.dpop import DPoPProof, normalize_htu, verify_proof
 from authmodels.security.hashing import new_token
-from authmodels.services import audit, security_events
-from authmodels.services._digests import check_presented
+from authmodels.services import _inputs, audit, security_events
 from authmodels.services.durable import durable
 from authmodels.services.settings import settings_for
 
@@ -122,9 +123,13 @@ def token_type(dpop_jkt: str | None) -> str:
     return "DPoP" if dpop_jkt else "Bearer"
 
 
-def user_id_of(user: User | uuid.UUID) -> uuid.UUID:
-    """The id of a user given as a :class:`~authmodels.models.User` or as its id."""
-    return user if isinstance(user, uuid.UUID) else user.id
+def user_id_of(user: User | uuid.UUID, field: str = "user") -> uuid.UUID:
+    """The id of a user given as a :class:`~authmodels.models.User` or as its id.
+
+    Raises:
+        InvalidInputError: neither, or a :class:`User` that has no id yet (not flushed).
+    """
+    return _inputs.row_id(user, field, User)
 
 
 _INSERT_ACCESS_TOKEN = text(
@@ -218,16 +223,26 @@ def issue_access_token(
         The raw token, its id and expiry, and its ``token_type``.
 
     Raises:
-        ValueError: ``ttl`` is not positive.
+        InvalidInputError: ``ttl`` is not a positive timedelta (at most ten years), ``user`` is
+            not a user or an id, a text argument is not text of its bounds (``client_id`` 255,
+            ``scope`` 2,000 characters; ``dpop_jkt`` a JWK thumbprint), or an id not a UUID.
     """
+    user_id = user_id_of(user)
+    if ttl is not None:
+        _inputs.duration(ttl, "ttl")
+    client_id = _inputs.optional_text(
+        client_id, "client_id", max_length=_inputs.MAX_CLIENT_ID_LENGTH
+    )
+    scope = _inputs.optional_text(scope, "scope", max_length=_inputs.MAX_SCOPE_LENGTH)
+    dpop_jkt = _inputs.jkt(dpop_jkt)
+    session_id = _inputs.optional_identifier(session_id, "session_id")
+    rotated_from = _inputs.optional_identifier(rotated_from, "rotated_from")
     settings = settings_for(db)
-    if ttl is not None and ttl <= timedelta(0):
-        raise ValueError(f"an access token's ttl must be positive, not {ttl}")
     return insert_access_token(
         db,
         token_id=uuid.uuid4(),
         raw=new_token(),
-        user_id=user_id_of(user),
+        user_id=user_id,
         ttl=ttl if ttl is not None else settings.access_token_ttl,
         session_id=session_id,
         client_id=client_id,
@@ -281,8 +296,10 @@ def validate_access_token(db: Session, token: str, *, dpop_jkt: str | None = Non
         TokenExpiredError: the token's lifetime ended, or its session's did.
         DPoPBindingMismatch: the token is bound to a DPoP key and the request's proof was made
             with another key, or there is no proof (audited and committed on its own).
+        InvalidInputError: ``dpop_jkt`` is not a JWK thumbprint.
     """
-    check_presented(token, "access token")
+    _inputs.presented(token, "access token", hint=": request a new one")
+    dpop_jkt = _inputs.jkt(dpop_jkt)
     settings = settings_for(db)
     row = db.execute(
         _LOOKUP_ACCESS_TOKEN, {"candidates": settings.hasher.candidates(token)}
@@ -327,7 +344,7 @@ def revoke_access_token(db: Session, token: str) -> bool:
         revoked.
     """
     try:
-        check_presented(token, "access token")
+        _inputs.presented(token, "access token")
     except InvalidTokenError:
         return False
     row = db.execute(
@@ -339,6 +356,28 @@ def revoke_access_token(db: Session, token: str) -> bool:
         db, "access_token_revoked", user_id=row.user_id, details={"access_token_id": str(row.id)}
     )
     return True
+
+
+#: Longest request URI (``htu``) checked; browsers and servers cap URIs at a few KiB.
+MAX_HTU_LENGTH = 8192
+#: Longest server nonce (``DPoP-Nonce``) compared.
+MAX_NONCE_LENGTH = 1024
+#: An HTTP method (RFC 9110 section 9.1: a token).
+_METHOD = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,32}")
+
+
+def _check_request(htm: object, htu: object, access_token: object, nonce: object) -> None:
+    """The request's values, before the proof is looked at: the server's own (method, URI,
+    nonce) must be well-formed; the access token is the client's credential."""
+    _inputs.text(htm, "htm", max_length=32, pattern=_METHOD, form="an HTTP method such as GET")
+    url = _inputs.text(htu, "htu", max_length=MAX_HTU_LENGTH)
+    try:
+        normalize_htu(url)
+    except ValueError as exc:
+        raise InvalidInputError(f"htu: {exc}", field="htu") from None
+    _inputs.optional_text(nonce, "nonce", max_length=MAX_NONCE_LENGTH)
+    if access_token is not None:
+        _inputs.presented(access_token, "access token", hint=": request a new one")
 
 
 _RECORD_JTI = text(
@@ -388,7 +427,11 @@ def check_dpop_proof(
         DPoPError: a subclass for each check of :func:`~authmodels.security.dpop.verify_proof`.
         DPoPReplayError: a proof with this key and ``jti`` was already accepted while it is
             still fresh (audited and committed on its own).
+        InvalidTokenError: ``access_token`` cannot be an access token.
+        InvalidInputError: ``htm``, ``htu`` or ``nonce`` (the server's own values) is not
+            text of its form: ``htm`` an HTTP method, ``htu`` an absolute http(s) URI.
     """
+    _check_request(htm, htu, access_token, nonce)
     settings = settings_for(db)
     verified = verify_proof(
         proof,
@@ -404,6 +447,9 @@ def check_dpop_proof(
             f"the DPoP proof's jti is {len(verified.jti)} characters; at most {MAX_JTI_LENGTH} "
             "are accepted"
         )
+    problem = _inputs.clean_text_problem(verified.jti)
+    if problem is not None:
+        raise DPoPMalformedError(f"the DPoP proof's jti {problem}: make a new proof")
     # A proof stops being acceptable at iat + max_age; the leeway covers the clocks of the
     # servers sharing this store. A row past that time is stale: a new proof may reuse its jti
     # (the same proof would fail the iat check), so the conflict updates it instead of refusing.

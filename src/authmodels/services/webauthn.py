@@ -43,7 +43,6 @@ transaction.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -52,19 +51,26 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 from webauthn import verify_authentication_response
 from webauthn.authentication.verify_authentication_response import VerifiedAuthentication
-from webauthn.helpers import base64url_to_bytes
-from webauthn.helpers.structs import CredentialDeviceType
+from webauthn.helpers import parse_authentication_credential_json
+from webauthn.helpers.exceptions import WebAuthnException
+from webauthn.helpers.structs import AuthenticationCredential, CredentialDeviceType
 from webauthn.registration.verify_registration_response import VerifiedRegistration
 
 from authmodels.errors import (
+    InvalidInputError,
+    InvalidWebAuthnResponse,
     SignCountRegressionError,
     WebAuthnCredentialExists,
     WebAuthnCredentialNotFound,
 )
 from authmodels.models.enums import SecurityEventSeverity
 from authmodels.models.users import User
-from authmodels.models.webauthn import WebAuthnCredential
-from authmodels.services import audit, security_events
+from authmodels.models.webauthn import (
+    MAX_CREDENTIAL_ID_BYTES,
+    MAX_SIGN_COUNT,
+    WebAuthnCredential,
+)
+from authmodels.services import _inputs, audit, security_events
 from authmodels.services.durable import durable
 from authmodels.services.settings import settings_for
 from authmodels.services.tokens import user_id_of
@@ -79,6 +85,41 @@ __all__ = [
 #: ``security_events.event_type`` of a signature-counter regression.
 SIGN_COUNT_REGRESSION_EVENT = "webauthn.sign_count_regression"
 _NIL_AAGUID = uuid.UUID(int=0)
+#: Longest COSE public key stored (an RSA-4096 key is about 550 bytes).
+MAX_PUBLIC_KEY_BYTES = 4096
+#: Longest ``navigator.credentials.get()`` response accepted as JSON text.
+MAX_RESPONSE_LENGTH = 65536
+#: Longest ``device_name`` a user may give an authenticator.
+MAX_DEVICE_NAME_LENGTH = 255
+#: Most transports kept for a credential, and the longest name of one.
+MAX_TRANSPORTS, MAX_TRANSPORT_LENGTH = 16, 32
+
+
+def _credential_id(value: object) -> bytes:
+    """A credential id as WebAuthn bounds it (section 5.1, ``credentialIdLength``)."""
+    if not isinstance(value, bytes) or not 1 <= len(value) <= MAX_CREDENTIAL_ID_BYTES:
+        size = len(value) if isinstance(value, bytes) else type(value).__name__
+        raise InvalidWebAuthnResponse(
+            f"the credential id must be 1 to {MAX_CREDENTIAL_ID_BYTES} bytes (WebAuthn), "
+            f"not {size}: the authenticator's response is refused"
+        )
+    return value
+
+
+def _sign_count(value: object) -> int:
+    """A signature counter: an unsigned 32-bit integer (WebAuthn section 6.1)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SIGN_COUNT:
+        raise InvalidWebAuthnResponse(
+            f"the signature counter must be an integer from 0 to {MAX_SIGN_COUNT}, not "
+            f"{value!r:.40}: the authenticator's response is refused"
+        )
+    return value
+
+
+def _flags(verified: VerifiedRegistration | VerifiedAuthentication) -> None:
+    for name in ("user_verified", "credential_backed_up"):
+        if not isinstance(getattr(verified, name), bool):
+            raise InvalidWebAuthnResponse(f"the {name} flag of the response is not a boolean")
 
 
 def _load(db: Session, row_id: uuid.UUID) -> WebAuthnCredential:
@@ -124,9 +165,39 @@ def store_registration(
 
     Raises:
         WebAuthnCredentialExists: the credential id is already registered (nothing is written).
+        InvalidWebAuthnResponse: the result carries values WebAuthn does not allow: a credential
+            id of 0 or more than 1023 bytes, a counter outside 32 bits, a malformed AAGUID, an
+            empty or over-long (4 KiB) public key.
+        InvalidInputError: ``verified`` is not a ``VerifiedRegistration``, ``user`` not a user
+            or an id, ``transports`` not a list of at most 16 names of at most 32 characters,
+            ``device_name`` not text of 1 to 255 characters.
     """
+    if not isinstance(verified, VerifiedRegistration):
+        raise InvalidInputError(
+            "verified must be the VerifiedRegistration of verify_registration_response",
+            field="verified",
+        )
     user_id = user_id_of(user)
-    aaguid = uuid.UUID(verified.aaguid) if verified.aaguid else _NIL_AAGUID
+    _credential_id(verified.credential_id)
+    _sign_count(verified.sign_count)
+    _flags(verified)
+    if (
+        not isinstance(verified.credential_public_key, bytes)
+        or not 0 < len(verified.credential_public_key) <= MAX_PUBLIC_KEY_BYTES
+    ):
+        raise InvalidWebAuthnResponse(
+            f"the credential public key must be 1 to {MAX_PUBLIC_KEY_BYTES} bytes of COSE"
+        )
+    try:
+        aaguid = uuid.UUID(verified.aaguid) if verified.aaguid else _NIL_AAGUID
+    except (TypeError, ValueError, AttributeError):
+        raise InvalidWebAuthnResponse(
+            f"the AAGUID {verified.aaguid!r:.60} is not a UUID: the response is refused"
+        ) from None
+    transports = _inputs.texts(
+        transports, "transports", max_items=MAX_TRANSPORTS, max_length=MAX_TRANSPORT_LENGTH
+    )
+    _inputs.optional_text(device_name, "device_name", max_length=MAX_DEVICE_NAME_LENGTH)
     row_id = db.execute(
         _INSERT,
         {
@@ -191,13 +262,26 @@ def record_authentication(
         WebAuthnCredentialNotFound: no live credential has this id (for this user).
         SignCountRegressionError: the counter regressed and the policy is ``"reject"`` (the
             security event is committed on its own; the credential is unchanged).
+        InvalidWebAuthnResponse: the result carries a credential id of 0 or more than 1023
+            bytes or a counter outside 32 bits (nothing is read or written).
+        InvalidInputError: ``verified`` is not a ``VerifiedAuthentication``, or ``user`` not a
+            user or an id.
     """
+    if not isinstance(verified, VerifiedAuthentication):
+        raise InvalidInputError(
+            "verified must be the VerifiedAuthentication of verify_authentication_response",
+            field="verified",
+        )
+    _credential_id(verified.credential_id)
+    _sign_count(verified.new_sign_count)
+    _flags(verified)
+    owner = None if user is None else user_id_of(user)
     settings = settings_for(db)
     found = db.execute(
         _LOCK_CREDENTIAL,
         {
             "credential_id": verified.credential_id,
-            "user_id": None if user is None else user_id_of(user),
+            "user_id": owner,
         },
     ).first()
     if found is None:
@@ -264,11 +348,23 @@ def verify_authentication(
     Raises:
         WebAuthnCredentialNotFound: the ``rawId`` is not a live credential.
         SignCountRegressionError: as :func:`record_authentication`.
-        webauthn.helpers.exceptions.InvalidAuthenticationResponse: py_webauthn refused the
-            assertion (signature, challenge, origin, RP id, flags).
+        InvalidWebAuthnResponse: the response is not a WebAuthn credential's JSON (checked
+            before the database), or py_webauthn refused the assertion (signature, challenge,
+            origin, RP id, flags).
+        InvalidInputError: ``expected_challenge``, ``expected_rp_id`` or ``expected_origin``
+            (the server's own values) is not of its type and bounds, or ``user`` is not a user
+            or an id.
     """
-    parsed = json.loads(credential) if isinstance(credential, str) else credential
-    raw_id = base64url_to_bytes(str(parsed.get("rawId", "")))
+    _inputs.blob(expected_challenge, "expected_challenge", max_length=1024)
+    _inputs.text(expected_rp_id, "expected_rp_id", max_length=253)
+    origins = (
+        _inputs.text(expected_origin, "expected_origin", max_length=2048)
+        if isinstance(expected_origin, str)
+        else _inputs.texts(expected_origin, "expected_origin", max_items=64, max_length=2048)
+    )
+    owner = None if user is None else user_id_of(user)
+    parsed = _parse_response(credential)
+    raw_id = _credential_id(parsed.raw_id)
     stored = db.execute(
         select(WebAuthnCredential.cose_public_key).where(
             WebAuthnCredential.credential_id == raw_id,
@@ -279,15 +375,36 @@ def verify_authentication(
         raise WebAuthnCredentialNotFound(
             "this authenticator is not registered (or was revoked): register it first"
         )
-    verified = verify_authentication_response(
-        credential=parsed,
-        expected_challenge=expected_challenge,
-        expected_rp_id=expected_rp_id,
-        expected_origin=list(expected_origin)
-        if not isinstance(expected_origin, str)
-        else expected_origin,
-        credential_public_key=stored,
-        credential_current_sign_count=0,  # compared by record_authentication, which records it
-        require_user_verification=require_user_verification,
-    )
-    return record_authentication(db, verified, user=user)
+    try:
+        verified = verify_authentication_response(
+            credential=parsed,
+            expected_challenge=bytes(expected_challenge),
+            expected_rp_id=expected_rp_id,
+            expected_origin=origins,
+            credential_public_key=stored,
+            credential_current_sign_count=0,  # compared by record_authentication, which records it
+            require_user_verification=bool(require_user_verification),
+        )
+    except WebAuthnException as exc:
+        raise InvalidWebAuthnResponse(f"the authenticator's response was refused: {exc}") from None
+    return record_authentication(db, verified, user=owner)
+
+
+def _parse_response(credential: object) -> AuthenticationCredential:
+    """The parsed ``navigator.credentials.get()`` response, or the refusal of a malformed one."""
+    if isinstance(credential, str) and len(credential) > MAX_RESPONSE_LENGTH:
+        raise InvalidWebAuthnResponse(
+            f"the authenticator's response is longer than {MAX_RESPONSE_LENGTH} characters"
+        )
+    if not isinstance(credential, str | dict):
+        raise InvalidWebAuthnResponse(
+            "the authenticator's response must be the JSON of a PublicKeyCredential (text or "
+            f"dict), not {type(credential).__name__}"
+        )
+    try:
+        return parse_authentication_credential_json(credential)
+    except (WebAuthnException, ValueError, TypeError, AttributeError, RecursionError) as exc:
+        # ValueError covers json's JSONDecodeError and binascii.Error (bad base64url)
+        raise InvalidWebAuthnResponse(
+            f"the authenticator's response is not a WebAuthn credential: {exc}"
+        ) from None

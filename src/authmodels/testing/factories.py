@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from authmodels import rls
+from authmodels.email_identity import normalize_email
 from authmodels.models import User
 from authmodels.security.passwords import PasswordHasher
 
@@ -34,9 +35,12 @@ class UserFactory:
     def __call__(
         self, *, email: str | None = None, password: str = DEFAULT_PASSWORD, **values: Any
     ) -> User:
-        """Add one user, flush, and return it; ``values`` set any other column."""
+        """Add one user, flush, and return it; ``values`` set any other column.
+
+        ``email`` is stored normalised (:func:`authmodels.email_identity.normalize_email`).
+        """
         user = User(
-            email=email or f"user{next(self._counter)}@example.test",
+            email=normalize_email(email) if email else f"user{next(self._counter)}@example.test",
             password_hash=self.hasher.hash(password),
             **values,
         )
