@@ -38,44 +38,28 @@ period) and credential stuffing (identifiers tried per address) are counted ther
 from __future__ import annotations
 
 import json
+import re
 import uuid
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from authmodels.errors import InvalidInputError
 from authmodels.models.enums import SecurityEventSeverity
+from authmodels.models.security_events import EVENT_TYPE_PATTERN
+from authmodels.services import _inputs
+from authmodels.services.alerts import SecurityEventAlert
 from authmodels.services.durable import after_commit
 from authmodels.services.settings import settings_for
 
 __all__ = ["ALERT_SEVERITIES", "SecurityEventAlert", "record"]
 
+_EVENT_TYPE = re.compile(EVENT_TYPE_PATTERN)
+
 #: Severities for which ``FlowSettings.security_event_hook`` is called.
 ALERT_SEVERITIES = frozenset({SecurityEventSeverity.HIGH, SecurityEventSeverity.CRITICAL})
-
-
-@dataclass(frozen=True)
-class SecurityEventAlert:
-    """What the alert hook receives: the committed ``security_events`` row, without hashes.
-
-    Attributes:
-        id: the row's id.
-        event_type: what happened (``refresh_token.reused``...).
-        severity: ``high`` or ``critical``.
-        user_id: the account concerned, if known.
-        details: the event's details (ids, counts, reasons; never a secret).
-        occurred_at: when the flow recorded it (UTC).
-    """
-
-    id: uuid.UUID
-    event_type: str
-    severity: SecurityEventSeverity
-    user_id: uuid.UUID | None
-    details: dict[str, Any] = field(default_factory=dict)
-    occurred_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
 _INSERT = text(
@@ -113,7 +97,24 @@ def record(
 
     Returns:
         The event's id.
+
+    Raises:
+        InvalidInputError: ``event_type`` is not lower case and dot-separated (at most 64
+            characters), ``severity`` not a :class:`SecurityEventSeverity`, ``user_id`` not a
+            UUID, ``user_agent`` not text of at most 8,192 characters, or ``details`` not a JSON
+            object (nothing is written).
+        InvalidIPAddressError: ``ip`` is not an address (nothing is written).
     """
+    _inputs.text(event_type, "event_type", pattern=_EVENT_TYPE, form="dot.separated_lower_case")
+    if not isinstance(severity, SecurityEventSeverity):
+        raise InvalidInputError(
+            f"severity must be a SecurityEventSeverity, not {type(severity).__name__}",
+            field="severity",
+        )
+    _inputs.optional_identifier(user_id, "user_id")
+    _inputs.user_agent(user_agent)
+    if details is not None:
+        _inputs.json_object(details, "details")
     settings = settings_for(db)
     event_id = uuid.uuid4()
     db.execute(

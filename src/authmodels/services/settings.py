@@ -15,9 +15,10 @@ from __future__ import annotations
 import dataclasses
 import threading
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -28,11 +29,7 @@ from authmodels.security.encryption import FieldCipher
 from authmodels.security.hashing import TokenHasher
 from authmodels.security.passwords import PasswordHasher
 from authmodels.security.privacy import PrivacyHasher
-
-if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from authmodels.services.security_events import SecurityEventAlert
+from authmodels.services.alerts import SecurityEventAlert
 
 __all__ = ["SETTINGS_KEY", "FlowSettings", "configure", "settings_for", "use_settings"]
 
@@ -176,6 +173,8 @@ class FlowSettings:
                 continue
             value, expected = getattr(self, setting.name), hints[setting.name]
             allowed = typing.get_args(expected) or (expected,)
+            if any(typing.get_origin(t) is Callable for t in allowed) and callable(value):
+                continue
             types = tuple(t for t in allowed if isinstance(t, type))
             if (isinstance(value, bool) and bool not in allowed) or not isinstance(value, types):
                 names = " or ".join(getattr(t, "__name__", str(t)) for t in allowed)
