@@ -228,6 +228,8 @@ VALID: dict[str, Resolver] = {
     # security events
     "security_events.record:event_type": lambda w: "login.test_event",
     "security_events.record:severity": lambda w: SecurityEventSeverity.LOW,
+    "security_events.report:event_type": lambda w: "login.test_event",
+    "security_events.report:severity": lambda w: SecurityEventSeverity.LOW,
 }
 
 #: Refusals that follow a write the flow makes on purpose (most are security records committed

@@ -51,10 +51,10 @@ from authmodels.models.enums import SecurityEventSeverity
 from authmodels.models.security_events import EVENT_TYPE_PATTERN
 from authmodels.services import _inputs
 from authmodels.services.alerts import SecurityEventAlert
-from authmodels.services.durable import after_commit
+from authmodels.services.durable import after_commit, durable
 from authmodels.services.settings import settings_for
 
-__all__ = ["ALERT_SEVERITIES", "SecurityEventAlert", "record"]
+__all__ = ["ALERT_SEVERITIES", "SecurityEventAlert", "record", "report"]
 
 _EVENT_TYPE = re.compile(EVENT_TYPE_PATTERN)
 
@@ -134,3 +134,26 @@ def record(
         alert = SecurityEventAlert(event_id, event_type, severity, user_id, dict(details or {}))
         after_commit(db, lambda: hook(alert))
     return event_id
+
+
+def report(
+    db: Session,
+    event_type: str,
+    severity: SecurityEventSeverity,
+    *,
+    user_id: uuid.UUID | None,
+    ip: str | IPv4Address | IPv6Address | None = None,
+    user_agent: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> uuid.UUID:
+    """:func:`record` in a transaction of its own, committed before this returns.
+
+    For a refusal whose only trace is the event (the caller raises next): the row survives the
+    caller's rollback, and the caller's transaction is left as it was. Arguments and errors are
+    those of :func:`record`.
+    """
+    with durable(db) as side:
+        return record(
+            side, event_type, severity, user_id=user_id, ip=ip, user_agent=user_agent,
+            details=details,
+        )  # fmt: skip
