@@ -2,7 +2,8 @@
 
 Every refusal that is a security event -- a reused refresh token, a replayed or mismatched DPoP
 proof, a lockout, exhausted user-code attempts, a replayed TOTP or backup code, a WebAuthn
-signature-counter regression, a reused step-up token, an admin guard refusal -- writes one
+signature-counter regression, a reused step-up token, a revoked API key presented, a refused role
+change -- writes one
 ``auth.security_events`` row (seed 002's ``logSecurityEvent``) through :func:`record`, inside a
 :func:`authmodels.services.durable.durable` block: the row is committed even when the caller
 rolls back on the error. For ``high`` and ``critical`` events, the hook a service registers in
@@ -25,9 +26,10 @@ exception it raises is logged, never raised to the flow.
 ``mfa.totp_replayed``                       high      ``mfa.verify`` / ``mfa.confirm``
 ``mfa.backup_code_replayed``                high      ``mfa.use_backup_code``
 ``webauthn.sign_count_regression``          high      ``webauthn.record_authentication``
-``step_up.token_reused``                    high      ``step_up.consume``
+``step_up.token_reused``                    medium    ``step_up.consume``
 ``api_key.revoked_key_used``                medium    ``api_keys.authenticate``
-``admin.guard_refused``                     high      ``admin.change_role``
+``admin.unauthorized_role_change``          high      ``admin.change_role`` (by a non-admin)
+``admin.guard_refused``                     high      ``admin.change_role`` (MA001/MA002 guards)
 ==========================================  ========  ===========================================
 
 Failed logins themselves are rows of ``auth.login_attempts`` (one per attempt, with the keyed
