@@ -42,6 +42,7 @@ from authmodels.models.audit import MAX_CORRELATION_ID_LENGTH
 from authmodels.models.enums import SecurityEventSeverity, UserRole
 from authmodels.models.users import User
 from authmodels.services import _inputs, audit, security_events, step_up
+from authmodels.services._database_errors import database_errors
 from authmodels.services.tokens import user_id_of
 
 __all__ = ["ADMIN_LOCK_KEY", "ROLE_CHANGE_ACTION", "change_role"]
@@ -72,6 +73,7 @@ _ACTOR_IS_ADMIN = text(
 _TARGET = text("SELECT role, version FROM auth.users WHERE id = :target")
 
 
+@database_errors
 def change_role(
     db: Session,
     *,

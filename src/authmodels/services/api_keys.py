@@ -50,6 +50,7 @@ from authmodels.models.enums import SecurityEventSeverity
 from authmodels.models.users import User
 from authmodels.security.hashing import new_token
 from authmodels.services import _inputs, audit, security_events
+from authmodels.services._database_errors import database_errors
 from authmodels.services.settings import settings_for
 from authmodels.services.tokens import user_id_of
 
@@ -92,6 +93,7 @@ _INSERT = text(
 )
 
 
+@database_errors
 def create(
     db: Session,
     user: User | uuid.UUID,
@@ -168,6 +170,7 @@ _TOUCH = text(
 )
 
 
+@database_errors
 def authenticate(db: Session, presented: str, *, scopes: Iterable[str] = ()) -> ApiKey:
     """The live API key ``presented`` is, with the ``scopes`` it must have.
 
@@ -249,6 +252,7 @@ _REVOKE = text(
 )
 
 
+@database_errors
 def revoke(db: Session, user: User | uuid.UUID, api_key_id: uuid.UUID) -> bool:
     """Revoke one of ``user``'s API keys (audited as ``api_key.revoke``).
 

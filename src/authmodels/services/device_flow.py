@@ -69,6 +69,7 @@ from authmodels.models.enums import SecurityEventSeverity
 from authmodels.models.users import User
 from authmodels.security.hashing import new_token
 from authmodels.services import _inputs, audit, security_events
+from authmodels.services._database_errors import database_errors
 from authmodels.services.durable import durable
 from authmodels.services.sessions import create_session
 from authmodels.services.settings import settings_for
@@ -148,6 +149,7 @@ _INSERT_FLOW = text(
 )
 
 
+@database_errors
 def start(db: Session, *, client_id: str, scope: str | None) -> DeviceAuthorization:
     """Start a device authorization request (RFC 8628 section 3.1).
 
@@ -219,6 +221,7 @@ _PENDING_BUT_EXPIRED = text(
 )
 
 
+@database_errors
 def approve(db: Session, user_code: str, user: User | uuid.UUID) -> DeviceFlow:
     """The signed-in ``user`` approves the pending request showing ``user_code``.
 
@@ -242,6 +245,7 @@ def approve(db: Session, user_code: str, user: User | uuid.UUID) -> DeviceFlow:
     return _decide(db, user_code, user, "approved")
 
 
+@database_errors
 def deny(db: Session, user_code: str, user: User | uuid.UUID) -> DeviceFlow:
     """The signed-in ``user`` denies the pending request showing ``user_code``.
 
@@ -367,6 +371,7 @@ _RECORD_POLL = text(
 )
 
 
+@database_errors
 def poll(db: Session, device_code: str, *, dpop_jkt: str | None = None) -> IssuedTokens:
     """The device asks for its tokens (RFC 8628 section 3.4).
 

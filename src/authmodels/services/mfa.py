@@ -46,6 +46,7 @@ from authmodels.models.users import User
 from authmodels.security import totp
 from authmodels.security.encryption import aad_for
 from authmodels.services import _inputs, audit, security_events
+from authmodels.services._database_errors import database_errors
 from authmodels.services.settings import settings_for
 from authmodels.services.tokens import user_id_of
 
@@ -140,6 +141,7 @@ _INSERT_ENROLLMENT = text(
 )
 
 
+@database_errors
 def enroll(
     db: Session, user: User | uuid.UUID, *, issuer: str, account_name: str | None = None
 ) -> TotpEnrollment:
@@ -253,6 +255,7 @@ def _check_code(
     return row.id, step
 
 
+@database_errors
 def confirm(
     db: Session, user: User | uuid.UUID, code: str, *, now: int | datetime | None = None
 ) -> list[str]:
@@ -282,6 +285,7 @@ def confirm(
     return codes
 
 
+@database_errors
 def verify(
     db: Session, user: User | uuid.UUID, code: str, *, now: int | datetime | None = None
 ) -> int:
@@ -327,6 +331,7 @@ def _replace_backup_codes(db: Session, user_id: uuid.UUID) -> list[str]:
     return codes
 
 
+@database_errors
 def regenerate_backup_codes(db: Session, user: User | uuid.UUID) -> list[str]:
     """Replace every backup code of a confirmed enrolment with new ones (returned raw, once).
 
@@ -359,6 +364,7 @@ _SPENT_BACKUP_CODE = text(
 )
 
 
+@database_errors
 def use_backup_code(db: Session, user: User | uuid.UUID, code: str) -> int:
     """Spend a backup code instead of a TOTP code.
 
@@ -415,6 +421,7 @@ def use_backup_code(db: Session, user: User | uuid.UUID, code: str) -> int:
     return remaining
 
 
+@database_errors
 def disable(db: Session, user: User | uuid.UUID) -> bool:
     """Remove the user's enrolment and backup codes and turn two-factor off.
 

@@ -60,6 +60,7 @@ from authmodels.models.enums import LoginAttemptResult, SecurityEventSeverity
 from authmodels.models.users import MAX_FAILED_LOGIN_ATTEMPTS, User
 from authmodels.security.passwords import is_usable
 from authmodels.services import _inputs, audit, security_events
+from authmodels.services._database_errors import database_errors
 from authmodels.services.durable import durable
 from authmodels.services.sessions import revoke_all_sessions
 from authmodels.services.settings import settings_for
@@ -99,6 +100,7 @@ _SET_HASH = text(
 )
 
 
+@database_errors
 def set_password(
     db: Session,
     user: User | uuid.UUID,
@@ -222,6 +224,7 @@ _RECORD_ATTEMPT = text(
 )
 
 
+@database_errors
 def authenticate(
     db: Session,
     email: str,

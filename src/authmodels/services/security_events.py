@@ -52,6 +52,7 @@ from authmodels.errors import InvalidInputError
 from authmodels.models.enums import SecurityEventSeverity
 from authmodels.models.security_events import EVENT_TYPE_PATTERN
 from authmodels.services import _inputs
+from authmodels.services._database_errors import database_errors
 from authmodels.services.alerts import SecurityEventAlert
 from authmodels.services.durable import after_commit, durable
 from authmodels.services.settings import settings_for
@@ -72,6 +73,7 @@ _INSERT = text(
 )
 
 
+@database_errors
 def record(
     db: Session,
     event_type: str,
@@ -138,6 +140,7 @@ def record(
     return event_id
 
 
+@database_errors
 def report(
     db: Session,
     event_type: str,

@@ -79,6 +79,7 @@ from authmodels.models.tokens import DIGEST_SCHEME_RAW, token_lookup_params, tok
 from authmodels.models.users import User
 from authmodels.security.hashing import mac, new_token
 from authmodels.services import _inputs, audit, security_events
+from authmodels.services._database_errors import database_errors
 from authmodels.services._fastpath import Statement, columns_of, load_instance
 from authmodels.services.durable import durable
 from authmodels.services.settings import FlowSettings, settings_for
@@ -136,6 +137,7 @@ _INSERT_REFRESH_TOKEN = text(
 )
 
 
+@database_errors
 def create_session(
     db: Session,
     user: User | uuid.UUID,
@@ -238,6 +240,7 @@ _TOUCH_IF_DUE = Statement(
 )
 
 
+@database_errors
 def validate_session(db: Session, token: str, *, dpop_jkt: str | None = None) -> SessionModel:
     """The live session whose token is ``token``.
 
@@ -308,6 +311,7 @@ _TOUCH = text(
 )
 
 
+@database_errors
 def touch(db: Session, session: SessionModel | uuid.UUID) -> bool:
     """Record activity on a live session now (``last_activity_at``), whatever the interval.
 
@@ -416,6 +420,7 @@ _INSPECT_REFRESH_TOKEN = text(
 )
 
 
+@database_errors
 def rotate_refresh_token(
     db: Session, refresh_token: str, *, dpop_jkt: str | None = None
 ) -> IssuedTokens:
@@ -642,6 +647,7 @@ def _revoke_sessions(
     return revoked
 
 
+@database_errors
 def revoke_session(
     db: Session, session: SessionModel | uuid.UUID, *, reason: str = "logout"
 ) -> bool:
@@ -682,6 +688,7 @@ def revoke_session(
     return True
 
 
+@database_errors
 def revoke_all_sessions(
     db: Session,
     user: User | uuid.UUID,

@@ -37,6 +37,7 @@ from authmodels.models.step_up import PURPOSE_PATTERN, STEP_UP_MAX_LIFETIME_MINU
 from authmodels.models.users import User
 from authmodels.security.hashing import new_token
 from authmodels.services import _inputs, audit, security_events
+from authmodels.services._database_errors import database_errors
 from authmodels.services.settings import settings_for
 from authmodels.services.tokens import user_id_of
 
@@ -68,6 +69,7 @@ _INSERT = text(
 )
 
 
+@database_errors
 def issue(
     db: Session,
     user: User | uuid.UUID,
@@ -141,6 +143,7 @@ _WHY_NOT = text(
 )
 
 
+@database_errors
 def consume(
     db: Session,
     user: User | uuid.UUID,

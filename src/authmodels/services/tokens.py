@@ -48,6 +48,7 @@ from authmodels.models.users import User
 from authmodels.security.dpop import DPoPProof, normalize_htu, verify_proof
 from authmodels.security.hashing import new_token
 from authmodels.services import _inputs, audit, security_events
+from authmodels.services._database_errors import database_errors
 from authmodels.services.durable import durable
 from authmodels.services.settings import settings_for
 
@@ -192,6 +193,7 @@ def insert_access_token(
     return IssuedAccessToken(raw, token_id, expires_at, token_type(dpop_jkt))
 
 
+@database_errors
 def issue_access_token(
     db: Session,
     user: User | uuid.UUID,
@@ -276,6 +278,7 @@ _LOOKUP_ACCESS_TOKEN = (
 )
 
 
+@database_errors
 def validate_access_token(db: Session, token: str, *, dpop_jkt: str | None = None) -> AccessToken:
     """The live access token ``token``, checked against the DPoP key it is bound to.
 
@@ -332,6 +335,7 @@ _REVOKE_ACCESS_TOKEN = text(
 )
 
 
+@database_errors
 def revoke_access_token(db: Session, token: str) -> bool:
     """Revoke an access token (RFC 7009 semantics: an unknown token is not an error).
 
@@ -392,6 +396,7 @@ _RECORD_JTI = text(
 )
 
 
+@database_errors
 def check_dpop_proof(
     db: Session,
     proof: str,

@@ -71,6 +71,7 @@ from authmodels.models.webauthn import (
     WebAuthnCredential,
 )
 from authmodels.services import _inputs, audit, security_events
+from authmodels.services._database_errors import database_errors
 from authmodels.services.durable import durable
 from authmodels.services.settings import settings_for
 from authmodels.services.tokens import user_id_of
@@ -143,6 +144,7 @@ _INSERT = text(
 )
 
 
+@database_errors
 def store_registration(
     db: Session,
     user: User | uuid.UUID,
@@ -245,6 +247,7 @@ _RECORD_USE = text(
 )
 
 
+@database_errors
 def record_authentication(
     db: Session, verified: VerifiedAuthentication, *, user: User | uuid.UUID | None = None
 ) -> WebAuthnCredential:
@@ -321,6 +324,7 @@ def record_authentication(
     return _load(db, found.id)
 
 
+@database_errors
 def verify_authentication(
     db: Session,
     credential: dict[str, Any] | str,
