@@ -49,6 +49,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from authmodels.errors import InvalidInputError
+from authmodels.locking import RowNotFoundError
 from authmodels.models.enums import SecurityEventSeverity
 from authmodels.models.security_events import EVENT_TYPE_PATTERN
 from authmodels.services import _inputs
@@ -154,11 +155,19 @@ def report(
     """:func:`record` in a transaction of its own, committed before this returns.
 
     For a refusal whose only trace is the event (the caller raises next): the row survives the
-    caller's rollback, and the caller's transaction is left as it was. Arguments and errors are
-    those of :func:`record`.
+    caller's rollback, and the caller's transaction is left as it was. An event about a user
+    that only the caller's transaction holds (created in it, not committed) cannot outlive that
+    transaction: it is written in it instead (in a SAVEPOINT), and lives and dies with the user.
+    Arguments and errors are those of :func:`record`.
     """
-    with durable(db) as side:
-        return record(
-            side, event_type, severity, user_id=user_id, ip=ip, user_agent=user_agent,
-            details=details,
-        )  # fmt: skip
+    arguments: dict[str, Any] = {
+        "user_id": user_id, "ip": ip, "user_agent": user_agent, "details": details
+    }  # fmt: skip
+    try:
+        with durable(db) as side:
+            return record(side, event_type, severity, **arguments)
+    except RowNotFoundError:
+        if user_id is None:
+            raise
+    with db.begin_nested():  # the user is the caller's own, uncommitted
+        return record(db, event_type, severity, **arguments)
