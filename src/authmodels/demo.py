@@ -27,6 +27,7 @@ from authmodels.models import AuditLog, User
 from authmodels.security.encryption import FieldCipher, aad_for
 from authmodels.security.passwords import PasswordHasher
 from authmodels.services import sessions
+from authmodels.services.durable import CALLER_TRANSACTION, DURABLE_WRITES_KEY
 from authmodels.services.settings import FlowSettings, use_settings
 
 
@@ -80,9 +81,14 @@ def run(url: str | None = None, *, say: Callable[[str], None] = print) -> int:
     engine = create_db_engine(resolved)
     connection = engine.connect()
     outer = connection.begin()
-    # The flows commit what must survive a rollback (a revoked token family); inside this outer
-    # transaction their commits release SAVEPOINTs, and the rollback at the end undoes it all.
-    db = Session(bind=connection, join_transaction_mode="create_savepoint")
+    # What must survive a rollback (a revoked token family) the flows write in a transaction of
+    # their own; this example keeps it in SAVEPOINTs of the outer transaction instead, so the
+    # rollback at the end undoes it all.
+    db = Session(
+        bind=connection,
+        join_transaction_mode="create_savepoint",
+        info={DURABLE_WRITES_KEY: CALLER_TRANSACTION},
+    )
     use_settings(db, FlowSettings.from_env().replace(refresh_grace_window=timedelta(0)))
     try:
         say("example (one transaction, rolled back at the end):")

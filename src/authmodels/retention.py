@@ -40,6 +40,7 @@ from sqlalchemy import Connection, Engine, text
 
 from authmodels import partitions
 from authmodels.errors import ConfigurationError
+from authmodels.rls import require_owner
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$")
 
@@ -242,27 +243,6 @@ def select_policies(
     return chosen
 
 
-def _require_owner(conn: Connection) -> None:
-    """Refuse to start unless the connection's role owns schema ``auth``'s tables (or is a member).
-
-    Application and service roles may not delete audit entries, drop partitions or write the
-    archive (revision 0019): a purge run as one would stop half-way with a permission error.
-    """
-    role, owner, allowed = conn.execute(
-        text(
-            "SELECT current_user, relowner::regrole::text, "
-            "pg_has_role(current_user, relowner, 'USAGE') "
-            "FROM pg_class WHERE oid = 'auth.retention_policies'::regclass"
-        )
-    ).one()
-    if not allowed:
-        raise ConfigurationError(
-            f"the purge runs as role {role!r}, which does not own schema auth: run it as "
-            f"{owner!r} (or a member of it); application and service roles may not remove "
-            "audit entries or partitions"
-        )
-
-
 def purge(
     engine: Engine,
     *,
@@ -298,7 +278,7 @@ def purge(
     report = PurgeReport(dry_run=dry_run)
     started = time.perf_counter()
     with engine.connect() as conn:
-        _require_owner(conn)
+        require_owner(conn, "the purge")
         if policies is None:
             policies = load_policies(conn)
         conn.rollback()

@@ -31,12 +31,15 @@ from contextlib import contextmanager
 from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
+from authmodels.errors import ConfigurationError
+
 __all__ = [
     "USER_SETTING",
     "as_user",
     "current_user_id",
     "grant_app_role",
     "grant_service_role",
+    "require_owner",
     "revoke_service_role",
     "service_role",
     "set_current_user",
@@ -122,6 +125,33 @@ def grant_service_role(bind: Bind, role: str) -> None:
 def revoke_service_role(bind: Bind, role: str) -> None:
     """``auth.revoke_service_role(role)``: remove the service policies of ``role``."""
     bind.execute(text("SELECT auth.revoke_service_role(:role)"), {"role": role})
+
+
+def require_owner(bind: Bind, job: str) -> None:
+    """Refuse to start ``job`` unless the role in use owns schema ``auth``'s tables (or is a
+    member of their owner).
+
+    Maintenance that must see and rewrite every row -- the retention purge, re-encryption -- is
+    the owner's: row-level security would hide rows from an application or service role (a job
+    that silently skips them), and revision 0019 keeps the audit archive and partitions out of
+    their reach.
+
+    Raises:
+        ConfigurationError: the role is not the owner; the message names both.
+    """
+    role, owner, allowed = bind.execute(
+        text(
+            "SELECT current_user, relowner::regrole::text, "
+            "pg_has_role(current_user, relowner, 'USAGE') "
+            "FROM pg_class WHERE oid = 'auth.users'::regclass"
+        )
+    ).one()
+    if not allowed:
+        raise ConfigurationError(
+            f"{job} runs as role {role!r}, which does not own schema auth: run it as {owner!r} "
+            "(or a member of it); application and service roles see only the rows row-level "
+            "security allows them"
+        )
 
 
 def _identifier(bind: Bind, name: str) -> str:

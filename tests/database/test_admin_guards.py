@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, Engine, select, text
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, ProgrammingError
 from sqlalchemy.orm import Session
 
 from authmodels import rls
@@ -385,11 +385,14 @@ def test_guards_count_every_admin_whatever_the_callers_policies(
             runner.execute(f"CREATE ROLE {service} NOLOGIN")
             runner.execute("SELECT auth.grant_service_role(:r)", {"r": service})
             runner.execute(f"GRANT {service} TO {role}")
-            # the application as user b sees only its own row, yet the designation is exact
+            # the application as user b sees only its own row; the designation is the owner's
+            # (revision 0028), and exact
             with app.begin() as conn:
                 rls.set_current_user(conn, b)
                 assert conn.execute(text("SELECT count(*) FROM auth.users")).scalar_one() == 1
-                assert str(conn.execute(text("SELECT auth.designate_master_admin()")).scalar()) == a
+            with pytest.raises(ProgrammingError, match="permission denied"), app.begin() as conn:
+                conn.execute(text("SELECT auth.designate_master_admin()"))
+            assert runner.execute("SELECT auth.designate_master_admin()::text") == [(a,)]
             # administration runs on the service path; the guard counts every admin
             with app.begin() as conn, rls.service_role(conn, service):
                 error = _refused_on(conn, "UPDATE auth.users SET role = 'user' WHERE id = :i", a)

@@ -108,8 +108,6 @@ POLICIES = {
         t: {(f"{t}_owner_read", "SELECT")}
         for t in (
             "login_attempts",
-            "security_events",
-            "password_history",
             "email_delivery_logs",
             "sms_delivery_logs",
             "account_recovery",
@@ -126,6 +124,11 @@ POLICIES = {
             "api_keys",
             "device_keys",
         )
+    },
+    # a user's own requests append their refusals and their replaced hashes (0028)
+    **{
+        t: {(f"{t}_owner_read", "SELECT"), (f"{t}_owner_insert", "INSERT")}
+        for t in ("security_events", "password_history")
     },
     "key_exchanges": {
         ("key_exchanges_party_read", "SELECT"),

@@ -297,6 +297,36 @@ def definer_functions_without_pinned_search_path(conn: Connection) -> list[str]:
     return violations
 
 
+def definer_functions_the_application_may_run(conn: Connection, roles: dict[str, str]) -> list[str]:
+    """No role of ``roles`` may execute a ``SECURITY DEFINER`` function of ``auth`` that can
+    write (``VOLATILE``, not a trigger function).
+
+    Such a function runs as the owner, past row-level security and the privileges 0019 took
+    back: the purge, the audit archival, the master-admin designation are the owner's
+    maintenance (revision 0028 closed them to ``PUBLIC``). Read-only helpers (``STABLE``: the
+    conversation membership test, the statistics) stay callable; trigger functions cannot be
+    called directly.
+    """
+    functions = conn.execute(
+        text(
+            "SELECT p.oid, p.oid::regprocedure::text FROM pg_proc AS p "
+            f" WHERE p.pronamespace = {SCHEMA_OID} AND p.prosecdef AND p.provolatile = 'v' "
+            "   AND p.prorettype <> 'trigger'::regtype ORDER BY 2"
+        ),
+        {"schema": SCHEMA},
+    ).all()
+    return [
+        f"the {label} role may execute {name}, which runs as the owner and can write: revoke "
+        "EXECUTE from PUBLIC (the owner's maintenance)"
+        for label, role in roles.items()
+        for oid, name in functions
+        if conn.scalar(
+            text("SELECT has_function_privilege(:r, CAST(:f AS oid), 'EXECUTE')"),
+            {"r": role, "f": oid},
+        )
+    ]
+
+
 #: The table privileges PostgreSQL knows (``has_table_privilege`` checks each).
 TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
 #: Tables the application and service roles may only read (revision 0019).

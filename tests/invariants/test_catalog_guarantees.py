@@ -9,6 +9,7 @@ from sqlalchemy import Connection
 from authmodels.testing.roles import TestRoles
 from tests.invariants.checks import (
     application_role_privileges_beyond_the_documented,
+    definer_functions_the_application_may_run,
     definer_functions_without_pinned_search_path,
     raw_ip_or_user_agent_columns,
     secret_columns_without_shape_check,
@@ -50,6 +51,20 @@ def test_application_roles_hold_only_the_documented_privileges(
     app: Connection, authmodels_roles: TestRoles
 ) -> None:
     violations = application_role_privileges_beyond_the_documented(
+        app,
+        {
+            "application": authmodels_roles.app,
+            "service": authmodels_roles.service,
+            "login": authmodels_roles.login,
+        },
+    )
+    assert not violations, _report(violations)
+
+
+def test_the_owners_maintenance_functions_are_closed_to_the_application(
+    app: Connection, authmodels_roles: TestRoles
+) -> None:
+    violations = definer_functions_the_application_may_run(
         app,
         {
             "application": authmodels_roles.app,

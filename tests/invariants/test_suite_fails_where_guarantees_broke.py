@@ -15,6 +15,7 @@ from authmodels.testing.roles import TestRoles, grant_test_roles
 from tests.invariants.catalog import relations
 from tests.invariants.checks import (
     application_role_privileges_beyond_the_documented,
+    definer_functions_the_application_may_run,
     definer_functions_without_pinned_search_path,
     raw_ip_or_user_agent_columns,
     secret_columns_without_shape_check,
@@ -135,6 +136,30 @@ def test_definer_check_names_a_function_without_a_safe_search_path(scratch: Conn
     assert "auth.unpinned() is SECURITY DEFINER without a pinned search_path" in named
     assert "auth.public_first() is SECURITY DEFINER with search_path public, pg_temp" in named
     assert "auth.temp_unlisted() is SECURITY DEFINER with search_path pg_catalog: list" in named
+
+
+def test_maintenance_check_names_a_writing_definer_function_open_to_the_application(
+    scratch: Connection, authmodels_roles: TestRoles
+) -> None:
+    scratch.execute(
+        text(
+            "CREATE FUNCTION auth.wipe_audit() RETURNS void LANGUAGE sql SECURITY DEFINER "
+            "SET search_path = pg_catalog, pg_temp AS 'DELETE FROM auth.audit_logs'"
+        )
+    )
+    scratch.execute(
+        text(
+            "CREATE FUNCTION auth.peek() RETURNS bigint LANGUAGE sql STABLE SECURITY DEFINER "
+            "SET search_path = pg_catalog, pg_temp AS 'SELECT count(*) FROM auth.users'"
+        )
+    )
+    named = definer_functions_the_application_may_run(
+        scratch, {"application": authmodels_roles.app}
+    )
+    assert named == [
+        "the application role may execute auth.wipe_audit(), which runs as the owner and can "
+        "write: revoke EXECUTE from PUBLIC (the owner's maintenance)"
+    ]
 
 
 def test_privilege_check_names_grants_beyond_the_documented(

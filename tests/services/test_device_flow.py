@@ -302,6 +302,7 @@ def test_approve_racing_polls_issues_tokens_once_and_never_before_approval(
     refused: list[str] = []
     committing: list[float] = []
     lock = threading.Lock()
+    pending_seen = threading.Event()
 
     def poll_until_done() -> None:
         with factory() as db:
@@ -314,6 +315,8 @@ def test_approve_racing_polls_issues_tokens_once_and_never_before_approval(
                     db.rollback()
                     with lock:
                         refused.append(type(exc).__name__)
+                    if not isinstance(exc, InvalidTokenError):
+                        pending_seen.set()
                     time.sleep(random.uniform(0, 0.004))
                     continue
                 with lock:
@@ -323,7 +326,7 @@ def test_approve_racing_polls_issues_tokens_once_and_never_before_approval(
     def approve_midway() -> None:
         with factory() as db:
             barrier.wait()
-            time.sleep(0.02)
+            pending_seen.wait(timeout=10)  # approve once polls were answered "pending"
             device_flow.approve(db, auth.user_code, fresh_user)
             committing.append(time.monotonic())
             db.commit()

@@ -50,6 +50,7 @@ from sqlalchemy.orm import Session
 
 import authmodels.services
 from authmodels import errors
+from authmodels.models.enums import SecurityEventSeverity
 from authmodels.security import totp
 from authmodels.services import FlowSettings, use_settings
 from authmodels.testing.factories import DEFAULT_PASSWORD, TEST_PASSWORD_HASHER
@@ -224,6 +225,11 @@ VALID: dict[str, Resolver] = {
     "e2ee.record_failed_exchange:reason": lambda w: "the peer's key did not verify",
     # audit
     "audit.record:action": lambda w: None,
+    # security events
+    "security_events.record:event_type": lambda w: "login.test_event",
+    "security_events.record:severity": lambda w: SecurityEventSeverity.LOW,
+    "security_events.report:event_type": lambda w: "login.test_event",
+    "security_events.report:severity": lambda w: SecurityEventSeverity.LOW,
 }
 
 #: Refusals that follow a write the flow makes on purpose (most are security records committed

@@ -11,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import Engine, text
-from sqlalchemy.exc import ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
 from authmodels import rls
@@ -21,6 +20,7 @@ from authmodels.errors import (
     DPoPMethodMismatch,
     DPoPReplayError,
     InvalidTokenError,
+    NotAuthorizedError,
     TokenExpiredError,
     TokenRevokedError,
 )
@@ -305,7 +305,7 @@ def test_replay_store_is_closed_to_the_application_role_and_open_to_the_service_
     engine, service = roles
     with Session(engine) as db:
         use_settings(db, settings)
-        with pytest.raises(ProgrammingError, match="row-level security"):
+        with pytest.raises(NotAuthorizedError, match="row-level security"):
             tokens.check_dpop_proof(db, proof(key), htm="GET", htu=URL)
         db.rollback()
 

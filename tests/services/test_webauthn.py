@@ -217,23 +217,28 @@ def test_zero_counters_of_a_synced_passkey_are_accepted(db: Session, user: User)
 
 
 def test_a_regressed_counter_is_refused_and_the_event_survives_a_rollback(
-    db: Session, user: User
+    fresh: Callable[..., sessionmaker[Session]], fresh_user: User
 ) -> None:
+    factory = fresh()
     authenticator = SoftwareAuthenticator()
-    credential = register(db, user, authenticator)
-    sign_in(db, authenticator)
-    sign_in(db, authenticator)  # stored counter: 2
-    before = snapshot(db, "webauthn_credentials")
+    with factory() as db:
+        credential = register(db, fresh_user, authenticator)
+        sign_in(db, authenticator)
+        sign_in(db, authenticator)  # stored counter: 2
+        db.commit()
+        before = snapshot(db, "webauthn_credentials")
 
-    with pytest.raises(SignCountRegressionError, match="may have been cloned"):
-        sign_in(db, authenticator, count=2)  # a clone replaying the same counter
-    db.rollback()
+    with factory() as db:
+        with pytest.raises(SignCountRegressionError, match="may have been cloned"):
+            sign_in(db, authenticator, count=2)  # a clone replaying the same counter
+        db.rollback()
 
-    assert snapshot(db, "webauthn_credentials") == before
-    assert regression_events(db) == [
-        {"credential": str(credential.id), "stored_sign_count": 2, "presented_sign_count": 2,
-         "policy": "reject"}
-    ]  # fmt: skip
+    with factory() as db:
+        assert snapshot(db, "webauthn_credentials") == before
+        assert regression_events(db) == [
+            {"credential": str(credential.id), "stored_sign_count": 2, "presented_sign_count": 2,
+             "policy": "reject"}
+        ]  # fmt: skip
 
 
 def test_a_regressed_counter_is_accepted_and_flagged_under_the_flag_policy(

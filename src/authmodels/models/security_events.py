@@ -14,6 +14,9 @@ from authmodels.models.base import Base, uuid_pk
 from authmodels.models.checks import token_digest
 from authmodels.models.enums import LoginAttemptResult, SecurityEventSeverity, pg_enum
 
+#: The form of an ``event_type`` (``ck_security_events_event_type_format`` anchors it).
+EVENT_TYPE_PATTERN = "[a-z][a-z0-9_.]{0,63}"
+
 
 class LoginAttempt(Base):
     """One login attempt, successful or not.
@@ -82,7 +85,7 @@ class SecurityEvent(Base):
 
     __tablename__ = "security_events"
     __table_args__ = (
-        CheckConstraint("event_type ~ '^[a-z][a-z0-9_.]{0,63}$'", name="event_type_format"),
+        CheckConstraint(f"event_type ~ '^{EVENT_TYPE_PATTERN}$'", name="event_type_format"),
         token_digest("ip_hash"),
         token_digest("ua_hash"),
         Index("ix_security_events_created_at_severity", "created_at", "severity"),

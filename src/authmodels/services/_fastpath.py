@@ -43,17 +43,34 @@ class Statement:
         self.clause: TextClause = text(sql)
         self.psycopg_sql: str = str(self.clause.compile(dialect=_DIALECT))
 
-    def first(self, db: Session, params: Mapping[str, Any]) -> Sequence[Any] | None:
+    def first(
+        self, db: Session, params: Mapping[str, Any], *, savepoint: str | None = None
+    ) -> Sequence[Any] | None:
         """Execute in the session's transaction; the first row, or None.
 
         The statement must return rows (a SELECT, or a write with ``RETURNING``).
+
+        Args:
+            db: the session.
+            params: the bind parameters.
+            savepoint: a SAVEPOINT to set first, in the same round trip (psycopg's pipeline
+                mode), so that the caller can roll the statement back -- and release the row
+                locks it took -- with ``ROLLBACK TO SAVEPOINT``. It is not released here: it
+                ends with the transaction (or an enclosing savepoint).
         """
         driver = db.connection().connection.driver_connection
         if isinstance(driver, psycopg.Connection):
             prepare = None if driver.prepare_threshold is None else True
             with driver.cursor() as cursor:
-                cursor.execute(self.psycopg_sql, params, prepare=prepare)
+                if savepoint is None:
+                    cursor.execute(self.psycopg_sql, params, prepare=prepare)
+                else:
+                    with driver.pipeline():
+                        cursor.execute(f"SAVEPOINT {savepoint}")
+                        cursor.execute(self.psycopg_sql, params, prepare=prepare)
                 return cursor.fetchone()
+        if savepoint is not None:
+            db.execute(text(f"SAVEPOINT {savepoint}"))
         row = db.execute(self.clause, params).first()
         return None if row is None else tuple(row)
 

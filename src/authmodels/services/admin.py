@@ -39,9 +39,10 @@ from authmodels.errors import (
 )
 from authmodels.locking import RowNotFoundError, update_versioned
 from authmodels.models.audit import MAX_CORRELATION_ID_LENGTH
-from authmodels.models.enums import UserRole
+from authmodels.models.enums import SecurityEventSeverity, UserRole
 from authmodels.models.users import User
-from authmodels.services import _inputs, audit, step_up
+from authmodels.services import _inputs, audit, security_events, step_up
+from authmodels.services._database_errors import database_errors
 from authmodels.services.tokens import user_id_of
 
 __all__ = ["ADMIN_LOCK_KEY", "ROLE_CHANGE_ACTION", "change_role"]
@@ -72,6 +73,7 @@ _ACTOR_IS_ADMIN = text(
 _TARGET = text("SELECT role, version FROM auth.users WHERE id = :target")
 
 
+@database_errors
 def change_role(
     db: Session,
     *,
@@ -130,6 +132,10 @@ def change_role(
 
     db.execute(_LOCK_ADMIN_CHANGES)
     if not db.execute(_ACTOR_IS_ADMIN, {"actor": actor_id}).scalar():
+        security_events.report(
+            db, "admin.unauthorized_role_change", SecurityEventSeverity.HIGH, user_id=actor_id,
+            details={"target_user_id": str(target_id), "to": str(new_role)},
+        )  # fmt: skip
         raise NotAuthorizedError("only an admin can change roles; the actor is not an admin")
     current = db.execute(_TARGET, {"target": target_id}).first()
     if current is None:
@@ -159,5 +165,10 @@ def change_role(
             raise
         diag = getattr(exc.orig, "diag", None)
         message = getattr(diag, "message_primary", None) or guard.__doc__ or "refused"
+        security_events.report(
+            db, "admin.guard_refused", SecurityEventSeverity.HIGH, user_id=actor_id,
+            details={"guard": guard.__name__, "target_user_id": str(target_id),
+                     "to": str(new_role), "correlation_id": correlation_id},
+        )  # fmt: skip
         raise guard(message) from None
     return updated

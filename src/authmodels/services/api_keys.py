@@ -46,9 +46,11 @@ from authmodels.errors import (
 )
 from authmodels.models.api_keys import MAX_NAME_LENGTH, ApiKey
 from authmodels.models.api_keys import PREFIX_PATTERN as PREFIX_FORMAT
+from authmodels.models.enums import SecurityEventSeverity
 from authmodels.models.users import User
 from authmodels.security.hashing import new_token
-from authmodels.services import _inputs, audit
+from authmodels.services import _inputs, audit, security_events
+from authmodels.services._database_errors import database_errors
 from authmodels.services.settings import settings_for
 from authmodels.services.tokens import user_id_of
 
@@ -91,6 +93,7 @@ _INSERT = text(
 )
 
 
+@database_errors
 def create(
     db: Session,
     user: User | uuid.UUID,
@@ -153,7 +156,7 @@ def create(
 
 _BY_PREFIX = text(
     """
-    SELECT id, key_hash, revoked_at IS NOT NULL AS revoked,
+    SELECT id, user_id, key_hash, revoked_at IS NOT NULL AS revoked,
            expires_at IS NOT NULL AND expires_at <= now() AS expired,
            last_used_at IS NULL OR last_used_at <= now() - :touch AS touch_due
       FROM auth.api_keys WHERE prefix = :prefix
@@ -167,6 +170,7 @@ _TOUCH = text(
 )
 
 
+@database_errors
 def authenticate(db: Session, presented: str, *, scopes: Iterable[str] = ()) -> ApiKey:
     """The live API key ``presented`` is, with the ``scopes`` it must have.
 
@@ -202,7 +206,11 @@ def authenticate(db: Session, presented: str, *, scopes: Iterable[str] = ()) -> 
         raise InvalidApiKeyError("the API key is not valid: check the key that was sent")
     if not hasher.matches(presented, row.key_hash):
         raise InvalidApiKeyError("the API key is not valid: check the key that was sent")
-    if row.revoked:
+    if row.revoked:  # the right secret of a revoked key: it leaked, or a client was forgotten
+        security_events.report(
+            db, "api_key.revoked_key_used", SecurityEventSeverity.MEDIUM, user_id=row.user_id,
+            details={"api_key_id": str(row.id), "prefix": prefix},
+        )  # fmt: skip
         raise ApiKeyRevokedError("the API key was revoked: create a new one")
     if row.expired:
         raise ApiKeyExpiredError("the API key expired: create a new one")
@@ -244,6 +252,7 @@ _REVOKE = text(
 )
 
 
+@database_errors
 def revoke(db: Session, user: User | uuid.UUID, api_key_id: uuid.UUID) -> bool:
     """Revoke one of ``user``'s API keys (audited as ``api_key.revoke``).
 

@@ -29,6 +29,7 @@ from authmodels.models.audit import (
     AuditLog,
 )
 from authmodels.services import _inputs
+from authmodels.services._database_errors import database_errors
 from authmodels.services.settings import settings_for
 
 #: The event types ``ck_audit_logs_event_type_known`` accepts.
@@ -37,6 +38,7 @@ _EVENT_TYPES = frozenset(AUDIT_EVENT_TYPES + FLOW_AUDIT_EVENT_TYPES)
 __all__ = ["record"]
 
 
+@database_errors
 def record(
     db: Session,
     event_type: str,

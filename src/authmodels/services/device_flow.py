@@ -29,9 +29,11 @@ Decisions:
   the previous one raises :class:`~authmodels.errors.SlowDown` and grows the interval by 5
   seconds for this and every later poll.
 - **Commits**: refusals that change state the next attempt depends on -- a counted wrong code, a
-  blocked attempt, the polling telemetry and a grown interval -- are **committed** before the
-  error is raised, so a caller that rolls back on errors cannot reset the counters. Successful
-  calls write in the caller's transaction and commit nothing.
+  blocked attempt (also a ``medium`` security event), the polling telemetry and a grown
+  interval -- are **committed in a transaction of their own**
+  (:func:`authmodels.services.durable.durable`) before the error is raised, so a caller that
+  rolls back on errors cannot reset the counters, and the caller's transaction is left as it
+  was. Successful calls write in the caller's transaction and commit nothing.
 
 Lock order: the device flow row, then what :func:`authmodels.services.sessions.create_session`
 inserts. :func:`approve` and :func:`deny` take the user's advisory lock first.
@@ -63,9 +65,12 @@ from authmodels.errors import (
     TooManyUserCodeAttempts,
 )
 from authmodels.models.device_flow import DeviceFlow
+from authmodels.models.enums import SecurityEventSeverity
 from authmodels.models.users import User
 from authmodels.security.hashing import new_token
-from authmodels.services import _inputs, audit
+from authmodels.services import _inputs, audit, security_events
+from authmodels.services._database_errors import database_errors
+from authmodels.services.durable import durable
 from authmodels.services.sessions import create_session
 from authmodels.services.settings import settings_for
 from authmodels.services.tokens import IssuedTokens, insert_access_token, user_id_of
@@ -144,6 +149,7 @@ _INSERT_FLOW = text(
 )
 
 
+@database_errors
 def start(db: Session, *, client_id: str, scope: str | None) -> DeviceAuthorization:
     """Start a device authorization request (RFC 8628 section 3.1).
 
@@ -215,6 +221,7 @@ _PENDING_BUT_EXPIRED = text(
 )
 
 
+@database_errors
 def approve(db: Session, user_code: str, user: User | uuid.UUID) -> DeviceFlow:
     """The signed-in ``user`` approves the pending request showing ``user_code``.
 
@@ -238,6 +245,7 @@ def approve(db: Session, user_code: str, user: User | uuid.UUID) -> DeviceFlow:
     return _decide(db, user_code, user, "approved")
 
 
+@database_errors
 def deny(db: Session, user_code: str, user: User | uuid.UUID) -> DeviceFlow:
     """The signed-in ``user`` denies the pending request showing ``user_code``.
 
@@ -268,17 +276,14 @@ def _decide(db: Session, user_code: str, user: User | uuid.UUID, status: str) ->
         _RECENT_WRONG_CODES, {"user_id": user_id, "window": settings.user_code_window}
     ).one()
     if recent.wrong >= settings.user_code_attempts:
-        audit.record(
-            db,
-            "device_flow_user_code_rejected",
-            user_id=user_id,
-            status="blocked",
-            details={
-                "attempts": recent.wrong,
-                "window_seconds": _seconds(settings.user_code_window),
-            },
-        )
-        db.commit()  # kept even if the caller rolls back
+        details = {"attempts": recent.wrong, "window_seconds": _seconds(settings.user_code_window)}
+        with durable(db) as side:  # kept even if the caller rolls back
+            audit.record(side, "device_flow_user_code_rejected", user_id=user_id,
+                         status="blocked", details=details)  # fmt: skip
+            security_events.record(
+                side, "device_flow.user_code_attempts_exceeded", SecurityEventSeverity.MEDIUM,
+                user_id=user_id, details=details,
+            )  # fmt: skip
         retry_after = max(1, _seconds(recent.wait))
         raise TooManyUserCodeAttempts(
             f"too many wrong codes were typed: try again in {retry_after} seconds",
@@ -305,14 +310,14 @@ def _decide(db: Session, user_code: str, user: User | uuid.UUID, status: str) ->
     if flow is None:
         if db.execute(_PENDING_BUT_EXPIRED, {"candidates": candidates}).scalar_one():
             raise ExpiredToken("this code has expired: start again on the device to get a new one")
-        audit.record(
-            db,
-            "device_flow_user_code_rejected",
-            user_id=user_id,
-            status="failure",
-            details={"attempt": recent.wrong + 1, "limit": settings.user_code_attempts},
-        )
-        db.commit()  # the attempt counts even if the caller rolls back
+        with durable(db) as side:  # the attempt counts even if the caller rolls back
+            audit.record(
+                side,
+                "device_flow_user_code_rejected",
+                user_id=user_id,
+                status="failure",
+                details={"attempt": recent.wrong + 1, "limit": settings.user_code_attempts},
+            )
         raise InvalidUserCode(
             "no pending device request has this code: check the code shown on the device "
             f"({settings.user_code_attempts - recent.wrong - 1} attempts left)"
@@ -339,10 +344,19 @@ _CONSUME = text(
 )
 _INSPECT_FLOW = text(
     """
-    SELECT id, status, expires_at <= now() AS expired, interval_seconds,
-           last_polled_at > now() - make_interval(secs => interval_seconds) AS too_soon
+    SELECT id, status, expires_at <= now() AS expired
       FROM auth.device_flows
      WHERE device_code_hash = ANY(:candidates)
+    """
+)
+# In a transaction of its own: polls of one request are counted one by one (the row lock), and
+# only while it is still pending (an approval committed meanwhile is consumed by the next pass).
+_LOCK_PENDING = text(
+    """
+    SELECT coalesce(last_polled_at > now() - make_interval(secs => interval_seconds), false)
+               AS too_soon
+      FROM auth.device_flows
+     WHERE id = :id AND status = 'pending'
        FOR UPDATE
     """
 )
@@ -357,13 +371,15 @@ _RECORD_POLL = text(
 )
 
 
+@database_errors
 def poll(db: Session, device_code: str, *, dpop_jkt: str | None = None) -> IssuedTokens:
     """The device asks for its tokens (RFC 8628 section 3.4).
 
     Once the request is approved, the first poll consumes it and gets a new session (lifetime
     ``FlowSettings.device_session_ttl``) with a token pair; the access token carries the
     request's client id and scope. That poll writes in the caller's transaction and commits
-    nothing. The other outcomes are errors; the pending ones commit the polling telemetry.
+    nothing. The other outcomes are errors; the pending ones commit the polling telemetry in a
+    transaction of their own.
 
     Args:
         db: the session.
@@ -427,7 +443,7 @@ def poll(db: Session, device_code: str, *, dpop_jkt: str | None = None) -> Issue
                 scope=approved.scope,
             )
 
-        # 2. Not approved: find out why, with the request locked so polls count one by one.
+        # 2. Not approved: find out why; a pending request has its poll counted on its own.
         flow = db.execute(_INSPECT_FLOW, {"candidates": candidates}).first()
         if flow is None:
             raise InvalidTokenError("the device code is not valid: start again on the device")
@@ -440,11 +456,15 @@ def poll(db: Session, device_code: str, *, dpop_jkt: str | None = None) -> Issue
         if flow.status == "expired" or flow.expired:
             raise ExpiredToken("the device code expired: start again on the device")
         if flow.status == "approved":
-            continue  # approved since statement 1 (we waited for its lock): consume it now
-        step = SLOW_DOWN_STEP if flow.too_soon else 0
-        interval = db.execute(_RECORD_POLL, {"id": flow.id, "step": step}).scalar_one()
-        db.commit()  # the poll counts even if the caller rolls back
-        if step:
+            continue  # approved since statement 1: consume it now
+        with durable(db) as side:  # the poll counts even if the caller rolls back
+            too_soon = side.execute(_LOCK_PENDING, {"id": flow.id}).scalar_one_or_none()
+            if too_soon is not None:
+                step = SLOW_DOWN_STEP if too_soon else 0
+                interval = side.execute(_RECORD_POLL, {"id": flow.id, "step": step}).scalar_one()
+        if too_soon is None:
+            continue  # decided since the inspection: find out how
+        if too_soon:
             raise SlowDown(
                 f"the device polled too often: wait {interval} seconds between polls",
                 interval=interval,

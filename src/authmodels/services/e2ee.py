@@ -49,6 +49,7 @@ from authmodels.models.users import User
 from authmodels.security import e2ee
 from authmodels.security.encryption import aad_for
 from authmodels.services import _inputs
+from authmodels.services._database_errors import database_errors
 from authmodels.services.settings import settings_for
 from authmodels.services.tokens import user_id_of
 
@@ -85,6 +86,7 @@ _ROTATE_DEVICE_KEY = text(
 )
 
 
+@database_errors
 def register_device_key(
     db: Session,
     user: User | uuid.UUID,
@@ -158,6 +160,7 @@ def _load(db: Session, key_id: uuid.UUID) -> DeviceKey:
     ).scalar_one()
 
 
+@database_errors
 def private_key(db: Session, device_key: DeviceKey) -> bytes:
     """Decrypt a device's backed-up private key (to hand it to another device of its owner).
 
@@ -189,6 +192,7 @@ _INSERT_EXCHANGE = text(
 )
 
 
+@database_errors
 def record_key_exchange(
     db: Session,
     *,
@@ -248,6 +252,7 @@ _INSERT_FAILURE = text(
 )
 
 
+@database_errors
 def record_failed_exchange(
     db: Session,
     user: User | uuid.UUID,

@@ -41,10 +41,12 @@ from authmodels.errors import (
     MfaAlreadyEnrolledError,
     MfaNotEnrolledError,
 )
+from authmodels.models.enums import SecurityEventSeverity
 from authmodels.models.users import User
 from authmodels.security import totp
 from authmodels.security.encryption import aad_for
-from authmodels.services import _inputs, audit
+from authmodels.services import _inputs, audit, security_events
+from authmodels.services._database_errors import database_errors
 from authmodels.services.settings import settings_for
 from authmodels.services.tokens import user_id_of
 
@@ -139,6 +141,7 @@ _INSERT_ENROLLMENT = text(
 )
 
 
+@database_errors
 def enroll(
     db: Session, user: User | uuid.UUID, *, issuer: str, account_name: str | None = None
 ) -> TotpEnrollment:
@@ -224,21 +227,35 @@ def _check_code(
             raise MfaNotEnrolledError("this account has no pending enrolment: enrol first")
         raise MfaAlreadyEnrolledError("this authenticator is already confirmed")
     secret = settings.cipher.decrypt(row.secret_encrypted, aad=_aad(row.id))
+    at = int(time.time()) if now is None else now
     step = totp.verify(
         secret,
         code,
-        now=int(time.time()) if now is None else now,
+        now=at,
         window=settings.totp_window,
         last_used_step=row.last_used_step,
         digits=TOTP_DIGITS,
     )
-    if step is None or db.execute(_ACCEPT_STEP, {"id": row.id, "step": step}).first() is None:
+    accepted = step is not None and db.execute(_ACCEPT_STEP, {"id": row.id, "step": step}).first()
+    if step is None or not accepted:
+        replayed = step is not None or (
+            row.last_used_step is not None
+            and (matched := totp.verify(secret, code, now=at, window=settings.totp_window))
+            is not None
+            and matched <= row.last_used_step
+        )
+        if replayed:  # a code already accepted once: someone else saw it (or a double submit)
+            security_events.report(
+                db, "mfa.totp_replayed", SecurityEventSeverity.HIGH, user_id=user_id,
+                details={"enrollment_id": str(row.id)},
+            )  # fmt: skip
         raise InvalidTotpCodeError(
             "the code is wrong, expired or was already used: wait for the next code and retry"
         )
     return row.id, step
 
 
+@database_errors
 def confirm(
     db: Session, user: User | uuid.UUID, code: str, *, now: int | datetime | None = None
 ) -> list[str]:
@@ -268,6 +285,7 @@ def confirm(
     return codes
 
 
+@database_errors
 def verify(
     db: Session, user: User | uuid.UUID, code: str, *, now: int | datetime | None = None
 ) -> int:
@@ -313,6 +331,7 @@ def _replace_backup_codes(db: Session, user_id: uuid.UUID) -> list[str]:
     return codes
 
 
+@database_errors
 def regenerate_backup_codes(db: Session, user: User | uuid.UUID) -> list[str]:
     """Replace every backup code of a confirmed enrolment with new ones (returned raw, once).
 
@@ -336,6 +355,16 @@ _SPEND_BACKUP_CODE = text(
 )
 
 
+_SPENT_BACKUP_CODE = text(
+    """
+    SELECT EXISTS (SELECT 1 FROM auth.two_factor_backup_codes
+                    WHERE code_hash = ANY(:candidates) AND user_id = :user_id
+                      AND used_at IS NOT NULL)
+    """
+)
+
+
+@database_errors
 def use_backup_code(db: Session, user: User | uuid.UUID, code: str) -> int:
     """Spend a backup code instead of a TOTP code.
 
@@ -364,6 +393,16 @@ def use_backup_code(db: Session, user: User | uuid.UUID, code: str) -> int:
             {"candidates": settings.hasher.candidates(normal), "user_id": user_id},
         ).first()
     if spent is None:
+        if (
+            normal
+            and db.execute(
+                _SPENT_BACKUP_CODE,
+                {"candidates": settings.hasher.candidates(normal), "user_id": user_id},
+            ).scalar()
+        ):
+            security_events.report(
+                db, "mfa.backup_code_replayed", SecurityEventSeverity.HIGH, user_id=user_id
+            )
         raise InvalidBackupCodeError("the backup code is wrong or was already used")
     remaining: int = db.execute(
         text(
@@ -382,6 +421,7 @@ def use_backup_code(db: Session, user: User | uuid.UUID, code: str) -> int:
     return remaining
 
 
+@database_errors
 def disable(db: Session, user: User | uuid.UUID) -> bool:
     """Remove the user's enrolment and backup codes and turn two-factor off.
 

@@ -45,6 +45,7 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+from authmodels import rls
 from authmodels.errors import (
     InvalidInputError,
     OAuthConnectionError,
@@ -62,6 +63,7 @@ from authmodels.models.oauth import (
 from authmodels.models.users import User
 from authmodels.security.encryption import FieldCipher, aad_for
 from authmodels.services import _inputs
+from authmodels.services._database_errors import database_errors
 from authmodels.services.settings import settings_for
 from authmodels.services.tokens import user_id_of
 
@@ -170,6 +172,7 @@ _STORE = text(
 )
 
 
+@database_errors
 def store_tokens(
     db: Session,
     user: User | uuid.UUID,
@@ -276,6 +279,7 @@ def _load(db: Session, connection_id: uuid.UUID) -> OAuthConnection:
     ).scalar_one()
 
 
+@database_errors
 def read_tokens(
     db: Session, connection_id: uuid.UUID, *, user: User | uuid.UUID | None = None
 ) -> ProviderTokens:
@@ -321,6 +325,7 @@ def read_tokens(
     )
 
 
+@database_errors
 def refresh_due(
     db: Session, *, within: timedelta = timedelta(minutes=5), limit: int = 100, lock: bool = False
 ) -> list[OAuthConnection]:
@@ -376,6 +381,7 @@ _STORE_REFRESHED = text(
 )
 
 
+@database_errors
 def record_refresh(
     db: Session,
     connection_id: uuid.UUID,
@@ -483,6 +489,7 @@ def _key_id_sql(column: str) -> str:
     return f"convert_from(substring({column} FROM 3 FOR get_byte({column}, 1)), 'SQL_ASCII')"
 
 
+@database_errors
 def reencrypt(
     db: Session, *, batch_size: int = 500, cipher: FieldCipher | None = None
 ) -> ReencryptReport:
@@ -503,6 +510,8 @@ def reencrypt(
     Raises:
         UnknownKeyError: an envelope names a key that is not in the ring (nothing of that
             batch is written; batches before it stay committed).
+        ConfigurationError: the session's role does not own schema ``auth`` (row-level
+            security would hide rows from it: re-encryption is the owner's job).
         InvalidInputError: ``batch_size`` is not an integer from 1 to 100,000, or ``cipher``
             not a :class:`~authmodels.security.encryption.FieldCipher`.
     """
@@ -511,6 +520,7 @@ def reencrypt(
         raise InvalidInputError(
             f"cipher must be a FieldCipher, not {type(cipher).__name__}", field="cipher"
         )
+    rls.require_owner(db, "re-encryption")
     cipher = cipher or settings_for(db).cipher
     report = ReencryptReport()
     for table, columns in ENCRYPTED_COLUMNS:

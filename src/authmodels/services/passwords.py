@@ -3,9 +3,11 @@
 Decisions:
 
 - **Counter first** (Ory Kratos' order): :func:`authenticate` increments
-  ``users.failed_login_attempts`` in its own statement and **commits** it *before* the password
-  is verified. A crash, a timeout or a caller rolling back cannot undo a counted attempt, and
-  concurrent guesses are counted one by one by the row lock of that UPDATE.
+  ``users.failed_login_attempts`` in its own statement and **commits** it, in a transaction of
+  its own (:func:`authmodels.services.durable.durable`), *before* the password is verified. A
+  crash, a timeout or a caller rolling back cannot undo a counted attempt, concurrent guesses
+  are counted one by one by the row lock of that UPDATE, and the caller's transaction is left
+  alone (nothing the caller did before is committed, its service-path role stays in force).
 - **Lockout**: the attempt that brings the counter to ``FlowSettings.max_failed_logins`` (5)
   sets ``account_locked_until = now() + lockout_duration`` (15 minutes) in that same statement,
   before its password is checked; a correct password clears it again. So while that attempt's
@@ -16,8 +18,10 @@ Decisions:
   ended restarts the count at 1.
 - **Every attempt is recorded** in ``login_attempts`` (result, reason; the e-mail typed as a
   keyed digest, the address and user agent as ``PrivacyHasher`` hashes, as the table stores
-  them). Refusals commit their row before raising; a success writes it in the caller's
-  transaction.
+  them): these rows answer brute-force and credential-stuffing questions. Refusals commit their
+  row in their own transaction before raising, with a security event where one happens
+  (:mod:`authmodels.services.security_events`: the attempt that locks an account, an attempt on
+  a locked or deleted account); a success writes it in the caller's transaction.
 - **Constant time** for unknown e-mails and deleted accounts: ``PasswordHasher.verify_dummy``
   spends the time of a real verification. A locked account is refused without any
   verification (its error says so anyway).
@@ -28,18 +32,18 @@ Decisions:
   Argon2 hasher and are skipped), keeps the replaced hash in ``password_history`` and revokes
   every session (:func:`authmodels.services.sessions.revoke_all_sessions`).
 
-Under row-level security :func:`authenticate` reads ``users`` before the user is known, which
-needs the service path; but :func:`authmodels.rls.service_role` is a ``SET LOCAL ROLE``, which
-ends with the commit of the counted attempt, and the statements after that commit (the
-``login_attempts`` row, the reset of the counter) then run as the application role with no user
-named, which row-level security refuses. Until that changes, run it as a role that row-level
-security does not restrict.
+Under row-level security :func:`authenticate` reads ``users`` before the user is known: run it
+on the service path (:func:`authmodels.rls.service_role`); its own transactions run as the
+caller's runs. :func:`set_password` works on a known user: as that user, or on the service path.
 """
 
 from __future__ import annotations
 
 import uuid
+from contextlib import nullcontext
+from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
+from typing import Any, NoReturn
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -52,10 +56,12 @@ from authmodels.errors import (
     PasswordReusedError,
 )
 from authmodels.locking import RowNotFoundError
-from authmodels.models.enums import LoginAttemptResult
+from authmodels.models.enums import LoginAttemptResult, SecurityEventSeverity
 from authmodels.models.users import MAX_FAILED_LOGIN_ATTEMPTS, User
 from authmodels.security.passwords import is_usable
-from authmodels.services import _inputs, audit
+from authmodels.services import _inputs, audit, security_events
+from authmodels.services._database_errors import database_errors
+from authmodels.services.durable import durable
 from authmodels.services.sessions import revoke_all_sessions
 from authmodels.services.settings import settings_for
 from authmodels.services.tokens import user_id_of
@@ -94,6 +100,7 @@ _SET_HASH = text(
 )
 
 
+@database_errors
 def set_password(
     db: Session,
     user: User | uuid.UUID,
@@ -190,7 +197,16 @@ _COUNT_ATTEMPT = text(
               password_hash
     """  # noqa: S608 (constants, no input)
 )
-_LOCKED_UNTIL = text("SELECT account_locked_until FROM auth.users WHERE id = :id")
+# why the counter was not incremented: a lock still running, or an account that only the
+# caller's transaction sees (created in it and not committed yet)
+_ACCOUNT_STATE = text(
+    """
+    SELECT account_locked_until AS locked_until,
+           coalesce(account_locked_until > now(), false) AS locked,
+           deleted_at IS NOT NULL AS deleted
+      FROM auth.users WHERE id = :id
+    """
+)
 _SUCCEEDED = text(
     """
     UPDATE auth.users
@@ -208,6 +224,7 @@ _RECORD_ATTEMPT = text(
 )
 
 
+@database_errors
 def authenticate(
     db: Session,
     email: str,
@@ -219,17 +236,15 @@ def authenticate(
     """Check an e-mail address and password; the account on success.
 
     See the module docstring for the order of the steps. Whenever a password is checked, the
-    counted attempt (and a lock it sets) is **committed** before the check, success included:
-    whatever the caller's transaction did before the call is committed with it, and the call
-    cannot run inside ``Session.begin()`` (SQLAlchemy refuses statements after a commit made in
-    that block). A refusal also **commits** its ``login_attempts`` row before raising; a success
-    resets the counter, rehashes when needed, sets ``last_login_at`` and records the attempt in
-    the caller's transaction (not committed: a rollback leaves the attempt counted). Creating
-    the session is the caller's next step
+    counted attempt (and a lock it sets) is **committed first, in a transaction of its own**;
+    a refusal likewise commits its ``login_attempts`` row (and its security event) on its own
+    before raising. The caller's transaction is never committed: a success resets the counter,
+    rehashes when needed, sets ``last_login_at`` and records the attempt in it (a rollback
+    leaves the attempt counted). Creating the session is the caller's next step
     (:func:`authmodels.services.sessions.create_session`, which audits the login).
 
     Args:
-        db: the session.
+        db: the session (on the service path under row-level security).
         email: the e-mail address typed (case and surrounding spaces ignored).
         password: the password typed.
         ip: the client's address (stored only as a keyed hash).
@@ -265,74 +280,115 @@ def authenticate(
     settings = settings_for(db)
     hasher = settings.password_hasher
     identifier = normalize_email(email)
-    attempt = {
-        "identifier_hash": settings.hasher.digest(identifier),
-        "ip_hash": None if ip is None else settings.privacy.ip_hash(ip),
-        "ua_hash": None if user_agent is None else settings.privacy.ua_hash(user_agent),
-    }
+    attempt = _Attempt(
+        identifier_hash=settings.hasher.digest(identifier),
+        ip_hash=None if ip is None else settings.privacy.ip_hash(ip),  # checks the address
+        ua_hash=None if user_agent is None else settings.privacy.ua_hash(user_agent),
+        ip=ip,
+        user_agent=user_agent,
+    )
 
     account = db.execute(_FIND_ACCOUNT, {"email": identifier}).first()
-    if account is None or account.deleted:
+    if account is None:
         hasher.verify_dummy(password)
-        user_id = None if account is None else account.id
-        if account is None:
-            _refuse(db, attempt, None, LoginAttemptResult.FAILED_UNKNOWN_IDENTIFIER,
-                    "unknown identifier")  # fmt: skip
-            raise InvalidCredentialsError("the e-mail address or the password is wrong")
-        _refuse(db, attempt, user_id, LoginAttemptResult.BLOCKED, "account deleted")
-        raise AccountDeletedError("this account was deleted: it cannot sign in")
+        with durable(db) as side:
+            attempt.record(side, None, LoginAttemptResult.FAILED_UNKNOWN_IDENTIFIER,
+                           "unknown identifier")  # fmt: skip
+        raise InvalidCredentialsError("the e-mail address or the password is wrong")
+    if account.deleted:
+        hasher.verify_dummy(password)
+        _refuse_deleted(db, attempt, account.id)
 
-    counted = db.execute(
-        _COUNT_ATTEMPT,
-        {"id": account.id, "max": settings.max_failed_logins, "lockout": settings.lockout_duration},
-    ).first()
+    # the counter, committed before the password is checked
+    count = {"id": account.id, "max": settings.max_failed_logins,
+             "lockout": settings.lockout_duration}  # fmt: skip
+    own_transaction = True
+    with durable(db) as side:
+        counted = side.execute(_COUNT_ATTEMPT, count).first()
     if counted is None:
-        locked_until = db.execute(_LOCKED_UNTIL, {"id": account.id}).scalar_one()
-        _refuse(db, attempt, account.id, LoginAttemptResult.FAILED_LOCKED, "locked")
-        raise AccountLockedError(
-            f"too many failed logins: the account is locked until {locked_until:%Y-%m-%d %H:%M} "
-            "UTC; try again later or reset the password",
-            locked_until=locked_until,
-        )
-    db.commit()  # the counted attempt (and a lock it set) survives whatever happens next
+        state = db.execute(_ACCOUNT_STATE, {"id": account.id}).one()
+        if state.deleted:  # deleted since it was looked up
+            _refuse_deleted(db, attempt, account.id)
+        if state.locked:
+            with durable(db) as side:
+                attempt.record(side, account.id, LoginAttemptResult.FAILED_LOCKED, "locked")
+                security_events.record(
+                    side,
+                    "login.locked_account_attempt",
+                    SecurityEventSeverity.MEDIUM,
+                    **attempt.event(account.id, locked_until=state.locked_until.isoformat()),
+                )
+            raise AccountLockedError(
+                f"too many failed logins: the account is locked until "
+                f"{state.locked_until:%Y-%m-%d %H:%M} UTC; try again later or reset the password",
+                locked_until=state.locked_until,
+            )
+        # Neither locked nor deleted, yet not found by another transaction: the account was
+        # created by the caller's transaction, which has not committed. Nothing outside it can
+        # hold the count, so the attempt is counted (and refused) there.
+        own_transaction = False
+        counted = db.execute(_COUNT_ATTEMPT, count).one()
 
     ok, new_hash = hasher.verify_and_update(counted.password_hash, password)
     if not ok:
-        if counted.locked_until is not None:
-            audit.record(
-                db,
-                "account_locked",
-                user_id=account.id,
-                details={"failed_attempts": counted.failures},
-            )
-        _refuse(db, attempt, account.id, LoginAttemptResult.FAILED_PASSWORD,
-                "wrong password")  # fmt: skip
+        with durable(db) if own_transaction else nullcontext(db) as side:
+            attempt.record(side, account.id, LoginAttemptResult.FAILED_PASSWORD, "wrong password")
+            if counted.locked_until is not None:
+                details = {"failed_attempts": counted.failures}
+                audit.record(side, "account_locked", user_id=account.id, details=details)
+                security_events.record(
+                    side,
+                    "login.account_locked",
+                    SecurityEventSeverity.HIGH,
+                    **attempt.event(
+                        account.id, locked_until=counted.locked_until.isoformat(), **details
+                    ),
+                )
         raise InvalidCredentialsError("the e-mail address or the password is wrong")
 
     db.execute(_SUCCEEDED, {"id": account.id, "new_hash": new_hash})
-    db.execute(
-        _RECORD_ATTEMPT,
-        {
-            **attempt,
-            "user_id": account.id,
-            "result": LoginAttemptResult.SUCCESS.value,
-            "reason": None,
-        },
-    )
+    attempt.record(db, account.id, LoginAttemptResult.SUCCESS, None)
     user = db.get(User, account.id, populate_existing=True)
     assert user is not None
     return user
 
 
-def _refuse(
-    db: Session,
-    attempt: dict[str, bytes | None],
-    user_id: uuid.UUID | None,
-    result: LoginAttemptResult,
-    reason: str,
-) -> None:
-    """Record a refused attempt and commit it (with the counter), before the error is raised."""
-    db.execute(
-        _RECORD_ATTEMPT, {**attempt, "user_id": user_id, "result": result.value, "reason": reason}
-    )
-    db.commit()
+@dataclass(frozen=True)
+class _Attempt:
+    """One login attempt's keyed identifiers, as ``login_attempts`` and events store them."""
+
+    identifier_hash: bytes
+    ip_hash: bytes | None
+    ua_hash: bytes | None
+    ip: str | IPv4Address | IPv6Address | None
+    user_agent: str | None
+
+    def record(
+        self, db: Session, user_id: uuid.UUID | None, result: LoginAttemptResult, reason: str | None
+    ) -> None:
+        db.execute(
+            _RECORD_ATTEMPT,
+            {
+                "identifier_hash": self.identifier_hash,
+                "ip_hash": self.ip_hash,
+                "ua_hash": self.ua_hash,
+                "user_id": user_id,
+                "result": result.value,
+                "reason": reason,
+            },
+        )
+
+    def event(self, user_id: uuid.UUID, **details: Any) -> dict[str, Any]:
+        """The keyword arguments of :func:`security_events.record` for this attempt."""
+        return {"user_id": user_id, "ip": self.ip, "user_agent": self.user_agent,
+                "details": details}  # fmt: skip
+
+
+def _refuse_deleted(db: Session, attempt: _Attempt, user_id: uuid.UUID) -> NoReturn:
+    with durable(db) as side:
+        attempt.record(side, user_id, LoginAttemptResult.BLOCKED, "account deleted")
+        security_events.record(
+            side, "login.deleted_account_attempt", SecurityEventSeverity.MEDIUM,
+            **attempt.event(user_id),
+        )  # fmt: skip
+    raise AccountDeletedError("this account was deleted: it cannot sign in")

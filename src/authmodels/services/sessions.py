@@ -31,8 +31,11 @@ Decisions:
   another key or without a proof is refused (:class:`~authmodels.errors.DPoPBindingMismatch`)
   *before* any reuse check, so someone holding a stolen bound token cannot even cause the
   family's revocation.
-- **Refusals that are security events** (reuse, DPoP mismatch) are audited and committed before
-  the error is raised, so a caller that rolls back on errors does not undo the revocation.
+- **Refusals that are security events** (reuse, DPoP mismatch) are audited, recorded as
+  security events and committed in a transaction of their own
+  (:func:`authmodels.services.durable.durable`) before the error is raised, so a caller that
+  rolls back on errors does not undo the revocation, and the caller's transaction is left as it
+  was.
 
 The two hot statements (the validation lookup and the rotation) run as prepared statements on
 the session's own psycopg connection, in its transaction, and the session row is attached to the
@@ -54,7 +57,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from ipaddress import IPv4Address, IPv6Address
-from typing import Any
+from typing import Any, NoReturn
 
 from sqlalchemy import func, insert, text
 from sqlalchemy.orm import Session
@@ -70,14 +73,22 @@ from authmodels.errors import (
     TokenExpiredError,
     TokenRevokedError,
 )
+from authmodels.models.enums import SecurityEventSeverity
 from authmodels.models.sessions import Session as SessionModel
 from authmodels.models.tokens import DIGEST_SCHEME_RAW, token_lookup_params, token_lookup_sql
 from authmodels.models.users import User
 from authmodels.security.hashing import mac, new_token
-from authmodels.services import _inputs, audit
+from authmodels.services import _inputs, audit, security_events
+from authmodels.services._database_errors import database_errors
 from authmodels.services._fastpath import Statement, columns_of, load_instance
+from authmodels.services.durable import durable
 from authmodels.services.settings import FlowSettings, settings_for
-from authmodels.services.tokens import IssuedTokens, token_type, user_id_of
+from authmodels.services.tokens import (
+    IssuedTokens,
+    refuse_dpop_binding,
+    token_type,
+    user_id_of,
+)
 
 __all__ = [
     "IssuedSession",
@@ -126,6 +137,7 @@ _INSERT_REFRESH_TOKEN = text(
 )
 
 
+@database_errors
 def create_session(
     db: Session,
     user: User | uuid.UUID,
@@ -228,6 +240,7 @@ _TOUCH_IF_DUE = Statement(
 )
 
 
+@database_errors
 def validate_session(db: Session, token: str, *, dpop_jkt: str | None = None) -> SessionModel:
     """The live session whose token is ``token``.
 
@@ -251,7 +264,7 @@ def validate_session(db: Session, token: str, *, dpop_jkt: str | None = None) ->
         SessionExpiredError: the session reached its ``expires_at``.
         SessionIdleTimeoutError: no request for longer than ``FlowSettings.session_idle_timeout``.
         DPoPBindingMismatch: the session is bound to a DPoP key and the request's proof is
-            missing or made with another key (audited and committed).
+            missing or made with another key (audited and committed on its own).
         InvalidInputError: ``dpop_jkt`` is not a JWK thumbprint.
     """
     _inputs.presented(token, "session token", hint=": sign in again")
@@ -298,6 +311,7 @@ _TOUCH = text(
 )
 
 
+@database_errors
 def touch(db: Session, session: SessionModel | uuid.UUID) -> bool:
     """Record activity on a live session now (``last_activity_at``), whatever the interval.
 
@@ -378,6 +392,9 @@ _ROTATE = Statement(
     """  # noqa: S608 (constant fragments, no input)
 )
 
+#: Set before each rotation attempt (in the same round trip); see rotate_refresh_token.
+_ROTATION_SAVEPOINT = "authmodels_rotation"
+
 # The grace window is measured from the moment the token was used to this statement (not to
 # now(), the start of this transaction, which may precede a concurrent rotation's use).
 _INSPECT_REFRESH_TOKEN = text(
@@ -403,6 +420,7 @@ _INSPECT_REFRESH_TOKEN = text(
 )
 
 
+@database_errors
 def rotate_refresh_token(
     db: Session, refresh_token: str, *, dpop_jkt: str | None = None
 ) -> IssuedTokens:
@@ -415,8 +433,10 @@ def rotate_refresh_token(
     - used, within the grace window, successor still unused: the same successor pair again
       (audited as ``refresh_token_grace_replay``);
     - used otherwise: the family and the session are revoked, audited
-      (``refresh_token_reused``) and **committed**, then :class:`RefreshTokenReused`;
-    - bound to another DPoP key: audited and committed, then :class:`DPoPBindingMismatch`.
+      (``refresh_token_reused``), recorded as a ``high`` security event and **committed** in a
+      transaction of their own, then :class:`RefreshTokenReused`;
+    - bound to another DPoP key: audited and recorded the same way, then
+      :class:`DPoPBindingMismatch`.
 
     Args:
         db: the session; a successful rotation is written in its transaction (not committed).
@@ -447,7 +467,8 @@ def rotate_refresh_token(
         new_access = _derive(settings, kid, "access", pair_id, refresh_token)
         rotated = _ROTATE.first(
             db,
-            {
+            savepoint=_ROTATION_SAVEPOINT,
+            params={
                 **lookup,
                 "dpop_jkt": dpop_jkt,
                 "pair_id": pair_id,
@@ -471,7 +492,11 @@ def rotate_refresh_token(
                 scope=scope,
             )
 
-        # The token was not usable: find out why (same lookup, any state).
+        # The token was not usable. If the UPDATE waited for a concurrent rotation of this
+        # token, it still holds the token's row lock (PostgreSQL keeps the lock on a row whose
+        # re-check failed): undo the statement, so that a revocation in a transaction of its
+        # own (below) does not wait on this one. Then find out why (same lookup, any state).
+        db.execute(text(f"ROLLBACK TO SAVEPOINT {_ROTATION_SAVEPOINT}"))
         token = db.execute(
             _INSPECT_REFRESH_TOKEN, {**lookup, "grace": settings.refresh_grace_window}
         ).first()
@@ -500,19 +525,23 @@ def rotate_refresh_token(
                 details={"session_id": str(token.session_id), "pair_id": str(token.next_id)},
             )
             return replay
-        _revoke_sessions(db, session_id=token.session_id, reason="refresh_token_reused")
-        audit.record(
-            db,
-            "refresh_token_reused",
-            user_id=token.user_id,
-            status="blocked",
-            details={
-                "session_id": str(token.session_id),
-                "refresh_token_id": str(token.id),
-                "used_at": token.used_at.isoformat(),
-            },
-        )
-        db.commit()  # the revocation is kept even if the caller rolls back
+        details = {
+            "session_id": str(token.session_id),
+            "refresh_token_id": str(token.id),
+            "used_at": token.used_at.isoformat(),
+        }
+        # kept even if the caller rolls back (nothing here is locked by the caller's
+        # transaction: the UPDATE above matched no row)
+        with durable(db) as side:
+            _revoke_sessions(side, session_id=token.session_id, reason="refresh_token_reused")
+            audit.record(
+                side, "refresh_token_reused", user_id=token.user_id, status="blocked",
+                details=details,
+            )  # fmt: skip
+            security_events.record(
+                side, "refresh_token.reused", SecurityEventSeverity.HIGH,
+                user_id=token.user_id, details=details,
+            )  # fmt: skip
         raise RefreshTokenReused(
             "the refresh token was already used: its session and all its tokens have been "
             "revoked; sign in again"
@@ -558,15 +587,8 @@ def _grace_replay(settings: FlowSettings, token: Any, presented: str) -> IssuedT
 
 def _refuse_dpop(
     db: Session, user_id: uuid.UUID, details: dict[str, Any], presented: str | None
-) -> None:
-    audit.record(
-        db,
-        "dpop_binding_mismatch",
-        user_id=user_id,
-        status="blocked",
-        details={**details, "presented_jkt": presented},
-    )
-    db.commit()  # the refusal is kept even if the caller rolls back
+) -> NoReturn:
+    refuse_dpop_binding(db, user_id, details, presented)
     raise DPoPBindingMismatch(
         "this token is bound to a DPoP key: send a DPoP proof made with that key"
         if presented is None
@@ -625,6 +647,7 @@ def _revoke_sessions(
     return revoked
 
 
+@database_errors
 def revoke_session(
     db: Session, session: SessionModel | uuid.UUID, *, reason: str = "logout"
 ) -> bool:
@@ -665,6 +688,7 @@ def revoke_session(
     return True
 
 
+@database_errors
 def revoke_all_sessions(
     db: Session,
     user: User | uuid.UUID,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -28,6 +29,7 @@ from authmodels.security.encryption import FieldCipher
 from authmodels.security.hashing import TokenHasher
 from authmodels.security.passwords import PasswordHasher
 from authmodels.security.privacy import PrivacyHasher
+from authmodels.services.alerts import SecurityEventAlert
 
 __all__ = ["SETTINGS_KEY", "FlowSettings", "configure", "settings_for", "use_settings"]
 
@@ -78,6 +80,10 @@ class FlowSettings:
             security event.
         api_key_touch_interval: ``api_keys.last_used_at`` is written at most once per
             interval per key.
+        security_event_hook: called with a
+            :class:`~authmodels.services.security_events.SecurityEventAlert` for every ``high``
+            or ``critical`` security event a flow records, once it is committed (see
+            :mod:`authmodels.services.security_events`); None calls nothing.
     """
 
     hash_keys: KeyRing
@@ -101,6 +107,7 @@ class FlowSettings:
     totp_window: int = 1
     webauthn_sign_count_policy: str = "reject"
     api_key_touch_interval: timedelta = timedelta(minutes=5)
+    security_event_hook: Callable[[SecurityEventAlert], None] | None = None
     _hasher: TokenHasher = field(init=False, repr=False, compare=False)
     _privacy: PrivacyHasher = field(init=False, repr=False, compare=False)
     _cipher: FieldCipher | None = field(init=False, repr=False, compare=False)
@@ -166,6 +173,8 @@ class FlowSettings:
                 continue
             value, expected = getattr(self, setting.name), hints[setting.name]
             allowed = typing.get_args(expected) or (expected,)
+            if any(typing.get_origin(t) is Callable for t in allowed) and callable(value):
+                continue
             types = tuple(t for t in allowed if isinstance(t, type))
             if (isinstance(value, bool) and bool not in allowed) or not isinstance(value, types):
                 names = " or ".join(getattr(t, "__name__", str(t)) for t in allowed)

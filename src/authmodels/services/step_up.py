@@ -32,10 +32,12 @@ from authmodels.errors import (
     StepUpTokenInvalid,
     StepUpTokenUsed,
 )
+from authmodels.models.enums import SecurityEventSeverity
 from authmodels.models.step_up import PURPOSE_PATTERN, STEP_UP_MAX_LIFETIME_MINUTES
 from authmodels.models.users import User
 from authmodels.security.hashing import new_token
-from authmodels.services import _inputs, audit
+from authmodels.services import _inputs, audit, security_events
+from authmodels.services._database_errors import database_errors
 from authmodels.services.settings import settings_for
 from authmodels.services.tokens import user_id_of
 
@@ -67,6 +69,7 @@ _INSERT = text(
 )
 
 
+@database_errors
 def issue(
     db: Session,
     user: User | uuid.UUID,
@@ -140,6 +143,7 @@ _WHY_NOT = text(
 )
 
 
+@database_errors
 def consume(
     db: Session,
     user: User | uuid.UUID,
@@ -191,6 +195,10 @@ def consume(
                 f"no step-up token of this user for {purpose!r} matches: re-authenticate"
             )
         if why.used:
+            security_events.report(
+                db, "step_up.token_reused", SecurityEventSeverity.MEDIUM, user_id=user_id,
+                details={"purpose": purpose},
+            )  # fmt: skip
             raise StepUpTokenUsed(
                 "the step-up token was already used; each token authorises one action: "
                 "re-authenticate"

@@ -11,8 +11,9 @@ records its ``jti`` in ``auth.dpop_jtis``: a second proof with the same key and 
 first could still be accepted is a replay (:class:`~authmodels.errors.DPoPReplayError`).
 
 Every function works in the caller's transaction. The refusals that are security events (a DPoP
-binding mismatch, a replayed proof) are audited and **committed** before the error is raised, so
-a caller that rolls back on errors does not erase them.
+binding mismatch, a replayed proof) are audited, recorded as ``high`` security events and
+**committed in a transaction of their own** (:func:`authmodels.services.durable.durable`) before
+the error is raised, so a caller that rolls back on errors does not erase them.
 
 These functions look tokens up before the user is known: under row-level security (revision
 0006) run them on the service path (:func:`authmodels.rls.service_role`) or as the tables' owner.
@@ -24,6 +25,7 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import LargeBinary, and_, any_, bindparam, func, or_, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -39,12 +41,15 @@ from authmodels.errors import (
     TokenRevokedError,
 )
 from authmodels.models.dpop import MAX_JTI_LENGTH
+from authmodels.models.enums import SecurityEventSeverity
 from authmodels.models.sessions import Session as SessionModel
 from authmodels.models.tokens import AccessToken
 from authmodels.models.users import User
 from authmodels.security.dpop import DPoPProof, normalize_htu, verify_proof
 from authmodels.security.hashing import new_token
-from authmodels.services import _inputs, audit
+from authmodels.services import _inputs, audit, security_events
+from authmodels.services._database_errors import database_errors
+from authmodels.services.durable import durable
 from authmodels.services.settings import settings_for
 
 __all__ = [
@@ -140,6 +145,23 @@ _INSERT_ACCESS_TOKEN = text(
 )
 
 
+def refuse_dpop_binding(
+    db: Session, user_id: uuid.UUID, details: dict[str, Any], presented: str | None
+) -> None:
+    """Record a token presented without the DPoP key it is bound to (the caller raises).
+
+    An audit entry and a ``high`` security event, committed in a transaction of their own.
+    """
+    details = {**details, "presented_jkt": presented}
+    with durable(db) as side:
+        audit.record(side, "dpop_binding_mismatch", user_id=user_id, status="blocked",
+                     details=details)  # fmt: skip
+        security_events.record(
+            side, "dpop.binding_mismatch", SecurityEventSeverity.HIGH, user_id=user_id,
+            details=details,
+        )  # fmt: skip
+
+
 def insert_access_token(
     db: Session,
     *,
@@ -171,6 +193,7 @@ def insert_access_token(
     return IssuedAccessToken(raw, token_id, expires_at, token_type(dpop_jkt))
 
 
+@database_errors
 def issue_access_token(
     db: Session,
     user: User | uuid.UUID,
@@ -255,6 +278,7 @@ _LOOKUP_ACCESS_TOKEN = (
 )
 
 
+@database_errors
 def validate_access_token(db: Session, token: str, *, dpop_jkt: str | None = None) -> AccessToken:
     """The live access token ``token``, checked against the DPoP key it is bound to.
 
@@ -274,7 +298,7 @@ def validate_access_token(db: Session, token: str, *, dpop_jkt: str | None = Non
         TokenRevokedError: the token (or its session) was revoked.
         TokenExpiredError: the token's lifetime ended, or its session's did.
         DPoPBindingMismatch: the token is bound to a DPoP key and the request's proof was made
-            with another key, or there is no proof (audited and committed).
+            with another key, or there is no proof (audited and committed on its own).
         InvalidInputError: ``dpop_jkt`` is not a JWK thumbprint.
     """
     _inputs.presented(token, "access token", hint=": request a new one")
@@ -291,14 +315,7 @@ def validate_access_token(db: Session, token: str, *, dpop_jkt: str | None = Non
     if row.expired:
         raise TokenExpiredError("the access token expired: refresh it")
     if access.dpop_jkt is not None and access.dpop_jkt != dpop_jkt:
-        audit.record(
-            db,
-            "dpop_binding_mismatch",
-            user_id=access.user_id,
-            status="blocked",
-            details={"access_token_id": str(access.id), "presented_jkt": dpop_jkt},
-        )
-        db.commit()  # the refusal is kept even if the caller rolls back
+        refuse_dpop_binding(db, access.user_id, {"access_token_id": str(access.id)}, dpop_jkt)
         raise DPoPBindingMismatch(
             "the access token is bound to a DPoP key: send it with a DPoP proof made with "
             "that key (Authorization: DPoP ...)"
@@ -318,6 +335,7 @@ _REVOKE_ACCESS_TOKEN = text(
 )
 
 
+@database_errors
 def revoke_access_token(db: Session, token: str) -> bool:
     """Revoke an access token (RFC 7009 semantics: an unknown token is not an error).
 
@@ -378,6 +396,7 @@ _RECORD_JTI = text(
 )
 
 
+@database_errors
 def check_dpop_proof(
     db: Session,
     proof: str,
@@ -412,7 +431,7 @@ def check_dpop_proof(
     Raises:
         DPoPError: a subclass for each check of :func:`~authmodels.security.dpop.verify_proof`.
         DPoPReplayError: a proof with this key and ``jti`` was already accepted while it is
-            still fresh (audited and committed).
+            still fresh (audited and committed on its own).
         InvalidTokenError: ``access_token`` cannot be an access token.
         InvalidInputError: ``htm``, ``htu`` or ``nonce`` (the server's own values) is not
             text of its form: ``htm`` an HTTP method, ``htu`` an absolute http(s) URI.
@@ -444,14 +463,14 @@ def check_dpop_proof(
         _RECORD_JTI, {"jkt": verified.jkt, "jti": verified.jti, "expires_at": expires_at}
     ).first()
     if accepted is None:
-        audit.record(
-            db,
-            "dpop_proof_replayed",
-            user_id=None,
-            status="blocked",
-            details={"jkt": verified.jkt, "htm": verified.htm, "htu": verified.htu[:200]},
-        )
-        db.commit()  # the refusal is kept even if the caller rolls back
+        details = {"jkt": verified.jkt, "htm": verified.htm, "htu": verified.htu[:200]}
+        with durable(db) as side:  # kept even if the caller rolls back
+            audit.record(side, "dpop_proof_replayed", user_id=None, status="blocked",
+                         details=details)  # fmt: skip
+            security_events.record(
+                side, "dpop.proof_replayed", SecurityEventSeverity.HIGH, user_id=None,
+                details=details,
+            )  # fmt: skip
         raise DPoPReplayError(
             "this DPoP proof was already used: make a new proof (with a new jti) for every request"
         )

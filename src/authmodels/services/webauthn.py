@@ -19,12 +19,14 @@ Both zero is normal for synced passkeys, which do not count, and is accepted. A 
 written to ``security_events`` (``webauthn.sign_count_regression``, severity ``high``) and then
 handled by ``FlowSettings.webauthn_sign_count_policy``:
 
-- ``"reject"`` (default): the event is **committed** (it must survive the caller's rollback)
-  and :class:`~authmodels.errors.SignCountRegressionError` is raised; the credential is not
-  touched.
-- ``"flag"``: the authentication is accepted and the event is written in the caller's
-  transaction. The stored counter never goes down (``greatest(stored, new)``), so the clone and
-  the original keep tripping the check.
+- ``"reject"`` (default): :class:`~authmodels.errors.SignCountRegressionError` is raised; the
+  credential is not touched.
+- ``"flag"``: the authentication is accepted. The stored counter never goes down
+  (``greatest(stored, new)``), so the clone and the original keep tripping the check.
+
+Either way the event is **committed in a transaction of its own**
+(:func:`authmodels.services.durable.durable`): it survives the caller's rollback, and the alert
+hook of the flow settings hears of it.
 
 The credential's row is locked (``FOR UPDATE``) while the counter is compared and written, so
 two concurrent uses of the same assertion (same counter) cannot both pass the comparison.
@@ -35,13 +37,12 @@ is *recorded* and the policy applies, :func:`verify_authentication` gives it a c
 :func:`record_authentication`.
 
 Under row-level security these lookups happen before the user is known: run them on the
-service path (:func:`authmodels.rls.service_role`). Nothing is committed here, except the
-regression event under the ``"reject"`` policy.
+service path (:func:`authmodels.rls.service_role`). Nothing is committed in the caller's
+transaction.
 """
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -62,13 +63,16 @@ from authmodels.errors import (
     WebAuthnCredentialExists,
     WebAuthnCredentialNotFound,
 )
+from authmodels.models.enums import SecurityEventSeverity
 from authmodels.models.users import User
 from authmodels.models.webauthn import (
     MAX_CREDENTIAL_ID_BYTES,
     MAX_SIGN_COUNT,
     WebAuthnCredential,
 )
-from authmodels.services import _inputs, audit
+from authmodels.services import _inputs, audit, security_events
+from authmodels.services._database_errors import database_errors
+from authmodels.services.durable import durable
 from authmodels.services.settings import settings_for
 from authmodels.services.tokens import user_id_of
 
@@ -140,6 +144,7 @@ _INSERT = text(
 )
 
 
+@database_errors
 def store_registration(
     db: Session,
     user: User | uuid.UUID,
@@ -240,14 +245,9 @@ _RECORD_USE = text(
      WHERE id = :id
     """
 )
-_SECURITY_EVENT = text(
-    """
-    INSERT INTO auth.security_events (user_id, event_type, severity, details)
-    VALUES (:user_id, :event_type, 'high', CAST(:details AS jsonb))
-    """
-)
 
 
+@database_errors
 def record_authentication(
     db: Session, verified: VerifiedAuthentication, *, user: User | uuid.UUID | None = None
 ) -> WebAuthnCredential:
@@ -264,7 +264,7 @@ def record_authentication(
     Raises:
         WebAuthnCredentialNotFound: no live credential has this id (for this user).
         SignCountRegressionError: the counter regressed and the policy is ``"reject"`` (the
-            security event is committed; the credential is unchanged).
+            security event is committed on its own; the credential is unchanged).
         InvalidWebAuthnResponse: the result carries a credential id of 0 or more than 1023
             bytes or a counter outside 32 bits (nothing is read or written).
         InvalidInputError: ``verified`` is not a ``VerifiedAuthentication``, or ``user`` not a
@@ -294,23 +294,20 @@ def record_authentication(
     stored, presented = found.sign_count, verified.new_sign_count
     if (stored or presented) and presented <= stored:
         policy = settings.webauthn_sign_count_policy
-        db.execute(
-            _SECURITY_EVENT,
-            {
-                "user_id": found.user_id,
-                "event_type": SIGN_COUNT_REGRESSION_EVENT,
-                "details": json.dumps(
-                    {
-                        "credential": str(found.id),
-                        "stored_sign_count": stored,
-                        "presented_sign_count": presented,
-                        "policy": policy,
-                    }
-                ),
-            },
-        )
+        with durable(db) as side:  # the event outlives the refusal, and a caller's rollback
+            security_events.record(
+                side,
+                SIGN_COUNT_REGRESSION_EVENT,
+                SecurityEventSeverity.HIGH,
+                user_id=found.user_id,
+                details={
+                    "credential": str(found.id),
+                    "stored_sign_count": stored,
+                    "presented_sign_count": presented,
+                    "policy": policy,
+                },
+            )
         if policy == "reject":
-            db.commit()  # the event must outlive the refusal
             raise SignCountRegressionError(
                 f"the authenticator's signature counter went from {stored} to {presented}: it "
                 "may have been cloned; the sign-in is refused and the event recorded"
@@ -327,6 +324,7 @@ def record_authentication(
     return _load(db, found.id)
 
 
+@database_errors
 def verify_authentication(
     db: Session,
     credential: dict[str, Any] | str,

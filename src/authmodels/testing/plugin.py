@@ -71,6 +71,7 @@ from sqlalchemy.orm import Session
 
 from authmodels import config as am_config
 from authmodels.db import create_db_engine
+from authmodels.services.durable import CALLER_TRANSACTION, DURABLE_WRITES_KEY
 from authmodels.testing.database import (
     TEST_URL_VAR,
     TestServer,
@@ -245,7 +246,9 @@ def authmodels_session(authmodels_engine: Engine) -> Iterator[Session]:
 
     The session joins an outer transaction with ``join_transaction_mode="create_savepoint"``:
     ``session.commit()`` in the code under test releases a SAVEPOINT, and the outer transaction
-    is rolled back when the test ends, so no test sees another's writes.
+    is rolled back when the test ends, so no test sees another's writes. The writes a flow
+    makes in a transaction of its own (a refusal's counter, revocation or security event, see
+    :mod:`authmodels.services.durable`) go to a SAVEPOINT of that transaction too.
     """
     yield from _rolled_back_session(authmodels_engine)
 
@@ -254,7 +257,12 @@ def _rolled_back_session(engine: Engine) -> Iterator[Session]:
     connection = engine.connect()
     transaction = connection.begin()
     session = Session(
-        bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+        bind=connection,
+        join_transaction_mode="create_savepoint",
+        expire_on_commit=False,
+        # the flows' own-transaction writes (refusals) become SAVEPOINTs: they see the test's
+        # rows and are rolled back with them
+        info={DURABLE_WRITES_KEY: CALLER_TRANSACTION},
     )
     try:
         yield session
