@@ -9,6 +9,13 @@ from __future__ import annotations
 
 import hashlib
 
+import bcrypt
+from sqlalchemy import text
+from sqlalchemy.engine import URL
+from sqlalchemy.orm import Session
+
+from authmodels.db import create_db_engine
+from authmodels.services import FlowSettings, passwords, use_settings
 from authmodels.testing.migrations import MigrationRunner
 from tests.migrations.helpers import count, insert
 
@@ -25,9 +32,17 @@ def _hex(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
+def _password(i: int) -> str:
+    return f"seed 004 password {i}"
+
+
+#: Seed 004's password hashes: bcrypt, 12 rounds.
+BCRYPT = [bcrypt.hashpw(_password(i).encode(), bcrypt.gensalt(12)).decode() for i in range(3)]
+
+
 def _seed(runner: MigrationRunner) -> None:
     users = [
-        insert(runner, "users", email=f"user{i}@example.com", password_hash="x", role=role)
+        insert(runner, "users", email=f"user{i}@example.com", password_hash=BCRYPT[i], role=role)
         for i, role in enumerate(["user", "admin", "user"])
     ]
     for i, user in enumerate(users):
@@ -157,3 +172,29 @@ def test_no_row_is_lost_from_base_to_head_and_back(
         "SELECT count(*) FROM pg_class WHERE relnamespace = 'auth'::regnamespace "
         "AND relkind = 'r' AND relname <> 'alembic_version'"
     ) == [(0,)]
+
+
+def test_a_seed_004_user_signs_in_with_their_bcrypt_password_after_upgrade_head(
+    authmodels_migration_runner: MigrationRunner, authmodels_empty_database: URL
+) -> None:
+    runner = authmodels_migration_runner
+    runner.upgrade("0001_baseline")
+    _seed(runner)
+    runner.upgrade("head")
+
+    engine = create_db_engine(authmodels_empty_database)
+    try:
+        with Session(engine) as db:
+            use_settings(db, FlowSettings.from_env())
+            assert passwords.password_hash_schemes(db)["bcrypt"] == 3
+            user = passwords.authenticate(
+                db, "user1@example.com", _password(1), ip="192.0.2.1", user_agent="UA"
+            )
+            db.commit()
+            stored = db.execute(
+                text("SELECT password_hash FROM auth.users WHERE id = :u"), {"u": user.id}
+            ).scalar_one()
+            assert stored.startswith("$argon2id$") and stored != BCRYPT[1]
+            assert passwords.password_hash_schemes(db) == {"bcrypt": 2, "argon2": 1}
+    finally:
+        engine.dispose()

@@ -30,7 +30,10 @@ def test_hash_and_verify(hasher: PasswordHasher) -> None:
     [
         "",
         "plaintext",
-        "$2b$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW",
+        "$2b$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkq",  # a bcrypt hash cut short
+        "pbkdf2_sha256$many$salt$Eg+2z/z4syxD5yJSVsT4N6hlSMkszDVICAWYfLcL4Xs=",
+        "pbkdf2_sha256$99999999999$salt$Eg+2z/z4syxD5yJSVsT4N6hlSMkszDVICAWYfLcL4Xs=",
+        "$pbkdf2-sha256$1000$salt$not*base64",
         "$argon2id$v=19$m=64,t=1,p=1$abc",
         "$argon2id$v=19$m=64,t=1,p=1$c29tZXNhbHQ$",
     ],

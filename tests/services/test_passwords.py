@@ -5,10 +5,13 @@ parameter change; password changes refuse recent passwords and revoke sessions."
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Callable
 from datetime import timedelta
 
+import bcrypt
 import pytest
+from passlib.hash import django_pbkdf2_sha256, pbkdf2_sha256
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -277,3 +280,89 @@ def test_concurrent_wrong_passwords_are_all_counted_and_only_the_allowed_ones_ve
     with factory() as db:
         assert state(db, fresh_user) == (3, True)
         assert count(db, "login_attempts") == threads
+
+
+# --- legacy hashes brought from another system -----------------------------------------------
+
+BCRYPT_12 = bcrypt.hashpw(b"seed 004 password", bcrypt.gensalt(12)).decode()  # seed 004: 12+
+
+
+def _legacy_user(db: Session, stored: str) -> User:
+    """An account moved from another system, with the hash it had there."""
+    user = User(email=f"moved-{uuid.uuid4().hex[:12]}@example.com", password_hash=stored)
+    db.add(user)
+    db.flush()
+    return user
+
+
+def test_a_bcrypt_account_signs_in_and_its_hash_becomes_argon2id_in_that_transaction(
+    cheap: Session,
+) -> None:
+    user = _legacy_user(cheap, BCRYPT_12)
+    before = passwords.password_hash_schemes(cheap)
+
+    signed_in = passwords.authenticate(cheap, user.email, "seed 004 password", ip=IP,
+                                       user_agent=UA)  # fmt: skip
+
+    stored = cheap.execute(
+        text("SELECT password_hash FROM auth.users WHERE id = :u"), {"u": user.id}
+    ).scalar_one()
+    assert signed_in.id == user.id and stored.startswith("$argon2id$")
+    assert TEST_PASSWORD_HASHER.verify(stored, "seed 004 password")
+    after = passwords.password_hash_schemes(cheap)
+    assert (after.get("bcrypt", 0), after["argon2"]) == (
+        before["bcrypt"] - 1,
+        before.get("argon2", 0) + 1,
+    )
+
+
+def test_a_wrong_password_leaves_a_legacy_hash_as_it_is(cheap: Session) -> None:
+    stored = django_pbkdf2_sha256.using(rounds=1000).hash("django password")
+    user = _legacy_user(cheap, stored)
+    with pytest.raises(InvalidCredentialsError):
+        passwords.authenticate(cheap, user.email, WRONG, ip=IP, user_agent=UA)
+    assert passwords.authenticate(cheap, user.email, "django password", ip=IP, user_agent=UA)
+    assert cheap.execute(
+        text("SELECT password_hash LIKE '$argon2id$%' FROM auth.users WHERE id = :u"),
+        {"u": user.id},
+    ).scalar_one()
+
+
+def test_password_hash_schemes_counts_each_scheme_of_live_accounts(cheap: Session) -> None:
+    before = passwords.password_hash_schemes(cheap)
+    made = [
+        BCRYPT_12,
+        "pbkdf2_sha256$1$salt$Eg+2z/z4syxD5yJSVsT4N6hlSMkszDVICAWYfLcL4Xs=",
+        pbkdf2_sha256.using(rounds=1000).hash("x"),
+        "argon2" + TEST_PASSWORD_HASHER.hash("x"),
+        "md5$1$abc",
+        "!unusable",
+    ]
+    for stored in made:
+        _legacy_user(cheap, stored)
+    deleted = _legacy_user(cheap, BCRYPT_12)
+    cheap.execute(text("UPDATE auth.users SET deleted_at = now() WHERE id = :u"), {"u": deleted.id})
+
+    after = passwords.password_hash_schemes(cheap)
+    grown = {scheme: after[scheme] - before.get(scheme, 0) for scheme in after}
+    assert {scheme: n for scheme, n in grown.items() if n} == {
+        "bcrypt": 1,
+        "django_pbkdf2_sha256": 1,
+        "passlib_pbkdf2_sha256": 1,
+        "django_argon2": 1,
+        "unknown": 1,
+        "unusable": 1,
+    }
+
+
+def test_a_password_change_keeps_a_legacy_hash_in_the_history_and_refuses_it(
+    cheap: Session,
+) -> None:
+    stored = pbkdf2_sha256.using(rounds=1000).hash("old pbkdf2 password")
+    user = _legacy_user(cheap, stored)
+    passwords.set_password(cheap, user, "a brand new password")
+    assert cheap.execute(
+        text("SELECT password_hash FROM auth.password_history WHERE user_id = :u"), {"u": user.id}
+    ).scalars().all() == [stored]
+    with pytest.raises(PasswordReusedError):
+        passwords.set_password(cheap, user, "old pbkdf2 password")

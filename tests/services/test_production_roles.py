@@ -468,6 +468,15 @@ def test_the_audit_trail_and_security_events_of_a_user(prod: Production) -> None
         assert db.execute(text("SELECT count(*) FROM auth.security_events")).scalar_one() == 0
 
 
+@covers("passwords.password_hash_schemes")
+def test_legacy_hashes_are_counted_on_the_service_path(prod: Production) -> None:
+    prod.users()
+    with prod.as_user(prod.users()) as db:  # a user sees their own account only
+        assert passwords.password_hash_schemes(db) == {"argon2": 1}
+    with prod.service() as db:
+        assert passwords.password_hash_schemes(db)["argon2"] >= 2
+
+
 @covers("passwords.set_password")
 def test_a_signed_in_user_changes_their_own_password(prod: Production) -> None:
     ada = prod.users()

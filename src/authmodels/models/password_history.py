@@ -17,7 +17,12 @@ class PasswordHistory(Base):
 
     __tablename__ = "password_history"
     __table_args__ = (
-        CheckConstraint(r"password_hash ~ '^\$(argon2id|2[aby])\$'", name="password_hash_format"),
+        # every scheme PasswordHasher reads (revision 0031)
+        CheckConstraint(
+            r"password_hash ~ '^(\$argon2id\$|\$2[aby]\$|pbkdf2_sha256\$|\$pbkdf2-sha256\$"
+            r"|argon2\$argon2)'",
+            name="password_hash_format",
+        ),
         Index("ix_password_history_user_id_created_at", "user_id", text("created_at DESC")),
     )
 
@@ -30,7 +35,7 @@ class PasswordHistory(Base):
     """The account."""
 
     password_hash: Mapped[str] = mapped_column(Text)
-    """argon2id (or legacy bcrypt) hash of the former password."""
+    """argon2id (or a legacy scheme's) hash of the former password."""
 
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), sort_order=100

@@ -8,26 +8,54 @@ Accounts without a password (passkey-only, or created by an administrator) store
 :data:`UNUSABLE_PASSWORD`, which starts with ``"!"`` and so can never be an Argon2 hash;
 :meth:`PasswordHasher.verify` of it returns False after spending the time of a real
 verification, so the response time does not reveal which accounts have a password.
+
+**Legacy hashes.** Accounts brought from another system keep the hash they had until their next
+successful login, when :meth:`PasswordHasher.verify_and_update` returns an Argon2id hash to store
+in its place (:func:`authmodels.services.passwords.authenticate` does it in the login's own
+UPDATE). The formats read (:data:`LEGACY_SCHEMES`), the ones Python services' databases hold:
+
+- ``bcrypt``: ``$2a$``, ``$2b$``, ``$2y$`` (seed 004's, and most Node.js and Ruby systems), checked
+  with the ``bcrypt`` package. bcrypt reads at most 72 bytes of a password, and the systems that
+  made these hashes silently ignored the rest: so does the check (the Argon2id hash that replaces
+  it takes the whole password);
+- ``django_pbkdf2_sha256``: Django's default, ``pbkdf2_sha256$<iterations>$<salt>$<base64>``;
+- ``passlib_pbkdf2_sha256``: passlib's ``$pbkdf2-sha256$<rounds>$<ab64 salt>$<ab64 hash>``;
+- ``django_argon2``: Django's Argon2 hasher, ``argon2$argon2id$...`` (an Argon2 PHC string behind
+  Django's prefix).
+
+PBKDF2 is computed with :func:`hashlib.pbkdf2_hmac` and compared in constant time. A hasher made
+with ``legacy_schemes=()`` reads Argon2 only (for a deployment whose legacy hashes are gone:
+:func:`authmodels.services.passwords.password_hash_schemes` counts them).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
+import hashlib
+import hmac
+import re
 import secrets
 import threading
+from collections.abc import Callable, Iterable
 
 import argon2
+import bcrypt
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from authmodels.errors import InsecureParametersError, MalformedHashError
 
 __all__ = [
+    "LEGACY_SCHEMES",
     "OWASP_MEMORY_COST",
     "OWASP_PARALLELISM",
     "OWASP_TIME_COST",
+    "SCHEME_PREFIXES",
     "UNUSABLE_PASSWORD",
     "UNUSABLE_PREFIX",
     "PasswordHasher",
+    "hash_scheme",
     "is_usable",
     "make_unusable",
 ]
@@ -46,6 +74,77 @@ MIN_HASH_LEN = 16
 UNUSABLE_PREFIX = "!"
 #: The value stored for accounts that cannot log in with a password.
 UNUSABLE_PASSWORD = "!unusable"  # noqa: S105 - a marker, not a password
+
+
+#: Most PBKDF2 iterations a stored legacy hash may ask for (Django 5.2 uses 1,000,000): a value
+#: beyond it is a damaged row, not a hash to spend minutes on.
+MAX_PBKDF2_ITERATIONS = 10_000_000
+#: The bytes of a password bcrypt reads.
+BCRYPT_MAX_BYTES = 72
+
+
+#: A whole bcrypt hash: version, cost, 22 characters of salt and 31 of hash.
+_BCRYPT_FORM = re.compile(r"\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}")
+
+
+def _bcrypt(stored: str, password: str) -> bool:
+    if not _BCRYPT_FORM.fullmatch(stored):
+        raise ValueError("not a whole bcrypt hash")
+    # the systems that made these hashes ignored what follows byte 72; bcrypt >= 5 refuses it
+    return bcrypt.checkpw(password.encode("utf-8")[:BCRYPT_MAX_BYTES], stored.encode("ascii"))
+
+
+def _pbkdf2_sha256(password: str, salt: bytes, iterations: str, expected: bytes) -> bool:
+    if not iterations.isdigit() or not 0 < int(iterations) <= MAX_PBKDF2_ITERATIONS:
+        raise ValueError(f"PBKDF2 iterations {iterations[:12]!r} out of range")
+    derived = hashlib.pbkdf2_hmac("sha256", password.encode("utf-8"), salt, int(iterations),
+                                  dklen=len(expected))  # fmt: skip
+    return hmac.compare_digest(derived, expected)
+
+
+def _django_pbkdf2_sha256(stored: str, password: str) -> bool:
+    _, iterations, salt, encoded = stored.split("$")
+    return _pbkdf2_sha256(password, salt.encode("utf-8"), iterations, base64.b64decode(encoded))
+
+
+def _ab64(value: str) -> bytes:
+    """passlib's "adapted base64": ``.`` for ``+``, no padding."""
+    value = value.replace(".", "+")
+    return base64.b64decode(value + "=" * (-len(value) % 4))
+
+
+def _passlib_pbkdf2_sha256(stored: str, password: str) -> bool:
+    _, _, iterations, salt, encoded = stored.split("$")
+    return _pbkdf2_sha256(password, _ab64(salt), iterations, _ab64(encoded))
+
+
+#: Legacy formats :class:`PasswordHasher` reads: scheme -> (prefixes, check).
+_LEGACY: dict[str, tuple[tuple[str, ...], Callable[[str, str], bool]]] = {
+    "bcrypt": (("$2a$", "$2b$", "$2y$"), _bcrypt),
+    "django_pbkdf2_sha256": (("pbkdf2_sha256$",), _django_pbkdf2_sha256),
+    "passlib_pbkdf2_sha256": (("$pbkdf2-sha256$",), _passlib_pbkdf2_sha256),
+    "django_argon2": (("argon2$argon2",), lambda stored, password: False),  # see verify
+}
+#: The legacy schemes read by default (all of them).
+LEGACY_SCHEMES = tuple(_LEGACY)
+#: Every scheme a stored value may be of, by the prefixes that tell it (``unknown`` otherwise):
+#: :func:`hash_scheme` in Python, ``password_hash_schemes`` in SQL.
+SCHEME_PREFIXES: dict[str, tuple[str, ...]] = {
+    "unusable": (UNUSABLE_PREFIX,),
+    "argon2": ("$argon2",),
+    **{scheme: prefixes for scheme, (prefixes, _) in _LEGACY.items()},
+}
+
+
+def hash_scheme(stored: str | None) -> str:
+    """The scheme of a stored value: ``argon2``, a name of :data:`LEGACY_SCHEMES`,
+    ``unusable`` (None or :data:`UNUSABLE_PASSWORD`), or ``unknown``."""
+    if stored is None:
+        return "unusable"
+    for scheme, prefixes in SCHEME_PREFIXES.items():
+        if stored.startswith(prefixes):
+            return scheme
+    return "unknown"
 
 
 def make_unusable() -> str:
@@ -72,6 +171,8 @@ class PasswordHasher:
         hash_len: length of the hash in bytes (at least 16).
         salt_len: length of the random salt in bytes (at least 16).
         allow_weak: accept parameters below those floors (for tests, never in production).
+        legacy_schemes: the legacy formats :meth:`verify` reads (see the module docstring);
+            ``()`` for Argon2 only.
 
     Raises:
         InsecureParametersError: a parameter is below its floor and ``allow_weak`` is False, or
@@ -87,6 +188,7 @@ class PasswordHasher:
         salt_len: int = 16,
         *,
         allow_weak: bool = False,
+        legacy_schemes: Iterable[str] = LEGACY_SCHEMES,
     ) -> None:
         floors = {
             "time_cost": (time_cost, OWASP_TIME_COST),
@@ -115,6 +217,13 @@ class PasswordHasher:
             salt_len=salt_len,
             type=argon2.Type.ID,
         )
+        self.legacy_schemes = tuple(legacy_schemes)
+        unknown = set(self.legacy_schemes) - set(_LEGACY)
+        if unknown:
+            raise InsecureParametersError(
+                f"PasswordHasher: unknown legacy scheme(s) {sorted(unknown)}; known: "
+                f"{', '.join(LEGACY_SCHEMES)}"
+            )
         self._dummy_hash: str | None = None
         self._dummy_lock = threading.Lock()
 
@@ -176,8 +285,9 @@ class PasswordHasher:
         """Check a password against a stored hash.
 
         Args:
-            stored: the stored value: an Argon2 hash, or an unusable value or None (which never
-                match and cost the same time as :meth:`verify_dummy`).
+            stored: the stored value: an Argon2 hash, a hash of one of :attr:`legacy_schemes`,
+                or an unusable value or None (which never match and cost the same time as
+                :meth:`verify_dummy`).
             password: the password as typed.
 
         Returns:
@@ -185,30 +295,44 @@ class PasswordHasher:
             password).
 
         Raises:
-            MalformedHashError: ``stored`` is neither an Argon2 hash nor an unusable value.
+            MalformedHashError: ``stored`` is none of those (or a damaged one of them).
         """
         if stored is None or not is_usable(stored):
             return self.verify_dummy(password)
+        scheme = hash_scheme(stored)
+        if scheme == "django_argon2" and scheme in self.legacy_schemes:
+            stored, scheme = stored[len("argon2") :], "argon2"
         try:
-            return self._hasher.verify(stored, password)
+            if scheme == "argon2":
+                return self._hasher.verify(stored, password)
+            if scheme in self.legacy_schemes:
+                return _LEGACY[scheme][1](stored, password)
         except VerifyMismatchError:
             return False
-        except (InvalidHashError, VerificationError) as exc:
+        except (InvalidHashError, VerificationError, ValueError, binascii.Error) as exc:
             raise MalformedHashError(
-                f"the stored password hash cannot be read ({str(exc) or 'not an Argon2 hash'}): "
-                f"it starts with {stored[:12]!r}; reset the account's password"
+                f"the stored password hash cannot be read ({str(exc) or scheme}): it starts "
+                f"with {stored[:12]!r}; reset the account's password"
             ) from None
+        raise MalformedHashError(
+            f"the stored password hash is of a scheme this hasher does not read ({scheme}): it "
+            f"starts with {stored[:12]!r}; reset the account's password"
+        )
 
     def needs_rehash(self, stored: str | None) -> bool:
-        """Whether a stored hash was made with other parameters than this hasher's.
+        """Whether a stored hash should be replaced: a legacy one always, an Argon2 one made
+        with other parameters than this hasher's.
 
         Unusable values never need a rehash.
 
         Raises:
-            MalformedHashError: ``stored`` is neither an Argon2 hash nor an unusable value.
+            MalformedHashError: ``stored`` is neither a hash this hasher reads nor an unusable
+                value.
         """
         if stored is None or not is_usable(stored):
             return False
+        if hash_scheme(stored) in self.legacy_schemes:
+            return True
         try:
             return self._hasher.check_needs_rehash(stored)
         except (InvalidHashError, VerificationError, ValueError) as exc:
@@ -221,8 +345,9 @@ class PasswordHasher:
         """Check a password and, when it is right and the parameters changed, rehash it.
 
         Returns:
-            ``(ok, new_hash)``: ``new_hash`` is the hash to store in place of ``stored``, or
-            None when nothing needs storing (wrong password, or parameters unchanged).
+            ``(ok, new_hash)``: ``new_hash`` is the hash to store in place of ``stored`` (an
+            Argon2id hash of the password: always for a legacy hash), or None when nothing needs
+            storing (wrong password, or parameters unchanged).
 
         Raises:
             MalformedHashError: ``stored`` is neither an Argon2 hash nor an unusable value.

@@ -25,12 +25,14 @@ Decisions:
 - **Constant time** for unknown e-mails and deleted accounts: ``PasswordHasher.verify_dummy``
   spends the time of a real verification. A locked account is refused without any
   verification (its error says so anyway).
-- **Rehash** on success when the stored hash was made with other parameters
-  (``PasswordHasher.verify_and_update``), in the same UPDATE that resets the counter.
+- **Rehash** on success when the stored hash was made with other parameters, or is a legacy
+  hash brought from another system (bcrypt, Django's or passlib's PBKDF2-SHA256, Django's
+  Argon2: :mod:`authmodels.security.passwords`), in the same UPDATE that resets the counter: a
+  legacy hash is replaced by Argon2id at its account's first successful login.
+  :func:`password_hash_schemes` counts what remains.
 - :func:`set_password` refuses the current password and the last ``history`` ones (verified
-  with the hasher; legacy bcrypt entries of ``password_history`` cannot be verified by the
-  Argon2 hasher and are skipped), keeps the replaced hash in ``password_history`` and revokes
-  every session (:func:`authmodels.services.sessions.revoke_all_sessions`).
+  with the hasher, whatever their scheme), keeps the replaced hash in ``password_history`` and
+  revokes every session (:func:`authmodels.services.sessions.revoke_all_sessions`).
 
 Under row-level security :func:`authenticate` reads ``users`` before the user is known: run it
 on the service path (:func:`authmodels.rls.service_role`); its own transactions run as the
@@ -45,7 +47,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any, NoReturn
 
-from sqlalchemy import text
+from sqlalchemy import case, func, literal, or_, select, text
 from sqlalchemy.orm import Session
 
 from authmodels.email_identity import MAX_EMAIL_LENGTH, normalize_email
@@ -58,7 +60,7 @@ from authmodels.errors import (
 from authmodels.locking import RowNotFoundError
 from authmodels.models.enums import LoginAttemptResult, SecurityEventSeverity
 from authmodels.models.users import MAX_FAILED_LOGIN_ATTEMPTS, User
-from authmodels.security.passwords import is_usable
+from authmodels.security.passwords import SCHEME_PREFIXES, hash_scheme, is_usable
 from authmodels.services import _inputs, audit, security_events
 from authmodels.services._database_errors import database_errors
 from authmodels.services.durable import durable
@@ -66,7 +68,13 @@ from authmodels.services.sessions import revoke_all_sessions
 from authmodels.services.settings import settings_for
 from authmodels.services.tokens import user_id_of
 
-__all__ = ["DEFAULT_HISTORY", "authenticate", "normalize_email", "set_password"]
+__all__ = [
+    "DEFAULT_HISTORY",
+    "authenticate",
+    "normalize_email",
+    "password_hash_schemes",
+    "set_password",
+]
 
 #: Former passwords refused by :func:`set_password` (besides the current one).
 DEFAULT_HISTORY = 5
@@ -144,9 +152,10 @@ def set_password(
     if current is None:
         raise RowNotFoundError(f"User {user_id} does not exist: nothing was changed")
     former = list(db.execute(_RECENT_HASHES, {"id": user_id, "n": history}).scalars())
+    readable = {"argon2", *hasher.legacy_schemes}
 
     for stored in [current, *former]:
-        if stored.startswith("$argon2") and hasher.verify(stored, new_password):
+        if hash_scheme(stored) in readable and hasher.verify(stored, new_password):
             raise PasswordReusedError(
                 f"this password was used recently (the current one or one of the last {history})"
                 ": choose another"
@@ -392,3 +401,33 @@ def _refuse_deleted(db: Session, attempt: _Attempt, user_id: uuid.UUID) -> NoRet
             **attempt.event(user_id),
         )  # fmt: skip
     raise AccountDeletedError("this account was deleted: it cannot sign in")
+
+
+# --- what remains to convert ------------------------------------------------------------------
+
+# the schemes, told by the same prefixes as hash_scheme() in Python
+_SCHEME = case(
+    *(
+        (or_(*(User.password_hash.startswith(p, autoescape=True) for p in prefixes)), scheme)
+        for scheme, prefixes in SCHEME_PREFIXES.items()
+    ),
+    else_=literal("unknown"),
+).label("scheme")
+_SCHEMES = (
+    select(_SCHEME, func.count().label("accounts"))
+    .where(User.deleted_at.is_(None))
+    .group_by(_SCHEME)
+)
+
+
+@database_errors
+def password_hash_schemes(db: Session) -> dict[str, int]:
+    """How many live accounts hold a password hash of each scheme.
+
+    The names are those of :func:`authmodels.security.passwords.hash_scheme`: ``argon2``, the
+    legacy schemes (``bcrypt``, ``django_pbkdf2_sha256``, ``passlib_pbkdf2_sha256``,
+    ``django_argon2``: each is replaced at its account's next successful login), ``unusable``
+    (no password) and ``unknown`` (a value no hasher reads: those accounts need a password
+    reset). Under row-level security, run it on the service path (every account) or as the owner.
+    """
+    return {row.scheme: row.accounts for row in db.execute(_SCHEMES)}
