@@ -48,10 +48,12 @@ from typing import Any
 from alembic import op
 from sqlalchemy import Connection, text
 
-from authmodels.migrations import batched, create_index_concurrently, drop_index_concurrently
 from authmodels.revision_ops import (
     NIL_UUID,
     add_check_not_valid,
+    batched,
+    create_index_concurrently,
+    drop_index_concurrently,
     finish_not_null,
     not_null_check,
     prepare_not_null,

@@ -43,20 +43,18 @@ from sqlalchemy import text
 
 from authmodels.codes import normalize_user_code
 from authmodels.config import Settings
-from authmodels.migrations import (
-    create_index_concurrently,
-    drop_index_concurrently,
-    is_offline,
-    require_hash_keys,
-)
 from authmodels.revision_ops import (
     add_check_not_valid,
     backfill_computed,
+    create_index_concurrently,
+    drop_index_concurrently,
     fill_computed_now,
     finish_not_null,
+    is_offline,
     not_null_check,
     prepare_not_null,
     quarantine_statement,
+    require_hash_keys,
     restore_quarantined,
     scalar,
     step,
@@ -81,7 +79,7 @@ COLUMNS_0004 = [
 
 
 def _hasher() -> TokenHasher | None:
-    ring = require_hash_keys(tables_with_rows=[f"auth.{TABLE}"])
+    ring = require_hash_keys(tables_with_rows=[TABLE])
     if ring is None and has_quarantined_flows():
         ring = Settings.from_env().require_hash_keys()
     return None if ring is None else TokenHasher.from_ring(ring)

@@ -57,21 +57,19 @@ from alembic import op
 from sqlalchemy import text
 
 from authmodels.config import Settings
-from authmodels.migrations import (
-    create_index_concurrently,
-    drop_index_concurrently,
-    is_offline,
-    require_hash_keys,
-)
 from authmodels.revision_ops import (
     add_check_not_valid,
     add_foreign_key,
     backfill_computed,
+    create_index_concurrently,
+    drop_index_concurrently,
     fill_computed_now,
     finish_not_null,
+    is_offline,
     not_null_check,
     prepare_not_null,
     rename_not_null_constraints,
+    require_hash_keys,
     scalar,
     step,
     validate_constraint,
@@ -120,7 +118,7 @@ TABLES = [*LEGACY, "access_tokens"]
 
 
 def _hasher() -> TokenHasher | None:
-    ring = require_hash_keys(tables_with_rows=[f"auth.{t}" for t in TABLES])
+    ring = require_hash_keys(tables_with_rows=TABLES)
     if ring is None and scalar(
         "SELECT EXISTS (SELECT 1 FROM auth.quarantine WHERE source_table = 'access_tokens')"
     ):

@@ -44,10 +44,10 @@ from typing import Any
 from alembic import op
 from sqlalchemy import Connection, text
 
-from authmodels.migrations import batched
 from authmodels.revision_ops import (
     NIL_UUID,
     backfill_computed,
+    batched,
     fill_computed_now,
     finish_not_null,
     prepare_not_null,

@@ -107,11 +107,13 @@ from typing import Any
 from alembic import op
 from sqlalchemy import Connection, text
 
-from authmodels.migrations import batched, create_index_concurrently, drop_index_concurrently
 from authmodels.revision_ops import (
     NIL_UUID,
     add_check_not_valid,
     add_foreign_key,
+    batched,
+    create_index_concurrently,
+    drop_index_concurrently,
     quarantine_statement,
     restore_quarantined,
     step,

@@ -85,12 +85,13 @@ from sqlalchemy import Connection, text
 
 from authmodels.config import Settings
 from authmodels.errors import MigrationError
-from authmodels.migrations import batched, is_offline
 from authmodels.revision_ops import (
     KEEP_UPDATED_AT,
     NIL_UUID,
+    batched,
     column_exists,
     has_rows,
+    is_offline,
     refuse,
     refuse_to_drop_rows,
     scalar,
@@ -557,11 +558,12 @@ def upgrade() -> None:
 
     # Seed 004's plaintext TOTP secrets move to two_factor_auth, encrypted, in batches ...
     if cipher is not None:
+        batch_cipher = cipher  # the name the batches close over (``cipher`` is reassigned below)
         batched(
             "SELECT u.id, u.two_factor_secret, u.two_factor_enabled FROM auth.users AS u "
             f"WHERE u.id > coalesce(CAST(:after AS uuid), '{NIL_UUID}'::uuid) "
             f"AND {LEGACY_SECRETS} ORDER BY u.id LIMIT :limit",
-            lambda conn, rows: _move_secrets(conn, cipher, rows),
+            lambda conn, rows: _move_secrets(conn, batch_cipher, rows),
         )
     with step():
         # ... then, with writers waiting a moment, the secrets written since move too and the

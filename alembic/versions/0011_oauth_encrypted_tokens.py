@@ -48,10 +48,12 @@ from collections.abc import Sequence
 
 from alembic import op
 
-from authmodels.migrations import create_index_concurrently, drop_index_concurrently, is_offline
 from authmodels.revision_ops import (
     add_check_not_valid,
     allow_data_loss,
+    create_index_concurrently,
+    drop_index_concurrently,
+    is_offline,
     refuse,
     scalar,
     step,

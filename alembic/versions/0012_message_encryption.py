@@ -34,8 +34,16 @@ from collections.abc import Sequence
 from alembic import op
 from sqlalchemy import text
 
-from authmodels.migrations import create_index_concurrently, drop_index_concurrently, is_offline
-from authmodels.revision_ops import add_check_not_valid, refuse, scalar, step, validate_constraint
+from authmodels.revision_ops import (
+    add_check_not_valid,
+    create_index_concurrently,
+    drop_index_concurrently,
+    is_offline,
+    refuse,
+    scalar,
+    step,
+    validate_constraint,
+)
 
 revision: str = "0012_message_encryption"
 down_revision: str | Sequence[str] | None = "0011_oauth_encrypted_tokens"
@@ -95,7 +103,7 @@ def _require_columns() -> None:
     if is_offline():
         op.execute(_missing_columns_sql())
         return
-    found = dict(
+    found: dict[str, str] = dict(
         op.get_bind()
         .execute(
             text(

@@ -52,10 +52,11 @@ from collections.abc import Sequence
 
 from alembic import op
 
-from authmodels.migrations import create_index_concurrently, drop_index_concurrently
 from authmodels.revision_ops import (
     RERUN_GUARD,
     add_foreign_key,
+    create_index_concurrently,
+    drop_index_concurrently,
     quarantine_statement,
     step,
     validate_constraint,

@@ -48,8 +48,7 @@ from collections.abc import Sequence
 from alembic import op
 from sqlalchemy import Connection, text
 
-from authmodels.migrations import is_offline
-from authmodels.revision_ops import step
+from authmodels.revision_ops import is_offline, step
 
 revision: str = "0015_partitioned_logs"
 down_revision: str | Sequence[str] | None = "0014_dpop_replay"

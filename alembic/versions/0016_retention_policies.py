@@ -45,7 +45,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 from alembic import op
 
-from authmodels.migrations import create_index_concurrently, drop_index_concurrently
+from authmodels.revision_ops import create_index_concurrently, drop_index_concurrently
 
 revision: str = "0016_retention_policies"
 down_revision: str | Sequence[str] | None = "0015_partitioned_logs"

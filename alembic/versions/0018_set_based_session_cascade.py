@@ -63,8 +63,7 @@ from alembic import op
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from authmodels.migrations import batched
-from authmodels.revision_ops import quarantine_statement, step, validate_constraint
+from authmodels.revision_ops import batched, quarantine_statement, step, validate_constraint
 
 revision: str = "0018_set_based_session_cascade"
 down_revision: str | Sequence[str] | None = "0017_user_self_update_guard"

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from authmodels.migrations import create_index_concurrently, drop_index_concurrently
+from authmodels.revision_ops import create_index_concurrently, drop_index_concurrently
 
 revision: str = "0021_foreign_key_indexes"
 down_revision: str | Sequence[str] | None = "0020_purge_function_locks"

@@ -31,12 +31,12 @@ from alembic import op
 from sqlalchemy.exc import IntegrityError
 
 from authmodels.email_identity import raise_for_conflicts
-from authmodels.migrations import (
+from authmodels.revision_ops import (
     create_index_concurrently,
     drop_index_concurrently,
     is_offline,
+    refuse,
 )
-from authmodels.revision_ops import refuse
 
 revision: str = "0023_email_identity"
 down_revision: str | Sequence[str] | None = "0022_invoker_views"

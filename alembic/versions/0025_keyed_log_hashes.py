@@ -49,16 +49,14 @@ from typing import Any
 from alembic import op
 from sqlalchemy import text
 
-from authmodels.migrations import (
+from authmodels.revision_ops import (
     DEFAULT_BATCH_SIZE,
     SCHEMA,
-    create_partitioned_index_concurrently,
-    is_offline,
-)
-from authmodels.revision_ops import (
     add_check_not_valid,
     backfill_computed,
+    create_partitioned_index_concurrently,
     fill_computed_now,
+    is_offline,
     require_privacy_keys,
     step,
     validate_constraint,

@@ -41,10 +41,10 @@ from alembic import op
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import IntegrityError
 
-from authmodels.migrations import batched
 from authmodels.revision_ops import (
     NIL_UUID,
     add_check_not_valid,
+    batched,
     quarantine_statement,
     restore_quarantined,
     step,

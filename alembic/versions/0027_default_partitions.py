@@ -54,8 +54,7 @@ from collections.abc import Sequence
 from alembic import op
 from sqlalchemy import text
 
-from authmodels.migrations import SCHEMA, explicit_transaction, is_offline
-from authmodels.revision_ops import refuse, step
+from authmodels.revision_ops import SCHEMA, explicit_transaction, is_offline, refuse, step
 
 revision: str = "0027_default_partitions"
 down_revision: str | Sequence[str] | None = "0026_token_shape_checks"
