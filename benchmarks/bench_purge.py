@@ -72,7 +72,9 @@ def fill_sessions(engine: Engine, expired: int, live: int, *, with_tokens: bool 
             conn.execute(
                 text(
                     "INSERT INTO auth.sessions (user_id, token_hash, expires_at, created_at) "
-                    "SELECT u.ids[1 + g % 1000], sha256(convert_to(g::text || random()::text, 'UTF8')), "
+                    # the shape of a TokenHasher digest under key "k1" (0026 checks it)
+                    "SELECT u.ids[1 + g % 1000], '\\x01026b31'::bytea "
+                    "|| sha256(convert_to(g::text || random()::text, 'UTF8')), "
                     f"{ends}, {ends} - interval '1 day' "
                     "FROM generate_series(1, :n) g, "
                     "(SELECT array_agg(id) AS ids FROM auth.users) u"
