@@ -295,17 +295,7 @@ def purge(
             if policy.partitioned:
                 months_done = deadline is None or time.monotonic() < deadline
                 if months_done:
-                    months = partitions.drop_months(
-                        engine,
-                        policy.table,
-                        before=cutoff,
-                        archive_to=policy.archive_to,
-                        dry_run=dry_run,
-                    )
-                    result.rows = sum(m.rows for m in months)
-                    result.batches = len(months)
-                    if on_progress is not None and months:
-                        on_progress(result)
+                    _drop_months(engine, policy, result, dry_run=dry_run, on_progress=on_progress)
                 # the rows of months without a partition, in the default partition (0027)
                 default = partitions.default_partition_table(conn, policy.table)
                 conn.rollback()
@@ -327,6 +317,24 @@ def purge(
             result.seconds = time.perf_counter() - policy_started
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _drop_months(
+    engine: Engine,
+    policy: Policy,
+    result: PolicyReport,
+    *,
+    dry_run: bool,
+    on_progress: ProgressCallback | None,
+) -> None:
+    """Remove (or count) the months of a partitioned ``policy`` past its cutoff, into ``result``."""
+    months = partitions.drop_months(
+        engine, policy.table, before=result.cutoff, archive_to=policy.archive_to, dry_run=dry_run
+    )
+    result.rows = sum(m.rows for m in months)
+    result.batches = len(months)
+    if on_progress is not None and months:
+        on_progress(result)
 
 
 def _purge_rows(
