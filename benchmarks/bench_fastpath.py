@@ -29,33 +29,25 @@ Usage: ``python benchmarks/bench_fastpath.py [--sessions 100000] [--lookups 2000
 from __future__ import annotations
 
 import argparse
-import os
 import random
-import secrets
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
-import psycopg
 from alembic import command
-from bench_sessions import populate
-from psycopg import sql
+from bench_sessions import alternate, on_a_new_database, populate
 from sqlalchemy import Interval, bindparam, cast, create_engine, func, pool, select
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 
-from authmodels.config import HASH_KEYS_VAR, Settings, format_key_ring
-from authmodels.db import EmbeddedServer, libpq_url, sqlalchemy_url
+from authmodels.config import Settings
+from authmodels.db import sqlalchemy_url
 from authmodels.migrations import alembic_config
 from authmodels.models import Session as SessionModel
 from authmodels.models import token_lookup_clause, token_lookup_params
 from authmodels.services import FlowSettings, _fastpath, sessions, use_settings
-
-Operation = Callable[[int], None]
 
 
 @contextmanager
@@ -67,27 +59,6 @@ def fast_path_off() -> Iterator[None]:
         yield
     finally:
         _fastpath.psycopg_connection = real
-
-
-def alternate(
-    blocks: int, per_block: int, every: int, sides: dict[str, tuple[Operation, Callable[[], None]]]
-) -> dict[str, float]:
-    """Each side's total seconds, the sides run in alternating blocks (the order rotates)."""
-    spent = dict.fromkeys(sides, 0.0)
-    names = list(sides)
-    start = 0
-    for block in range(blocks):
-        for name in names[block % len(names) :] + names[: block % len(names)]:
-            operation, commit = sides[name]
-            started = time.perf_counter()
-            for i in range(start, start + per_block):
-                operation(i)
-                if (i + 1) % every == 0:
-                    commit()
-            commit()
-            spent[name] += time.perf_counter() - started
-        start += per_block
-    return spent
 
 
 def report(title: str, n: int, spent: dict[str, float]) -> float:
@@ -231,27 +202,7 @@ def main() -> None:
     parser.add_argument("--blocks", type=int, default=12)
     parser.add_argument("--url", help="admin URL of a server to create the database on")
     args = parser.parse_args()
-
-    if not os.environ.get(HASH_KEYS_VAR):
-        os.environ[HASH_KEYS_VAR] = format_key_ring({"bench": secrets.token_bytes(32)})
-    server = None
-    if args.url:
-        admin = sqlalchemy_url(args.url)
-    else:
-        server = EmbeddedServer(
-            Path(tempfile.mkdtemp(prefix="authmodels-bench-fastpath-")), delete_on_exit=True
-        )
-        admin = sqlalchemy_url(server.url())
-    name = f"bench_fastpath_{secrets.token_hex(4)}"
-    with psycopg.connect(libpq_url(admin), autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        run(admin.set(database=name), args)
-    finally:
-        with psycopg.connect(libpq_url(admin), autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
-        if server is not None:
-            server.stop()
+    on_a_new_database(args.url, "bench_fastpath", lambda url: run(url, args))
 
 
 if __name__ == "__main__":
