@@ -12,9 +12,14 @@ Measured in one run on one embedded PostgreSQL (durable settings, as in producti
    unpartitioned copy of the table: both times and the ratio.
    The same purge is then measured with a refresh token per session, and on a second database
    at revision 0017, where four foreign keys still pointed at ``sessions`` (the baseline that
-   revision 0018 replaced with set-based triggers): both rates and the ratio.
+   revision 0018 replaced with set-based triggers; given head's batch function, revision 0029's,
+   so that only the foreign keys differ): both rates and the ratio.
 3. Throughput against batch size (a sweep), written as a PNG plot to
    ``docs/benchmarks/purge-throughput.png`` (with ``--plot``; needs matplotlib).
+4. One purge engine (revision 0029): the same sessions purged by ``purge`` through the SQL
+   function ``auth.purge_batch`` and by the batch statement the Python purge sent itself before
+   0029, in alternating rounds on the same data: the median rows per second of each and the
+   ratio.
 
 Usage: ``python benchmarks/bench_purge.py [--sessions 2000000] [--audit 1000000] [--plot]``
 (``--scale 0.1`` divides every count by ten for a quick run).
@@ -25,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -32,11 +38,13 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, text
 
 from authmodels import partitions
 from authmodels.db import EmbeddedServer, create_db_engine, libpq_url, sqlalchemy_url
-from authmodels.retention import Policy, load_policies, purge, select_policies
+from authmodels.migrations import alembic_config
+from authmodels.retention import ENGINE_REVISION, Policy, load_policies, purge, select_policies
 from authmodels.testing.database import TestServer
 from authmodels.testing.migrations import MigrationRunner
 
@@ -49,6 +57,14 @@ def _sessions_policy(engine: Engine) -> Policy:
     with engine.connect() as conn:
         (policy,) = select_policies(load_policies(conn), only=["sessions"])
     return policy
+
+
+def install_purge_batch(engine: Engine) -> None:
+    """Give a database below 0029 head's batch function, so its purge runs the same statement."""
+    script = ScriptDirectory.from_config(alembic_config())
+    definition = script.get_revision(ENGINE_REVISION).module.PURGE_BATCH_FUNCTION
+    with engine.begin() as conn:
+        conn.execute(text(definition))
 
 
 def fill_sessions(engine: Engine, expired: int, live: int, *, with_tokens: bool = False) -> None:
@@ -72,7 +88,9 @@ def fill_sessions(engine: Engine, expired: int, live: int, *, with_tokens: bool 
             conn.execute(
                 text(
                     "INSERT INTO auth.sessions (user_id, token_hash, expires_at, created_at) "
-                    "SELECT u.ids[1 + g % 1000], sha256(convert_to(g::text || random()::text, 'UTF8')), "
+                    # the shape of a TokenHasher digest under key "k1" (0026 checks it)
+                    "SELECT u.ids[1 + g % 1000], '\\x01026b31'::bytea "
+                    "|| sha256(convert_to(g::text || random()::text, 'UTF8')), "
                     f"{ends}, {ends} - interval '1 day' "
                     "FROM generate_series(1, :n) g, "
                     "(SELECT array_agg(id) AS ids FROM auth.users) u"
@@ -164,6 +182,63 @@ def month_drop_vs_delete(engine: Engine, count: int) -> tuple[float, float]:
     return drop_seconds, report.seconds
 
 
+def _batch_statement_before_0029(policy: Policy) -> str:
+    """The batch statement the Python purge built and sent itself before revision 0029."""
+    pick = (
+        f"SELECT {policy.key} FROM {policy.table} WHERE {policy.expired} "
+        f"LIMIT :batch_size FOR UPDATE SKIP LOCKED"
+    )
+    return f"DELETE FROM {policy.table} t WHERE t.{policy.key} = ANY(ARRAY({pick}))"
+
+
+def purge_before_0029(engine: Engine, policy: Policy, batch_size: int) -> tuple[int, float]:
+    """The pre-0029 batch loop: (rows, seconds)."""
+    statement = text(_batch_statement_before_0029(policy))
+    cutoff = datetime.now(UTC) - policy.keep_for
+    rows, started = 0, time.perf_counter()
+    with engine.connect() as conn:
+        while True:
+            with conn.begin():
+                removed = conn.execute(
+                    statement, {"cutoff": cutoff, "batch_size": batch_size}
+                ).rowcount
+            rows += removed
+            if removed < batch_size:
+                break
+    return rows, time.perf_counter() - started
+
+
+def engine_vs_before(engine: Engine, sessions: int, batch_size: int, rounds: int) -> None:
+    """Section 4: ``auth.purge_batch`` vs the pre-0029 statement, alternating, same data."""
+    policy = _sessions_policy(engine)
+    expired = sessions // 2
+    rates: dict[str, list[float]] = {"engine": [], "before": []}
+    for _ in range(rounds):
+        for which in ("engine", "before"):
+            fill_sessions(engine, expired, sessions - expired)
+            if which == "engine":
+                report = purge(engine, policies=[policy], batch_size=batch_size)
+                rows, seconds = report.rows, report.seconds
+            else:
+                rows, seconds = purge_before_0029(engine, policy, batch_size)
+            assert rows == expired, (which, rows)
+            rates[which].append(rows / seconds)
+    engine_rate = statistics.median(rates["engine"])
+    before_rate = statistics.median(rates["before"])
+    print(
+        f"4. one purge engine: {expired:,} expired sessions of {sessions:,}, {rounds} rounds each"
+    )
+    for which, label in (
+        ("engine", "auth.purge_batch (0029)"),
+        ("before", "statement sent by Python"),
+    ):
+        figures = ", ".join(f"{r:,.0f}" for r in rates[which])
+        print(
+            f"   {label:<26} median {statistics.median(rates[which]):>10,.0f} rows/s  ({figures})"
+        )
+    print(f"   engine / before          {engine_rate / before_rate:>12.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=2_000_000)
@@ -171,6 +246,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=2000)
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--plot", action="store_true", help="sweep batch sizes, write the PNG")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of section 4")
     parser.add_argument("--child-purge", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child_purge:
@@ -226,6 +302,7 @@ def main() -> None:
         MigrationRunner(fk_url).upgrade(BEFORE_SET_BASED_CASCADE)
         fk_engine = create_db_engine(fk_url)
         try:
+            install_purge_batch(fk_engine)
             fill_sessions(fk_engine, expired, sessions - expired)
             baseline = run_child(libpq_url(fk_url), args.batch_size)
         finally:
@@ -272,6 +349,8 @@ def main() -> None:
             fig.tight_layout()
             fig.savefig(out, dpi=110)
             print(f"3. wrote {out.relative_to(ROOT)}")
+
+        engine_vs_before(engine, sessions, args.batch_size, args.rounds)
     finally:
         engine.dispose()
         server.stop()

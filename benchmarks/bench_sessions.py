@@ -365,23 +365,27 @@ def main() -> None:
     parser.add_argument("--rotation-chains", type=int, default=200, help="token chains per side")
     parser.add_argument("--url", help="admin URL of a server to create the database on")
     args = parser.parse_args()
+    on_a_new_database(args.url, "bench_sessions", lambda url: run(url, args))
 
+
+def on_a_new_database(server_url: str | None, name: str, run: Callable[[URL], None]) -> None:
+    """``run(url)`` on a new database of ``server_url`` (default: a temporary embedded server),
+    dropped afterwards, with a hash key ring in the environment."""
     if not os.environ.get(HASH_KEYS_VAR):
         os.environ[HASH_KEYS_VAR] = format_key_ring({"bench": secrets.token_bytes(32)})
-
     server = None
-    if args.url:
-        admin = sqlalchemy_url(args.url)
+    if server_url:
+        admin = sqlalchemy_url(server_url)
     else:
         server = EmbeddedServer(
-            Path(tempfile.mkdtemp(prefix="authmodels-bench-sessions-")), delete_on_exit=True
+            Path(tempfile.mkdtemp(prefix=f"authmodels-{name}-")), delete_on_exit=True
         )
         admin = sqlalchemy_url(server.url())
-    name = f"bench_sessions_{secrets.token_hex(4)}"
+    name = f"{name}_{secrets.token_hex(4)}"
     with psycopg.connect(libpq_url(admin), autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
-        run(admin.set(database=name), args)
+        run(admin.set(database=name))
     finally:
         with psycopg.connect(libpq_url(admin), autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))

@@ -1,37 +1,15 @@
 """Baseline: the authentication schema as it stood before hardening.
 
-Seeds: 004 (the core schema: six tables, 22 indexes, two views, three functions, one trigger),
-000 (the pre-hardening tables its seven weeks harden), 001 (``users.role``, ``app_logs``) and 003
-(``conversations`` and ``messages`` with the encryption columns its migrations 104/113 added).
-Phase: none -- this is the starting point every later revision hardens, on live data.
+Seeds 004 (the core), 000 (the tables its weeks harden), 001 and 003; no phase: the starting point
+every later revision hardens on live data. Creates, in schema ``auth``, seed 004's ``users``,
+``sessions``, token tables and ``audit_logs`` with its indexes, two views, three functions and one
+trigger, and the pre-hardening ``user_profiles``, ``biometric_credentials``, ``device_flows``,
+``access_tokens`` (keyed by e-mail; tokens in plaintext or as unkeyed SHA-256), ``app_logs``,
+``conversations``, ``conversation_participants`` and ``messages``.
 
-What this revision decides where the seeds are silent:
+Downgrade: drops everything it created (schema ``auth`` stays: Alembic's version table lives in it).
 
-- Seed 004's six core tables, in schema ``auth``. Strings are ``TEXT`` (a ``VARCHAR(n)`` limit can
-  only be raised under an ACCESS EXCLUSIVE lock); limits that matter are CHECK constraints. Token
-  columns hold what seed 004's applications stored: the *unkeyed* SHA-256 hex of the token
-  (revision 0005 converts them to keyed digests). ``users.role`` (TEXT, default ``'user'``) is
-  added because seeds 001 and 002 rely on it. The 22 indexes are the seed's (partial, composite,
-  descending), named by the project's naming convention; only ``users.email`` is unique, and only
-  among live rows (``WHERE deleted_at IS NULL``), and it is case-sensitive: two live accounts may
-  differ only in letter case, which revision 0002 has to cope with.
-- The tables the seed-000 weeks harden, in their pre-hardening shape, keyed by e-mail address:
-  ``user_profiles`` (one per e-mail), ``biometric_credentials`` (credential id as hex text, public
-  key as base64url text of the COSE key, 32-bit sign count), ``device_flows`` (RFC 8628 device and
-  user codes in plaintext, ``user_email`` set on approval), ``access_tokens`` (seed 000's
-  ``ia_tokens``: plaintext bearer tokens).
-- ``app_logs`` (level, logger, message, JSONB context; no user reference), ``conversations``,
-  ``conversation_participants`` (who may read a conversation; row-level security in 0006 needs
-  it) and ``messages`` in seed 003's shape before its migration 119 (``encryption_version``,
-  ``content_encrypted``, ``content_nonce`` present; the version CHECK and its index come in 0012).
-- Views ``auth.active_sessions`` and ``auth.user_security_status``; functions
-  ``auth.cleanup_expired_sessions()`` (marks expired sessions inactive, returns how many),
-  ``auth.cleanup_expired_tokens()`` (deletes reset and verification tokens 7 days and refresh
-  tokens 30 days after they expired or were used, returns how many) and
-  ``auth.update_updated_at_column()`` with the trigger ``update_users_updated_at``.
-
-Downgrade drops everything this revision created; schema ``auth`` itself stays (Alembic's version
-table lives in it).
+See docs/phases/0001-baseline.md.
 """
 
 from __future__ import annotations

@@ -1,46 +1,15 @@
 """Identity unification: every child table points at ``auth.users.id`` instead of an e-mail.
 
-Seed 000, phase 1.4 week 1 ("Identity Unification"). The seed's backfill
-(``UPDATE user_profiles SET user_id = auth.users.id``) has no join; this revision joins on the
-e-mail address, case-insensitively, as the accounts were matched at login.
+Seed 000, phase 1.4 week 1. ``user_profiles``, ``biometric_credentials``, ``device_flows`` and
+``access_tokens`` gain ``user_id`` (a foreign key to ``auth.users``, ``ON DELETE CASCADE``),
+backfilled by a case-insensitive e-mail match in batches, and lose their e-mail column; rows that
+match no account, or several live ones, go to the new ``auth.quarantine`` (nothing is deleted).
 
-Tables: ``user_profiles`` (``email``), ``biometric_credentials`` (``user_email``),
-``device_flows`` (``user_email``, NULL until a flow is approved) and ``access_tokens``
-(``user_email``) gain ``user_id UUID`` with a foreign key to ``auth.users`` (``ON DELETE
-CASCADE``), and lose their e-mail key.
+Downgrade: the e-mail columns come back from ``users.email`` and the quarantined rows are put back;
+cannot be restored: the original letter case of the addresses. Refuses to run while
+``auth.quarantine`` holds rows of other revisions.
 
-How a row finds its user: the e-mail matches ``lower(users.email)``. Exactly one live account
-(``deleted_at IS NULL``) wins; with no live account, exactly one soft-deleted account wins (its
-rows stay attached to it). A row matching no account, or several live accounts (addresses that
-differ only in letter case), cannot be attached: it goes to the new table ``auth.quarantine``
-with its full content (``row_data`` JSONB), the reason and this revision's id -- nothing is
-deleted. A user may have one profile: when several profiles resolve to the same user, the most
-recently updated one is kept and the others are quarantined.
-
-How it runs on a live database (each step a short transaction):
-
-1. ``auth.quarantine`` and the nullable ``user_id`` columns are added (instant).
-2. ``ix_users_email_lower`` is built concurrently (it serves the backfill and case-insensitive
-   login lookups afterwards).
-3. Each table is backfilled in batches; a batch attaches its rows and quarantines the rest in one
-   statement.
-4. The ``user_id`` indexes are built concurrently (``ix_user_profiles_user_id`` unique).
-5. Each table is locked against writes (``SHARE ROW EXCLUSIVE``: reads go on) just long enough to
-   attach rows written since its backfill and to add the foreign key and the
-   ``CHECK (user_id IS NOT NULL)`` as ``NOT VALID``.
-6. Both are validated (a scan that does not block reads or writes); then ``SET NOT NULL`` is
-   proved from the check without a scan, and the e-mail columns are dropped.
-
-Deploy the application release that writes ``user_id`` with this revision: after step 5 a row
-inserted without ``user_id`` is refused.
-
-Downgrade: the e-mail columns come back, filled from ``users.email`` (the address the account has
-now, which may differ in case from the one the row had), with their NOT NULL constraints and
-indexes; the quarantined rows of this revision are put back in their tables; ``user_id`` and
-``ix_users_email_lower`` are dropped. A quarantined row that would now break a unique index
-(a duplicate profile whose address equals the one its kept twin gets back from ``users.email``)
-stays in ``auth.quarantine``, which is then kept; an empty ``auth.quarantine`` is dropped. The
-downgrade refuses to run while ``auth.quarantine`` holds rows of other revisions.
+See docs/phases/0002-identity-unification.md.
 """
 
 from __future__ import annotations
@@ -51,12 +20,14 @@ from typing import Any
 from alembic import op
 from sqlalchemy import Connection, text
 
-from authmodels.migrations import batched, create_index_concurrently, drop_index_concurrently
 from authmodels.revision_ops import (
     NIL_UUID,
     add_check_not_valid,
     add_foreign_key,
+    batched,
     column_exists,
+    create_index_concurrently,
+    drop_index_concurrently,
     finish_not_null,
     not_null_check,
     prepare_not_null,

@@ -1,43 +1,14 @@
 """WebAuthn storage: ``biometric_credentials`` becomes ``webauthn_credentials``, binary and complete.
 
-Seed 000, phase 1.4 week 2 ("WebAuthn Storage Enhancement"). The seed converts the credential id
-with ``ALTER COLUMN ... TYPE BYTEA USING decode(credential_id, 'hex')``, which rewrites the table
-under an exclusive lock and aborts on the first row that is not valid hex; this revision converts
-row by row instead, and quarantines what cannot be converted.
+Seed 000, phase 1.4 week 2. Credential ids (hex text) become bytes, unique overall and per user;
+public keys become COSE bytes; sign counts BIGINT within 0..2^32-1; AAGUID, transports, the BE/BS
+flags and ``last_uv_result`` are added. Rows are converted in batches; what cannot be converted
+(not hex, not base64, a duplicate id) goes to quarantine.
 
-What changes:
+Downgrade: back to ``biometric_credentials`` and its text columns, quarantined rows put back;
+cannot be restored: AAGUID, transports, BE/BS flags, last UV result, and the letter case of hex ids.
 
-- ``credential_id`` TEXT (hex) becomes BYTEA holding the decoded bytes; WebAuthn credential ids
-  are 1 to 1023 bytes (``ck_webauthn_credentials_credential_id_length``) and unique, both overall
-  (``uq_webauthn_credentials_credential_id``: a credential belongs to one account) and per user
-  (the seed's ``uq_webauthn_user_cred``).
-- ``public_key`` TEXT (base64url of the COSE key; standard base64, with or without padding, is
-  accepted too) becomes ``cose_public_key`` BYTEA.
-- ``sign_count`` INTEGER becomes BIGINT within 0..2^32-1 (``ck_webauthn_credentials_sign_count_
-  range``), the range of the authenticator's unsigned 32-bit counter. A negative legacy value can
-  only be an unsigned counter above 2^31 that wrapped around in the signed column: it is read back
-  as ``value + 2^32``.
-- New: ``aaguid`` (UUID), ``transports`` (TEXT[], default empty), ``backup_eligible`` and
-  ``backup_state`` (the BE/BS flags, default false), ``last_uv_result``; ``last_used_at`` stays.
-- Indexes: ``uq_webauthn_user_cred (user_id, credential_id)``, ``idx_webauthn_aaguid``,
-  ``idx_webauthn_user_active (user_id) WHERE revoked_at IS NULL``; the plain ``user_id`` index of
-  0002 is dropped (``uq_webauthn_user_cred`` leads with ``user_id``).
-
-Rows quarantined (``auth.quarantine``, full row and reason): a credential id that is not
-even-length hexadecimal or longer than 1023 bytes, a public key that is not base64, and, among
-rows whose ids decode to the same bytes (``'ABCD'`` and ``'abcd'``, or one credential stored for
-two accounts), every row but the first registered.
-
-How it runs: new columns added (instant); batches convert rows and quarantine the unconvertible
-ones; duplicates quarantined; unique indexes built concurrently; a short write lock converts rows
-written meanwhile and adds the NOT NULL and range checks as NOT VALID; validation; then one final
-transaction drops the text columns and renames columns, table and constraints.
-
-Downgrade: back to ``biometric_credentials`` with lowercase hex ids (the same bytes; the original
-letter case is not kept), base64url public keys without padding, INTEGER sign counts (a counter
-above 2^31-1 wraps to negative, the inverse of the upgrade), and its 0002 indexes. ``aaguid``,
-``transports``, ``backup_eligible``, ``backup_state`` and ``last_uv_result`` are dropped: that
-information is lost. The rows this revision quarantined are put back.
+See docs/phases/0003-webauthn-storage.md.
 """
 
 from __future__ import annotations
@@ -48,10 +19,12 @@ from typing import Any
 from alembic import op
 from sqlalchemy import Connection, text
 
-from authmodels.migrations import batched, create_index_concurrently, drop_index_concurrently
 from authmodels.revision_ops import (
     NIL_UUID,
     add_check_not_valid,
+    batched,
+    create_index_concurrently,
+    drop_index_concurrently,
     finish_not_null,
     not_null_check,
     prepare_not_null,

@@ -1,35 +1,14 @@
 """Device flow hardening: device and user codes stored only as keyed digests.
 
-Seed 000, phase 1.4 week 3 ("Device Flow Hardening"). The seed adds ``device_code_hash`` and
-``user_code_hash`` next to the plaintext codes; this revision fills them and removes the
-plaintext, because a user code has about 34 bits of entropy (8 characters of RFC 8628's base-20
-alphabet): a plain SHA-256 of it is reversed offline in seconds, so the digests are keyed
-HMAC-SHA256 (:class:`authmodels.security.hashing.TokenHasher`, key from ``AUTHMODELS_HASH_KEYS``).
+Seed 000, phase 1.4 week 3. ``device_code_hash`` and ``user_code_hash`` (``TokenHasher`` digests,
+the user code normalised first) are filled in batches and the plaintext codes dropped; polling
+telemetry and ``retention_expires_at`` are added; pending flows whose codes collide once
+normalised go to quarantine but the newest. Needs ``AUTHMODELS_HASH_KEYS`` when there are rows.
 
-- ``device_code_hash`` = ``TokenHasher.digest(device_code)``; ``user_code_hash`` =
-  ``TokenHasher.digest(normalize_user_code(user_code))`` (:func:`authmodels.codes.
-  normalize_user_code`: uppercase, no dashes or spaces), so a flow started before the upgrade is
-  still found by the codes its user and its device hold: look up with ``= ANY(candidates)``.
-- ``device_code`` and ``user_code`` are dropped, with their unique indexes. The digests of the
-  codes in rows that 0002 quarantined replace the plaintext there too.
-- New: ``interval_seconds`` (default 5, RFC 8628's polling interval, raised on ``slow_down``),
-  ``last_polled_at``, ``poll_count``, ``retention_expires_at`` (filled with ``expires_at + 1
-  day``; revision 0007 enforces it).
-- Indexes: the seed's ``idx_device_flows_expires``, ``idx_device_flows_user_code_hash`` and
-  ``idx_device_flows_retention``; ``uq_device_flows_device_code_hash``; and
-  ``uq_device_flows_user_code_hash_pending`` (unique among pending flows only: a 34-bit code
-  space will repeat over millions of flows, but never among the live ones). Pending flows whose
-  codes collide once normalised (``bcdf-ghjk`` and ``BCDFGHJK``) would be ambiguous: all but the
-  newest go to quarantine.
+Downgrade: cannot restore the plaintext codes: the columns come back with unusable placeholders and
+flows still pending or approved expire.
 
-Keys: with rows to hash and no ``AUTHMODELS_HASH_KEYS``, the revision stops before changing
-anything, with an error naming the variable; an empty table migrates without keys.
-
-Downgrade: the plaintext codes cannot be restored from their digests. The columns come back NOT
-NULL and unique, filled with random unusable values (``unrestorable-<uuid>``), and flows still
-``pending`` or ``approved`` are marked ``expired`` (their devices must start again); quarantined
-rows get the same placeholders (the rows this revision quarantined are put back first). The
-columns this revision added are dropped.
+See docs/phases/0004-device-flow-hardening.md.
 """
 
 from __future__ import annotations
@@ -43,20 +22,18 @@ from sqlalchemy import text
 
 from authmodels.codes import normalize_user_code
 from authmodels.config import Settings
-from authmodels.migrations import (
-    create_index_concurrently,
-    drop_index_concurrently,
-    is_offline,
-    require_hash_keys,
-)
 from authmodels.revision_ops import (
     add_check_not_valid,
     backfill_computed,
+    create_index_concurrently,
+    drop_index_concurrently,
     fill_computed_now,
     finish_not_null,
+    is_offline,
     not_null_check,
     prepare_not_null,
     quarantine_statement,
+    require_hash_keys,
     restore_quarantined,
     scalar,
     step,
@@ -81,7 +58,7 @@ COLUMNS_0004 = [
 
 
 def _hasher() -> TokenHasher | None:
-    ring = require_hash_keys(tables_with_rows=[f"auth.{TABLE}"])
+    ring = require_hash_keys(tables_with_rows=[TABLE])
     if ring is None and has_quarantined_flows():
         ring = Settings.from_env().require_hash_keys()
     return None if ring is None else TokenHasher.from_ring(ring)

@@ -1,51 +1,15 @@
 """Token and session safety: every stored token becomes a keyed digest; DPoP binding and lineage.
 
-Seed 000, phase 1.4 week 4 ("Token/Session Safety", DPoP token binding). The seed adds
-``token_hash TEXT`` beside the plaintext access token; this revision fills a keyed digest and
-removes the plaintext, and converts the seed-004 tables that already stored *unkeyed* SHA-256
-hashes, because an unkeyed hash of a token is a password-equivalent for anyone holding a copy of
-the database only when it can be inverted -- but it is also a lookup key an attacker can compute
-for any token they learn elsewhere, and it cannot be rotated. Keyed digests come from
-:class:`authmodels.security.hashing.TokenHasher` (``AUTHMODELS_HASH_KEYS``).
+Seed 000, phase 1.4 week 4. ``access_tokens.token`` (plaintext) and seed 004's unkeyed SHA-256 hex
+columns become ``TokenHasher`` digests (``digest_scheme`` 2 for those converted from the hex),
+filled in batches; access tokens gain ``dpop_jkt``, ``rotated_from`` and ``revoked_at``, sessions
+``dpop_jkt`` and ``last_rotated_at``, refresh tokens ``dpop_jkt``. Needs ``AUTHMODELS_HASH_KEYS``
+when there are rows.
 
-Access tokens (seed 000's ``ia_tokens``):
+Downgrade: cannot restore the plaintext access tokens nor the unkeyed hashes: the old columns come
+back with unusable placeholders and every token is made unusable (everyone signs in again).
 
-- ``token`` (plaintext) becomes ``token_hash`` BYTEA = ``TokenHasher.digest(token)``, unique
-  (``uq_access_tokens_token_hash``): an unexpired token issued before the upgrade still
-  validates (``token_hash = ANY(hasher.candidates(raw))``). Tokens kept in quarantine by 0002
-  lose their plaintext the same way.
-- New: ``dpop_jkt`` (RFC 9449 JWK thumbprint the token is bound to), ``rotated_from`` (the token
-  this one replaced, ``ON DELETE SET NULL``), ``revoked_at``; the seed's indexes
-  ``idx_tokens_user_expires (user_id, expires_at)``, ``idx_tokens_jkt``, ``idx_tokens_revoked``
-  (``WHERE revoked_at IS NOT NULL``); the plain ``user_id`` index of 0002 is dropped
-  (``idx_tokens_user_expires`` leads with ``user_id``).
-
-Seed-004 token tables (``sessions.token_hash`` and ``refresh_token_hash``,
-``refresh_tokens.token_hash``, ``password_reset_tokens.token_hash``,
-``email_verification_tokens.token_hash``): they hold ``sha256(raw).hexdigest()``, and the raw
-token is gone, so each becomes ``TokenHasher.digest(lower(legacy_hex))`` in a BYTEA column of the
-same name, and each table gains ``digest_scheme SMALLINT``:
-
-- ``1``: keyed digest of the raw token (every row written after this revision);
-- ``2``: keyed digest of the legacy SHA-256 hex of the raw token (every row converted here).
-
-A service looks a token up in one indexed query with candidates for both schemes, and the
-stored scheme must be the scheme of the candidate that matched (else the hex a pre-upgrade dump
-holds would pass for the token): :func:`authmodels.models.tokens.token_lookup_clause`, until the
-scheme-2 rows expire and the purge removes them. The indexes keep their 0001 names and shapes,
-on the new columns.
-
-Sessions gain ``dpop_jkt`` and ``last_rotated_at``; refresh tokens gain ``dpop_jkt``.
-
-Keys: with rows to convert and no ``AUTHMODELS_HASH_KEYS``, the revision stops before changing
-anything, with an error naming the variable; empty tables migrate without keys.
-
-Downgrade: a keyed digest cannot be turned back into the plaintext or the unkeyed hash. The old
-columns come back with their 0004 constraints, filled with random unusable values
-(``unrestorable-<uuid>``), and every row that held a usable token is made unusable the way its
-table records it: sessions inactive and revoked, refresh tokens revoked, reset links used,
-verification links and access tokens expired (``expires_at`` set to the downgrade time when it was
-later). Users sign in again. DPoP bindings, lineage and revocation columns are dropped.
+See docs/phases/0005-token-session-safety.md.
 """
 
 from __future__ import annotations
@@ -57,21 +21,19 @@ from alembic import op
 from sqlalchemy import text
 
 from authmodels.config import Settings
-from authmodels.migrations import (
-    create_index_concurrently,
-    drop_index_concurrently,
-    is_offline,
-    require_hash_keys,
-)
 from authmodels.revision_ops import (
     add_check_not_valid,
     add_foreign_key,
     backfill_computed,
+    create_index_concurrently,
+    drop_index_concurrently,
     fill_computed_now,
     finish_not_null,
+    is_offline,
     not_null_check,
     prepare_not_null,
     rename_not_null_constraints,
+    require_hash_keys,
     scalar,
     step,
     validate_constraint,
@@ -120,7 +82,7 @@ TABLES = [*LEGACY, "access_tokens"]
 
 
 def _hasher() -> TokenHasher | None:
-    ring = require_hash_keys(tables_with_rows=[f"auth.{t}" for t in TABLES])
+    ring = require_hash_keys(tables_with_rows=TABLES)
     if ring is None and scalar(
         "SELECT EXISTS (SELECT 1 FROM auth.quarantine WHERE source_table = 'access_tokens')"
     ):

@@ -1,51 +1,14 @@
 """Row-level security: every user-owned table shows a user their own rows, and nothing else.
 
-Seed 000, phase 1.4 week 5 ("RLS Correctness": standardise on an ``auth.uid()`` principal). The
-seed's policies are for its polls and votes; these are for our tables.
+Seed 000, phase 1.4 week 5. ``auth.uid()`` (the transaction's ``authmodels.user_id``), row-level
+security enabled with owner policies on the user-owned tables (``audit_logs`` append-only,
+conversations by membership), ``security_invoker`` views, and ``auth.grant_app_role`` /
+``grant_service_role`` / ``revoke_service_role`` for the application's roles.
 
-The principal: ``auth.uid()`` is the UUID in the setting ``authmodels.user_id``, which the
-application sets per transaction (``SELECT set_config('authmodels.user_id', :id, true)``, or
-:func:`authmodels.rls.as_user`). Unset, it is NULL, and every policy compares with ``=``: no user,
-no rows. Policies call it as ``(SELECT auth.uid())`` so it is evaluated once per statement.
+Downgrade: the policies, the functions and row-level security go; privileges granted to
+application roles stay. Nothing is lost.
 
-Policies (all permissive; a table with RLS enabled and no matching policy shows nothing):
-
-- ``users``: the row whose ``id`` is the user; ``user_profiles``, ``sessions``,
-  ``refresh_tokens``, ``password_reset_tokens``, ``email_verification_tokens``,
-  ``webauthn_credentials``, ``device_flows``, ``access_tokens``: rows whose ``user_id`` is the
-  user, for every command (``<table>_owner``; the ``WITH CHECK`` stops a user writing a row for
-  someone else). A pending device flow has no user yet: only the service path sees it.
-- ``audit_logs``: read and insert own entries; no update or delete (an audit trail is
-  append-only).
-- ``conversations``, ``conversation_participants``, ``messages``: members read; the creator
-  manages a conversation and its participants; a member posts as themself; a sender edits and
-  deletes their own messages. Membership is checked by ``auth.is_conversation_member(id)``, a
-  ``SECURITY DEFINER`` function, so the participants policy does not recurse into itself.
-
-The views ``active_sessions`` and ``user_security_status`` become ``security_invoker`` views
-(PostgreSQL 15+): without it a view reads its tables with its owner's rights, past the policies.
-
-Who is subject to the policies: RLS is enabled, not forced. The table owner (the role that runs
-the migrations) is not subject to them -- later revisions backfill every row, and a DBA must see
-everything -- so **the application must connect as a role that does not own the tables**. A DBA
-creates that role and runs, as the owner, ``SELECT auth.grant_app_role('app')`` (schema usage and
-table privileges; ``audit_logs`` read and insert only; nothing on ``quarantine``); the function
-refuses a superuser, a ``BYPASSRLS`` role or the owner, for which the policies would not apply.
-Migrations never need CREATEROLE.
-
-The service path (token lookups before the user is known, purges, administration) does not weaken
-the policies for anyone else: ``SELECT auth.grant_service_role('svc')`` (run as the owner) grants
-the same privileges and adds, on each RLS table, a policy ``TO svc`` that allows every row while
-``current_user`` *is* ``svc``. The application switches to it for one transaction with ``SET LOCAL
-ROLE svc`` when its login role is a member of ``svc`` (:func:`authmodels.rls.service_role`); being
-a member is not enough (a policy ``TO svc`` alone would apply to every member, the application's
-own role included, whatever the grant's INHERIT option). Run it again after an upgrade that adds
-tables. ``auth.revoke_service_role('svc')`` removes those policies. A superuser may instead give
-a role ``BYPASSRLS``. Purge functions (0007) are ``SECURITY DEFINER`` and need neither.
-
-Downgrade: every policy on these tables (including the service policies) is dropped, RLS
-disabled, the functions dropped. Privileges granted to application roles stay (they were valid
-before this revision too).
+See docs/phases/0006-row-level-security.md.
 """
 
 from __future__ import annotations

@@ -1,39 +1,15 @@
 """Privacy and retention: sessions keep keyed IP / user-agent hashes only; expired data is purged.
 
-Seed 000, phase 1.4 week 6 ("Privacy & Retention"). The seed adds ``ip_hash``/``ua_hash`` as
-TEXT and its purge function deletes from tables that are not ours (``user_sessions``,
-``auth_analytics``) and is scheduled with pg_cron unconditionally; this revision:
+Seed 000, phase 1.4 week 6. ``sessions.ip_hash`` and ``ua_hash`` (``PrivacyHasher`` digests) are
+filled in batches and the raw ``ip_address`` and ``user_agent`` dropped;
+``device_flows.retention_expires_at`` becomes NOT NULL, filled by a trigger;
+``auth.purge_expired_data()`` purges in batches, scheduled daily when pg_cron is installed. Needs
+``AUTHMODELS_PRIVACY_KEYS`` (or ``AUTHMODELS_HASH_KEYS``) when sessions hold rows.
 
-- ``sessions.ip_hash`` and ``ua_hash`` (BYTEA): keyed HMAC-SHA256 digests from
-  :class:`authmodels.security.privacy.PrivacyHasher` (``AUTHMODELS_PRIVACY_KEYS``, falling back to
-  ``AUTHMODELS_HASH_KEYS``), never a plain SHA-256 (the IPv4 space is 2^32: a plain hash is
-  reversed by enumeration). The address is normalised first (``normalize_ip``: an IPv4-mapped
-  IPv6 address hashes as its IPv4 address). Backfilled; ``ip_address`` and ``user_agent`` are then
-  dropped from ``sessions``, and ``auth.active_sessions`` shows the hashes instead.
-- ``device_flows.retention_expires_at`` (added and filled by 0004, where the seed puts it) is
-  enforced: ``NOT NULL``, and a ``BEFORE INSERT`` trigger (``trg_device_flows_retention``,
-  function ``auth.set_retention_expires_at(interval)``) fills it with ``expires_at + 1 day`` when
-  the application leaves it out, so the purge has one indexed column to follow.
-- ``auth.purge_expired_data(batch_limit integer DEFAULT 10000)`` returns ``(table_name,
-  deleted)`` per table, deleting at most ``batch_limit`` rows per table per call (``FOR UPDATE
-  SKIP LOCKED``, so several runs may overlap; call it again until it returns zeros). Windows:
-  device flows past ``retention_expires_at``; sessions ended (expired, revoked or inactive) more
-  than 30 days ago, with their refresh tokens; refresh tokens expired, used or revoked more than
-  30 days ago; access tokens expired or revoked more than 7 days ago; password-reset and
-  verification links expired or used more than 7 days ago; ``app_logs`` older than 90 days.
-  ``audit_logs`` are not purged here: the audit trail is archived before it is deleted (the
-  retention job and 0009's archive table). The function is ``SECURITY DEFINER`` (owner rights,
-  ``search_path`` pinned), so a cron job or the application role purges every user's expired rows
-  through row-level security without any bypass of its own.
-- When the ``cron`` extension (pg_cron) is installed, a daily job ``authmodels-purge-expired-data``
-  runs it at 03:17; without the extension the revision does not schedule anything and passes.
+Downgrade: cannot restore raw IP addresses and user agents (the columns come back NULL); the
+trigger, the purge function and its job go.
 
-Keys: with sessions to hash and no key configured, the revision stops before changing anything,
-with an error naming the variables; an empty ``sessions`` table migrates without keys.
-
-Downgrade: raw IP addresses and user agents cannot be recovered from keyed hashes: ``ip_address``
-and ``user_agent`` come back empty (NULL) for every session, and the hashes are dropped. The
-trigger, the NOT NULL on ``retention_expires_at``, the purge function and its cron job go.
+See docs/phases/0007-privacy-retention.md.
 """
 
 from __future__ import annotations
@@ -44,10 +20,10 @@ from typing import Any
 from alembic import op
 from sqlalchemy import Connection, text
 
-from authmodels.migrations import batched
 from authmodels.revision_ops import (
     NIL_UUID,
     backfill_computed,
+    batched,
     fill_computed_now,
     finish_not_null,
     prepare_not_null,

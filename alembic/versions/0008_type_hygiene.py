@@ -1,52 +1,15 @@
 """Type hygiene: ENUM types, ``updated_at`` triggers everywhere, CHECK constraints, names.
 
-Seed 000, phase 1.4 week 7 ("Type Hygiene"). The seed's ENUMs and checks are for its polls; the
-recurring values of our tables are:
+Seed 000, phase 1.4 week 7. ``users.role``, ``device_flows.status``, ``audit_logs.event_status``
+and ``app_logs.level`` become ENUMs by a shadow-column swap (no table rewrite under a lock);
+every table with ``updated_at`` gets its trigger; expiry and device-flow CHECKs are added ``NOT
+VALID`` then validated, their violators quarantined. An unknown ``users.role`` value stops the
+upgrade before anything changes.
 
-- ``auth.user_role`` (``user``, ``admin``) for ``users.role`` (free text until now);
-- ``auth.device_flow_status`` (``pending``, ``approved``, ``denied``, ``expired``, ``consumed``) for
-  ``device_flows.status``;
-- ``auth.audit_event_status`` (``success``, ``failure``, ``blocked``, ``pending``) for
-  ``audit_logs.event_status``;
-- ``auth.log_level`` (``debug`` ... ``critical``) for ``app_logs.level``.
+Downgrade: the columns go back to TEXT with their CHECK lists, triggers and checks go, quarantined
+rows are put back. Nothing is lost.
 
-The three CHECK constraints that listed the same values (``ck_<table>_<column>_known``) go with the
-old columns. ``audit_logs.event_type`` stays TEXT with its CHECK: revision 0009 and applications
-add event types, and an ENUM value cannot be added and used in one transaction.
-
-``users.role`` was free text: if it holds a value the type does not know, the revision stops
-before changing anything and lists the values and their row counts (map them first, e.g.
-``UPDATE auth.users SET role = 'user' WHERE role = 'member'``).
-
-A column's type is not changed with ``ALTER COLUMN ... TYPE`` (a rewrite of the whole table and its
-indexes under an exclusive lock): a shadow column of the ENUM type is kept in step by a trigger
-while rows are copied in batches, the indexes involving the column are built again concurrently,
-and the final transaction swaps the columns
-(:func:`authmodels.revision_ops.swap_column_type`). ``auth.update_updated_at_column()`` now
-leaves ``updated_at`` alone when the transaction-local setting ``authmodels.keep_updated_at`` is
-``on``, which the copy sets: converting a value's type is not a change of the row.
-
-``updated_at`` triggers: every table with an ``updated_at`` column has ``trg_<table>_updated_at``
-(``users``, ``user_profiles``, ``device_flows``, ``conversations``); the seed-004 trigger
-``update_users_updated_at`` is renamed to that pattern.
-
-CHECK constraints, added ``NOT VALID`` then validated:
-
-- ``ck_<table>_expires_after_created`` (``expires_at > created_at``) on ``sessions``,
-  ``refresh_tokens``, ``password_reset_tokens``, ``email_verification_tokens``,
-  ``access_tokens`` and ``device_flows``;
-- ``device_flows``: ``interval_seconds`` between 1 and 3600, ``poll_count >= 0``,
-  ``retention_expires_at >= expires_at``, and an approved or consumed flow has a user
-  (``ck_device_flows_approved_has_user``).
-
-A row that breaks a new check (a token that expired before it was created, an approved flow with
-no user) cannot be kept where it is: it goes to ``auth.quarantine`` with the reason, and so do the
-refresh tokens of a quarantined session first (they would otherwise go with it, ``ON DELETE
-CASCADE``).
-
-Downgrade: the columns go back to TEXT with their CHECK constraints (the same swap), the triggers
-and checks of this revision are dropped, the seed trigger gets its name back, the quarantined rows
-of this revision are put back, and the types are dropped.
+See docs/phases/0008-type-hygiene.md.
 """
 
 from __future__ import annotations

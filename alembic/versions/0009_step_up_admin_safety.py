@@ -1,102 +1,17 @@
 """Step-up tokens, the audit trail of sensitive actions, optimistic locking, master admin.
 
-Seed 001 ("Security Hardening", migration ``0001_ancient_jasper_sitwell``), all four parts:
-step-up authentication, audit logging, optimistic locking, master admin protection -- plus its
-step 3 (the data migration that designates the master admin) and its cleanup jobs (archival).
+Seed 001 (migration ``0001_ancient_jasper_sitwell``), all four parts. ``auth.step_up_tokens``
+(keyed digests, a purpose, 15 minutes at most); seed 001's audit columns merged into
+``audit_logs`` and ``auth.audit_logs_archive`` with ``auth.archive_audit_logs()``;
+``users.version`` and ``is_master_admin``, designated by the migration; the database guards MA001
+to MA003 on ``auth.users`` (docs/guards.md); ``auth.is_token_digest`` and
+``auth.is_field_envelope``.
 
-What this revision builds, and what it decides where the seed is silent:
+Downgrade: what was recorded is folded back into ``details`` / ``context`` or quarantined, and the
+archive moves back; cannot be restored: outstanding step-up tokens, row versions, and which admin
+is the master admin after a transfer.
 
-- ``auth.step_up_tokens`` (the seed's ``step_up_token``): the token is stored only as a keyed
-  ``TokenHasher`` digest (``token_hash BYTEA``, shape checked by ``auth.is_token_digest``); the
-  seed's ``used BOOLEAN`` becomes ``used_at`` (single use is enforced by the consuming
-  ``UPDATE ... SET used_at = now() WHERE used_at IS NULL``); ``purpose`` names the action the
-  token authorises (``admin.role_change``, ...), so a token earned for one action cannot be spent
-  on another; ``session_id`` (optional) binds it to the session that re-authenticated. A CHECK
-  caps the lifetime at 15 minutes (``expires_at`` after ``created_at``, at most 15 minutes
-  later).
-- One audit table: seed 001's ``audit_log`` merges into ``auth.audit_logs``. Its ``user_id`` (the
-  actor) becomes ``actor_user_id``; ``target_user_id``, ``action`` (the operation, free text such
-  as the seed's ``LENDING_UPDATE``) and ``correlation_id`` are added; the seed's ``metadata`` is
-  the existing ``details`` JSONB. ``user_id`` keeps its meaning (the account the event concerns).
-  The event-type vocabulary gains ``role_changed``, ``master_admin_designated``,
-  ``master_admin_transferred``, ``step_up_issued``, ``step_up_used`` and ``sensitive_action``
-  (which must name its ``action``). Existing rows that carry ``actor_user_id``,
-  ``target_user_id``, ``action`` or ``correlation_id`` keys in ``details`` get those columns
-  filled from them (user ids only when the account exists).
-- ``auth.audit_logs_archive``: the columns of ``audit_logs`` plus ``archived_at``, without
-  foreign keys (deleting an account never has to scan the archive), and
-  ``auth.archive_audit_logs(older_than, batch_size)``, which moves one batch of old rows in one
-  statement (the seed's INSERT-then-DELETE pair could delete rows it never copied).
-- ``app_logs.correlation_id`` (filled from ``context->>'correlation_id'`` where present).
-- ``users.version`` (INTEGER NOT NULL DEFAULT 1, the ``Versioned`` mixin's ``version_id_col``;
-  the seed puts it on its own ``token_lending`` table) with the trigger ``users_bump_version``,
-  which increments it on any UPDATE that does not, so raw SQL cannot bypass optimistic locking.
-- ``users.is_master_admin`` with at most one (the unique partial index
-  ``ix_users_is_master_admin``) and a CHECK that the master admin is a live admin. The
-  migration calls ``auth.designate_master_admin()``: when no master admin exists, the first live
-  admin by ``created_at`` (then id) becomes it and an audit row records it; with no admin it
-  does nothing (the seed's "No admin found. Create an admin first."; call the function again
-  once an admin exists). ``auth.transfer_master_admin(new_master)`` is the only way to move the
-  flag.
-
-Database guards (triggers on ``auth.users``, so raw SQL is guarded too), with their own SQLSTATEs
-in class ``MA`` (implementation-defined; PostgreSQL uses no code starting with M):
-
-- ``MA001`` "Cannot demote the master admin": the master admin's role cannot change, nor can it
-  be soft-deleted, deleted or lose the flag outside ``auth.transfer_master_admin()``
-  (``users_guard_master_admin``, BEFORE, so it wins over the CHECK).
-- ``MA002`` "Cannot remove the last admin": demoting, soft-deleting or deleting a live admin
-  must leave another live admin (``users_guard_last_admin``, AFTER ROW, so a multi-row statement
-  is judged on its result). Write skew -- two transactions each removing a different one of
-  the last two admins, each counting the other -- is prevented by serialising the statements
-  that can remove an admin: ``users_lock_admin_changes`` (BEFORE UPDATE OF role, deleted_at OR
-  DELETE, FOR EACH STATEMENT) takes a transaction-level advisory lock (key
-  ``0x6175746861646d6e``, "authadmn") before the statement locks any row, and holds it until
-  commit. The second transaction waits there; then its guard counts the other admins. In READ
-  COMMITTED each statement of the plpgsql function takes a fresh snapshot, so the count sees the
-  removal committed while it waited. In REPEATABLE READ and SERIALIZABLE the snapshot is the
-  transaction's and cannot see it, so another admin must be confirmed with ``SELECT ... FOR
-  SHARE NOWAIT``: a row changed since the snapshot raises ``serialization_failure``, a row
-  locked by another transaction ``lock_not_available``; the guard catches both and counts that
-  admin as unconfirmed, and with none confirmed raises MA002 (its HINT says to retry: with a new
-  snapshot the answer is exact). Taking the lock before any row lock, and never waiting for a
-  row lock while holding it, makes the normal outcome of two such transactions one success and
-  one MA002, not a deadlock. The price: statements that set ``role`` or ``deleted_at``, and
-  deletions of users, run one at a time (they are rare); in REPEATABLE READ a removal may get a
-  conservative MA002 while every other admin row is being changed.
-- ``users_guard_truncate`` (BEFORE TRUNCATE, which fires no row trigger) refuses to empty
-  ``users`` while it holds the master admin (MA001) or an active admin (MA002).
-- ``MA003`` "The new master admin must be an active admin" (from ``transfer_master_admin``).
-
-Row-level security, as revision 0006 does it: ``step_up_tokens`` shows a user their own tokens
-(``step_up_tokens_owner``, every command); ``audit_logs_archive`` lets a user read their own
-archived rows (``audit_logs_archive_owner_read``; no policy writes to it: it is append-only,
-filled by the archival). The guards must see every admin whatever the caller's policies (the
-application role sees only its own ``users`` row), so ``guard_last_admin``,
-``designate_master_admin`` and ``archive_audit_logs`` are ``SECURITY DEFINER`` with a pinned
-``search_path``, like 0007's purge; ``transfer_master_admin`` runs with the caller's rights (the
-service role or the owner: an administrative act).
-
-``auth.is_token_digest(bytea)`` and ``auth.is_field_envelope(bytea)``, immutable SQL functions,
-check the shape of ``TokenHasher`` digests and ``FieldCipher`` envelopes in CHECK constraints of
-this revision and the following ones.
-
-How it runs on a live database (every statement may be re-run: an interrupted upgrade is simply
-started again): columns are added without a rewrite (constant defaults); the
-foreign keys and CHECKs on ``audit_logs``, ``app_logs`` and ``users`` are added ``NOT VALID``
-and validated in their own short transactions; the backfills run in batches; indexes on the
-existing tables are built concurrently.
-
-Downgrade: the guards, functions and the new columns go. ``actor_user_id``, ``target_user_id``,
-``action`` and ``correlation_id`` are folded into ``audit_logs.details`` (and
-``app_logs.context``) under their own names, so nothing recorded is lost and a new upgrade reads
-them back; archived rows move back into ``audit_logs``. The audit row this revision wrote itself
-(the designation, correlation id ``0009_step_up_admin_safety``) is deleted with the designation;
-rows the application wrote with the new event types, which the 0001 CHECK refuses, move to
-``auth.quarantine`` (and back on the next upgrade). Cannot be restored: step-up tokens (they live
-at most 15 minutes; ``step_up_tokens`` is dropped), the versions of rows, and which admin is the
-master admin (the next upgrade designates the first admin again, which differs only after a
-transfer).
+See docs/phases/0009-step-up-admin-safety.md.
 """
 
 from __future__ import annotations
@@ -107,11 +22,13 @@ from typing import Any
 from alembic import op
 from sqlalchemy import Connection, text
 
-from authmodels.migrations import batched, create_index_concurrently, drop_index_concurrently
 from authmodels.revision_ops import (
     NIL_UUID,
     add_check_not_valid,
     add_foreign_key,
+    batched,
+    create_index_concurrently,
+    drop_index_concurrently,
     quarantine_statement,
     restore_quarantined,
     step,

@@ -1,75 +1,16 @@
 """The security tables: login attempts, security events, delivery logs, devices, MFA, API keys...
 
-Seed 002 ("Schema Migration Plan - Security Enhancements"), its twelve tables, all at once (its
-"Option 1"). ``refresh_tokens``, the seed's tenth table, exists since revision 0001 (and was
-hardened by 0005): it is not created again. The other eleven, in schema ``auth``, plural names:
+Seed 002, its twelve tables at once (``refresh_tokens`` exists since 0001), plus
+``two_factor_backup_codes``: every token, code and identifier as a keyed digest, IP addresses and
+user agents as keyed hashes, TOTP seeds as ``FieldCipher`` envelopes, row-level security as 0006
+does it. Seed 004's plaintext ``users.two_factor_secret`` is moved, encrypted, into
+``two_factor_auth`` in batches and dropped. Needs ``AUTHMODELS_ENCRYPTION_KEYS`` when seeds exist.
 
-- ``login_attempts``: every attempt, success or failure (``attempt_result``, ENUM
-  ``auth.login_attempt_result``; the seed's ``failed_password`` and the other failure kinds a
-  login flow meets). The identifier typed (e-mail or phone) is stored only as a keyed digest
-  (``identifier_hash``): failed attempts are full of other people's addresses and of passwords
-  typed into the wrong field. IP address and user agent only as keyed hashes (``ip_hash``,
-  ``ua_hash``, :class:`~authmodels.security.privacy.PrivacyHasher`, as 0007 does for sessions);
-  the seed's dashboard query "failed logins by IP in the last 24 hours" groups by ``ip_hash``
-  (index ``ix_login_attempts_attempt_result_created_at``).
-- ``security_events``: ``event_type`` (free, lower-case dotted names), ``severity`` (ENUM
-  ``auth.security_event_severity``: low, medium, high, critical), hashed IP / user agent,
-  ``details`` JSONB; "events by severity in the last 7 days" is served by
-  ``ix_security_events_created_at_severity``.
-- ``password_history``: argon2id (or legacy bcrypt) hashes of former passwords, newest first per
-  user. The current password stays in ``users.password_hash`` (nothing is copied: a reuse check
-  compares with both).
-- ``email_delivery_logs`` and ``sms_delivery_logs``: ``status`` (ENUM ``auth.delivery_status``),
-  provider and provider message id (unique per provider, for delivery webhooks), error, times.
-  The SMS cost is ``NUMERIC(12,4)`` with an ISO 4217 ``currency`` (the seed stored text). No
-  message body is stored: the seed's SMS body carries the one-time code in clear; ``template``
-  says what was sent. "Delivery success rate" is served by ``ix_<table>_status_created_at``, the
-  30-day SMS cost by ``ix_sms_delivery_logs_created_at``.
-- ``user_devices``: a user's known devices (one row per user and client ``device_id``); trusting
-  a device issues a token stored only as a digest (``trust_token_hash``), with a mandatory
-  expiry.
-- ``two_factor_auth``: one TOTP enrolment per user. The seed is encrypted
-  (``secret_encrypted``, a ``FieldCipher`` AES-256-GCM envelope: the key id is inside it, the
-  associated data binds it to this table, column and row id); ``last_used_step BIGINT`` is the
-  last accepted RFC 6238 time step, so ``UPDATE ... WHERE last_used_step < :step`` accepts a code
-  once (replay prevention); ``confirmed_at`` is set by the first valid code.
-  ``two_factor_backup_codes`` (a child table, not an array: each code is spent once with
-  ``UPDATE ... SET used_at = now() WHERE used_at IS NULL``) holds one digest per code.
-  **Live data**: seed 004's plaintext ``users.two_factor_secret`` (base32) is moved here. Each
-  seed is decoded, encrypted with the current key of ``AUTHMODELS_ENCRYPTION_KEYS`` and inserted
-  (``confirmed_at`` set when ``users.two_factor_enabled``), in batches; then, with ``users``
-  locked against writes for a moment, the rows written since are moved too and the plaintext
-  column is dropped in the same transaction. Before changing anything the revision stops if
-  secrets exist and no encryption key is configured, or if a secret is not base32 (both messages
-  say what to do).
-- ``oauth_connections`` in its legacy shape (before seed 003's migration 118, revision 0011):
-  provider tokens stored only as digests (``access_token_hash``, ``refresh_token_hash``, BYTEA),
-  profile fields, ``raw_data`` JSONB (the provider's profile response: a CHECK refuses the token
-  keys in it), unique ``(provider, provider_user_id)``.
-- ``api_keys``: public ``prefix`` (unique, shown in listings and used to find the key), the key
-  only as a digest (``key_hash``), ``scopes text[]``, ``expires_at``, ``last_used_at``,
-  ``revoked_at``.
-- ``account_recovery``: recovery requests (``method``: ENUM ``auth.account_recovery_method``;
-  ``status``: ENUM ``auth.account_recovery_status``), the recovery token only as a digest
-  (required for e-mail and SMS), hashed requesting IP, expiry, completion.
-- ``session_audits``: what happened to a session (``action``: ENUM
-  ``auth.session_audit_action``), with hashed IP / user agent; ``session_id`` becomes NULL when
-  the session is purged, the entry stays.
+Downgrade: ``users.two_factor_secret`` comes back, decrypted; refuses while the other tables hold
+rows unless ``-x allow_data_loss=true``; cannot be restored: those rows, and of a TOTP enrolment
+everything but its seed.
 
-Every digest column is checked by ``auth.is_token_digest``, every envelope by
-``auth.is_field_envelope`` (revision 0009); times are ordered by CHECKs (``ck_<table>_...``).
-Tables with ``updated_at`` get ``trg_<table>_updated_at`` (0008's pattern). Row-level security,
-0006's pattern: a user reads their own rows of the log-like tables (``<table>_owner_read``:
-login attempts, security events, delivery logs, password history, recovery requests, session
-audits; written on the service path) and manages their own devices, 2FA enrolment, backup codes,
-OAuth connections and API keys (``<table>_owner``, every command).
-
-Downgrade: ``users.two_factor_secret`` comes back, filled by decrypting each enrolment (keys
-needed; base32 without padding, upper case; a blank value, which held no seed, comes back NULL),
-and the tables are dropped. The other tables' rows
-(including backup codes, which are digests) have no place in the previous schema: the
-downgrade refuses to run while any of them holds rows unless ``-x allow_data_loss=true`` is
-given. The ENUM types are dropped.
+See docs/phases/0010-security-tables.md.
 """
 
 from __future__ import annotations
@@ -85,12 +26,13 @@ from sqlalchemy import Connection, text
 
 from authmodels.config import Settings
 from authmodels.errors import MigrationError
-from authmodels.migrations import batched, is_offline
 from authmodels.revision_ops import (
     KEEP_UPDATED_AT,
     NIL_UUID,
+    batched,
     column_exists,
     has_rows,
+    is_offline,
     refuse,
     refuse_to_drop_rows,
     scalar,
@@ -557,11 +499,12 @@ def upgrade() -> None:
 
     # Seed 004's plaintext TOTP secrets move to two_factor_auth, encrypted, in batches ...
     if cipher is not None:
+        batch_cipher = cipher  # the name the batches close over (``cipher`` is reassigned below)
         batched(
             "SELECT u.id, u.two_factor_secret, u.two_factor_enabled FROM auth.users AS u "
             f"WHERE u.id > coalesce(CAST(:after AS uuid), '{NIL_UUID}'::uuid) "
             f"AND {LEGACY_SECRETS} ORDER BY u.id LIMIT :limit",
-            lambda conn, rows: _move_secrets(conn, cipher, rows),
+            lambda conn, rows: _move_secrets(conn, batch_cipher, rows),
         )
     with step():
         # ... then, with writers waiting a moment, the secrets written since move too and the

@@ -1,45 +1,14 @@
 """OAuth provider tokens stored encrypted, so they can be refreshed; hashed ones stay readable.
 
-Seed 003, its migration 118 (``118_oauth_encrypted_tokens.sql``): "switching from hashed to
-encrypted token storage". ``oauth_connections`` exists since revision 0010 in its legacy shape;
-this revision adds the columns of the seed's Appendix A:
+Seed 003, its migration 118. ``oauth_connections`` gains ``FieldCipher`` envelopes for the provider
+tokens, ``tokens_encrypted`` (held honest by a CHECK), refresh bookkeeping, the seed's two indexes
+(built concurrently), ``auth.count_old_oauth_tokens()`` and its own ``updated_at`` function.
+Existing connections keep their digests (``tokens_encrypted = false``).
 
-- ``access_token_encrypted`` and ``refresh_token_encrypted`` (BYTEA): ``FieldCipher`` AES-256-GCM
-  envelopes, the key id inside the envelope, associated data ``aad_for("oauth_connections",
-  <column>, id)``; the shape is checked by ``auth.is_field_envelope``.
-- ``token_encryption_method`` (TEXT, default ``'aes-256-gcm'`` for new rows, the only accepted
-  value). Existing rows keep NULL: their tokens are not encrypted (the column is added without a
-  default, which is set afterwards).
-- ``tokens_encrypted`` (BOOLEAN NOT NULL DEFAULT false): every existing connection is ``false``
-  and keeps its legacy ``access_token_hash`` / ``refresh_token_hash``, which stay. The seed's
-  "gradual migration": a user re-authenticates, the new tokens are stored encrypted with
-  ``tokens_encrypted = true``; a hashed token cannot be refreshed (by design) and the refresh job
-  skips those rows. ``ck_oauth_connections_tokens_encrypted_consistent`` keeps the flag honest:
-  true means an encrypted access token and a method, false means no encrypted token.
-- ``last_token_refresh_attempt``, ``last_token_refresh_status`` (ENUM ``auth.oauth_refresh_status``:
-  success, failed, skipped -- the seed's three values), ``token_refresh_error_message`` (only
-  for a failure).
-- ``idx_oauth_expiring_tokens`` on ``token_expires_at`` where ``tokens_encrypted AND
-  refresh_token_encrypted IS NOT NULL`` (the seed's refresh job: ``WHERE tokens_encrypted AND
-  token_expires_at < now() + interval '5 minutes' AND refresh_token_encrypted IS NOT NULL``) and
-  ``idx_oauth_last_refresh`` on ``last_token_refresh_attempt``, both built concurrently; the seed's
-  names are kept. The unique ``(provider, provider_user_id)`` exists since 0010.
-- ``auth.count_old_oauth_tokens()``: per provider, the connections still holding legacy hashed
-  tokens (``old_tokens``) and those already encrypted (``encrypted_tokens``), to follow the
-  gradual migration. Aggregates only, over every user: ``SECURITY DEFINER`` (pinned
-  ``search_path``), like the other statistics functions.
-- ``auth.update_oauth_connections_updated_at()`` and the trigger ``trg_oauth_connections_updated_at``
-  now calling it (0010 had it call the generic ``auth.update_updated_at_column()``; the seed
-  names its own function). Like the generic one it leaves ``updated_at`` alone while
-  ``authmodels.keep_updated_at`` is on (a storage conversion is not a change of the row).
+Downgrade: refuses while a connection holds encrypted tokens unless ``-x allow_data_loss=true``;
+cannot be restored: the encrypted tokens and the refresh bookkeeping.
 
-Columns are added without a rewrite, the CHECKs ``NOT VALID`` then validated, the indexes
-concurrently: the table may hold every linked account by now.
-
-Downgrade: the columns, CHECKs, indexes, function and type go; the trigger calls the generic
-function again. Connections with ``tokens_encrypted`` would lose their encrypted tokens (the
-legacy shape has no place for them): the downgrade refuses while there are any, unless
-``-x allow_data_loss=true``; connections themselves, and their legacy hashes, all stay.
+See docs/phases/0011-oauth-encrypted-tokens.md.
 """
 
 from __future__ import annotations
@@ -48,10 +17,12 @@ from collections.abc import Sequence
 
 from alembic import op
 
-from authmodels.migrations import create_index_concurrently, drop_index_concurrently, is_offline
 from authmodels.revision_ops import (
     add_check_not_valid,
     allow_data_loss,
+    create_index_concurrently,
+    drop_index_concurrently,
+    is_offline,
     refuse,
     scalar,
     step,

@@ -1,30 +1,14 @@
 """Message encryption: validate the E2EE columns, constrain the versions, add stats.
 
-Seed 003, its migration 119 (``119_add_message_encryption.sql``), as the seed resolved its
-conflict: **validation only**. ``messages`` already has ``encryption_version``,
-``content_encrypted`` and ``content_nonce`` (revision 0001, seed 003's migrations 104/113), so no
-column is created:
+Seed 003, its migration 119, validation only: checks that ``messages`` has its encryption columns,
+adds ``chk_messages_encryption_version_valid`` and ``ck_messages_version_2_is_encrypted`` (``NOT
+VALID`` then validated; violating messages stop the upgrade before anything changes, with a query
+that lists them), ``idx_messages_encryption_version``, ``auth.get_message_encryption_stats()``
+and column comments.
 
-- The revision first checks that the three columns exist with their types (``integer``,
-  ``bytea``, ``bytea``); if one is missing or of another type it stops with a
-  :class:`~authmodels.errors.MigrationError` naming it, before changing anything (offline, the
-  rendered SQL carries the same check as a ``DO`` block that raises).
-- ``chk_messages_encryption_version_valid``: ``encryption_version IN (1, 2)`` (the seed's name,
-  kept outside the naming convention).
-- The rule the seed states in prose ("``content`` column should be empty string for E2EE
-  messages"), as ``ck_messages_version_2_is_encrypted``: a version-2 message has its ciphertext,
-  a 96-bit ChaCha20-Poly1305 nonce (12 bytes) and an empty ``content``.
-- Existing messages must pass both: the revision counts the ones that would not and, if there
-  are any, stops before changing anything with the counts and the query that lists them (a
-  validation revision does not rewrite or move anyone's messages). Then both CHECKs are added
-  ``NOT VALID`` and validated in their own transactions, without blocking writes.
-- ``idx_messages_encryption_version``, built concurrently.
-- ``auth.get_message_encryption_stats()``: per version, the number of messages and their share
-  (percent, two decimals). Aggregates over every conversation: ``SECURITY DEFINER`` with a pinned
-  ``search_path`` (row-level security would otherwise count only the caller's conversations).
-- Column comments on the encryption columns and ``content`` (the seed's "helpful comments").
+Downgrade: the CHECKs, the index, the function and the comments go. Nothing is lost.
 
-Downgrade: the CHECKs, the index, the function and the comments go; no data changes.
+See docs/phases/0012-message-encryption.md.
 """
 
 from __future__ import annotations
@@ -34,8 +18,16 @@ from collections.abc import Sequence
 from alembic import op
 from sqlalchemy import text
 
-from authmodels.migrations import create_index_concurrently, drop_index_concurrently, is_offline
-from authmodels.revision_ops import add_check_not_valid, refuse, scalar, step, validate_constraint
+from authmodels.revision_ops import (
+    add_check_not_valid,
+    create_index_concurrently,
+    drop_index_concurrently,
+    is_offline,
+    refuse,
+    scalar,
+    step,
+    validate_constraint,
+)
 
 revision: str = "0012_message_encryption"
 down_revision: str | Sequence[str] | None = "0011_oauth_encrypted_tokens"
@@ -95,7 +87,7 @@ def _require_columns() -> None:
     if is_offline():
         op.execute(_missing_columns_sql())
         return
-    found = dict(
+    found: dict[str, str] = dict(
         op.get_bind()
         .execute(
             text(

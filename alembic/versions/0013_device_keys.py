@@ -1,48 +1,14 @@
 """E2EE device keys and key exchanges, with the audit trail seed 003 found missing.
 
-Seed 003, its migration 122 (``122_create_device_keys_and_key_exchanges.sql``, renumbered from
-120 in the seed), and the two gaps its security review lists: "No audit trail for device_keys
-changes (rotation, deletion)" and "No audit trail for failed key exchanges".
+Seed 003, its migration 122. ``device_keys`` (X25519 public key checked, private-key backup as a
+``FieldCipher`` envelope), ``key_exchanges`` (an HMAC of the shared secret only),
+``device_key_events`` written by triggers, ``auth.get_device_key_stats()``,
+``auth.get_peer_public_keys()``; row-level security as 0006 does it.
 
-- ``device_keys``: one X25519 key pair per user and device (unique ``(user_id, device_id)``).
-  ``public_key`` is the standard, padded base64 of the 32-byte key (the seed's TEXT column);
-  ``ck_device_keys_public_key_x25519`` checks that it decodes to 32 bytes
-  (``octet_length(decode(public_key, 'base64')) = 32``, behind a pattern check so that text
-  which is not base64 is a CHECK violation rather than a decoding error). Low-order points are
-  refused by the services (``authmodels.security.e2ee.validate_public_key``), not by SQL.
-  ``private_key_encrypted`` is a ``FieldCipher`` envelope (BYTEA, key id inside, associated data
-  ``aad_for("device_keys", "private_key_encrypted", id)``), never base64 text of a plaintext
-  key. ``auth.update_device_keys_updated_at()`` (the seed's name) maintains ``updated_at``
-  through ``trg_device_keys_updated_at``.
-- ``key_exchanges``: who exchanged keys with whom in which conversation, and only
-  ``shared_secret_hash``, the 32-byte HMAC-SHA256 of the shared secret
-  (``authmodels.security.e2ee.shared_secret_audit_hash``); initiator and peer differ.
-- ``device_key_events`` (ENUM ``auth.device_key_event_type``: registered, rotated, deleted,
-  exchange_failed): the audit trail. Triggers on ``device_keys`` write ``registered`` (INSERT),
-  ``rotated`` (UPDATE of ``public_key`` to another key) and ``deleted`` (DELETE), so raw SQL
-  cannot skip it, with the SHA-256 fingerprints of the old and new raw public keys
-  (``auth.device_key_fingerprint(text)``), the actor (``auth.uid()``, NULL for the system or the
-  service path) and the reason from the transaction-local setting
-  ``authmodels.device_key_change_reason`` when set. Failed exchanges are recorded by the service
-  (``exchange_failed``, with the conversation, the peer and a reason, which is required). The
-  trail outlives the key (``device_key_id`` has no foreign key) and the account (``user_id``
-  becomes NULL; a key deleted with its account is logged with user NULL and reason "account
-  deleted"). It is append-only for the application: no policy lets it update or delete.
-- ``auth.get_device_key_stats()``: one row of counts (keys, users with keys, average devices per
-  user, rotations and exchanges in the last 30 days, failed exchanges in the last 30 days).
-- ``auth.get_peer_public_keys(peer uuid)``: the public keys (and device ids) of a user who shares
-  a conversation with the caller; ``SECURITY DEFINER``, because row-level security lets a user
-  read only their own ``device_keys`` rows, which also hold the encrypted private keys.
+Downgrade: refuses while the tables hold rows unless ``-x allow_data_loss=true``; cannot be
+restored: device keys, exchanges and key events.
 
-Row-level security (0006's pattern): a user manages their own ``device_keys``
-(``device_keys_owner``); reads the exchanges they took part in and records those they initiate
-in a conversation they belong to; reads their own key events and records their own failed
-exchanges. The statistics, peer-key and trigger functions are ``SECURITY DEFINER`` with a pinned
-``search_path``.
-
-Downgrade: the tables, functions, triggers and type go. Device keys, exchanges and events have
-no place in the previous schema: the downgrade refuses while any of them holds rows, unless
-``-x allow_data_loss=true`` (the seed's rollback "will DELETE ALL DATA in these tables").
+See docs/phases/0013-device-keys.md.
 """
 
 from __future__ import annotations

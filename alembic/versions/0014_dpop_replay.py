@@ -1,49 +1,15 @@
 """DPoP replay store, and what the authentication flows need from the schema.
 
-Seed 000, phase 1.4 week 4 ("DPoP Validation: test DPoP binding and replay protection"), for the
-flows of :mod:`authmodels.services` (issue 6). The seed binds tokens to a DPoP key (revision
-0005) but keeps no record of the proofs it accepted, so a captured proof could be replayed for
-as long as its ``iat`` is fresh; RFC 9449 section 11.1 asks the server to refuse a ``jti`` it has
-already seen. This revision:
+Seed 000, phase 1.4 week 4 (DPoP validation), for ``authmodels.services``. ``auth.dpop_jtis`` (the
+``jti`` replay store, RLS with no policy) and ``auth.purge_expired_dpop_jtis()``;
+``access_tokens.session_id``; full (not partial) token-hash indexes on ``sessions`` and
+``refresh_tokens``, built concurrently; the flows' audit event types.
 
-- ``auth.dpop_jtis`` (``jkt``, ``jti``, ``expires_at``, ``created_at``; primary key ``(jkt,
-  jti)``): the replay store of :func:`authmodels.services.tokens.check_dpop_proof`, which records
-  a proof with one ``INSERT ... ON CONFLICT`` (atomic under concurrency). ``jti`` is the proof's
-  public identifier (not a secret) and is limited to 256 characters, ``jkt`` to 128, so index
-  entries stay small. ``expires_at`` (``iat + max_age + leeway``) is the retention column:
-  ``ix_dpop_jtis_expires_at`` serves ``auth.purge_expired_dpop_jtis(batch_limit)``, a ``SECURITY
-  DEFINER`` function deleting expired rows in ``FOR UPDATE SKIP LOCKED`` batches, scheduled every
-  10 minutes when pg_cron is installed (job ``authmodels-purge-dpop-jtis``). It is a function of
-  its own rather than a branch of 0007's ``auth.purge_expired_data()`` so that no revision
-  rewrites another's function body (the rows live minutes, not days, and need a tighter
-  schedule anyway).
-- Row-level security on ``dpop_jtis``: the rows belong to no user (a key thumbprint and a proof
-  id), so there is no owner policy. RLS is enabled with **no** policy for the application role:
-  it can neither read nor write the store; only the tables' owner and the service path (a role
-  registered with ``auth.grant_service_role``, which covers every RLS table -- run it again after
-  this upgrade) can. Replay checks run before a user is known, on the service path, like token
-  lookups.
-- ``access_tokens.session_id`` (``ON DELETE CASCADE``, index ``(session_id, created_at)``): the
-  session an access token was issued from. Revoking a session revokes its access tokens, token
-  checks join the session (the kill switch), and a rotation finds the session's newest access
-  token for the new one's ``rotated_from``. NULL for tokens issued before this revision.
-- ``ix_sessions_token_hash`` and ``ix_refresh_tokens_token_hash`` become full indexes (they were
-  partial: ``WHERE is_active`` and ``WHERE used_at IS NULL AND revoked_at IS NULL``). The flows
-  must find a token whatever its state -- to tell a revoked session from an unknown token, and to
-  find a *used* refresh token, which is how reuse is detected (RFC 9700 section 4.14.2) -- and a
-  lookup the index cannot serve would scan the table for every invalid token anyone presents.
-  Each is built concurrently under a temporary name, the partial one dropped, and the new one
-  renamed.
-- ``audit_logs.event_type`` accepts the flows' events: ``refresh_token_reused``,
-  ``refresh_token_grace_replay``, ``dpop_binding_mismatch``, ``dpop_proof_replayed``,
-  ``access_token_revoked``, ``device_flow_approved``, ``device_flow_denied``,
-  ``device_flow_user_code_rejected``, ``device_flow_tokens_issued``. The CHECK is replaced by a
-  wider one added ``NOT VALID`` then validated.
+Downgrade: the store and its function go, the partial indexes come back, the flows' audit entries
+move to quarantine; cannot be restored: the records of accepted proofs and which session issued
+each access token.
 
-Downgrade: the replay store, its function and schedule go (replays of proofs still fresh become
-possible for up to ``max_age``); the partial indexes come back; ``access_tokens.session_id`` is
-dropped; audit entries of the flows' event types are moved to ``auth.quarantine`` (nothing is
-deleted) so that the narrower CHECK holds again, and an upgrade puts them back.
+See docs/phases/0014-dpop-replay.md.
 """
 
 from __future__ import annotations
@@ -52,10 +18,11 @@ from collections.abc import Sequence
 
 from alembic import op
 
-from authmodels.migrations import create_index_concurrently, drop_index_concurrently
 from authmodels.revision_ops import (
     RERUN_GUARD,
     add_foreign_key,
+    create_index_concurrently,
+    drop_index_concurrently,
     quarantine_statement,
     step,
     validate_constraint,

@@ -1,43 +1,12 @@
 """Partitioned logs: ``audit_logs`` and ``login_attempts`` become monthly range partitions.
 
-Issue "retention at scale"; seed 004's scalability note ("Audit Events: 100M+ (with
-partitioning)", "Partitioning: Audit logs by month"). Append-only logs grow without bound; with
-one partition per month of ``created_at`` (UTC), retention drops whole months
-(``DETACH PARTITION ... CONCURRENTLY`` + ``DROP TABLE``: see :mod:`authmodels.partitions`)
-instead of deleting rows one by one.
+Seed 004's scalability notes. Each table is rebuilt while in use (a twin partitioned by month of
+``created_at``, a mirror trigger, a batched copy, a short swap), with a primary key of ``(id,
+created_at)``; ``auth.ensure_monthly_partitions()`` creates the months.
 
-What it creates: ``auth.ensure_monthly_partitions(parent regclass, months_ahead integer,
-from_month date, to_month date)`` (creates the missing monthly partitions from ``from_month``
-(default: this month) to ``months_ahead`` months ahead, ``to_month`` or ``from_month``, whichever
-is latest, and returns their names; serialised by an advisory lock so concurrent callers are
-safe; each partition gets row-level security enabled with no policy, so that reading a partition
-directly, past the parent's policies, shows the application role nothing -- but
-``auth.grant_service_role``, run while a partition exists, gives the service role a policy and
-privileges on it too, until revision 0019 takes them back); the partitioned tables, with a primary key of ``(id, created_at)`` (a
-partitioned table's unique keys must contain the partition key; ids stay unique in practice: they
-are random UUIDs).
+Downgrade: each table is folded back into one unpartitioned table the same way. Nothing is lost.
 
-How a table is rebuilt on a live database (the same routine runs the other way on downgrade):
-
-1. A twin table is created (``LIKE`` the original: columns in the same order, defaults, NOT NULL,
-   CHECKs), partitioned (or not, on downgrade), with the original's foreign keys, indexes,
-   row-level security policies, grants and triggers under temporary names; its partitions cover
-   every month holding rows, up to three months ahead.
-2. A trigger on the original mirrors every insert, update and delete into the twin from then on.
-3. Existing rows are copied in batches (keyset on ``id``, one short transaction each, ``ON
-   CONFLICT DO NOTHING`` so rows the trigger already copied are skipped), with progress logged.
-   Each batch locks the rows it copies ``FOR SHARE``: an update or delete of one of them waits
-   for the batch to commit, then mirrors itself onto the copy. (Without the lock, found in issue
-   12 and fixed in the copy only, the mirror of a change made while its batch was uncommitted
-   could not see the copy: an update was lost, a delete failed the row count at the swap.)
-   ``authmodels partitions plan`` shows beforehand, without changing anything, how many rows of
-   which months would move.
-4. One short transaction (under ``lock_timeout``): lock the original, check both hold the same
-   number of rows, swap the names (tables, constraints, indexes), re-point dependent views.
-5. The original is dropped.
-
-Downgrade folds each table back into one unpartitioned table the same way; no row is lost either
-way. The partitions named ``<table>_pYYYYMM`` are excluded from the models' DDL comparison (env.py).
+See docs/phases/0015-partitioned-logs.md.
 """
 
 from __future__ import annotations
@@ -48,8 +17,7 @@ from collections.abc import Sequence
 from alembic import op
 from sqlalchemy import Connection, text
 
-from authmodels.migrations import is_offline
-from authmodels.revision_ops import step
+from authmodels.revision_ops import is_offline, step
 
 revision: str = "0015_partitioned_logs"
 down_revision: str | Sequence[str] | None = "0014_dpop_replay"

@@ -1,40 +1,14 @@
 """Retention policies: one table of windows that both purge paths follow, and indexes for them.
 
-Issue "retention at scale"; seed 000 week 6 (``purge_expired_data()``), seed 001's cleanup jobs
-(step-up tokens every 10 minutes, audit logs archived after 90 days), seed 004's retention notes.
+Seed 000 week 6, seed 001's cleanup jobs, seed 004's retention notes. ``auth.retention_policies``
+(one row per accumulating table, read by ``authmodels purge`` and by the SQL function),
+``auth.purge_expired_data()`` rewritten to follow it, and the expression indexes its conditions
+need, built concurrently.
 
-- ``auth.retention_policies``: one row per accumulating table -- the SQL condition that makes a row
-  expired (in terms of ``:cutoff``), how long after that it is kept (``keep_for``), the key the
-  batches are picked by, the archive table (``audit_logs`` → ``audit_logs_archive``) and whether
-  the table is partitioned by month. The Python job (``authmodels purge``,
-  :func:`authmodels.retention.purge`) and the SQL function read the same rows, so a window changed
-  with one ``UPDATE`` holds for both. Row-level security is enabled on it with no policy: the
-  conditions run as SQL in a ``SECURITY DEFINER`` function, so the application role may neither
-  read nor change them, whatever privileges it was granted. (``auth.grant_service_role``, run
-  after this revision, adds its service policy to this table as to every table with row-level
-  security, so a service role can read and change the policies; revision 0019 makes the table
-  read-only for application and service roles.)
-- ``auth.purge_expired_data(batch_limit integer DEFAULT 10000)`` (same signature and result as
-  0007's) now loops over the policies: one batch of at most ``batch_limit`` rows per policy per
-  call (``FOR UPDATE SKIP LOCKED``; archived in the same statement when the policy archives).
-  For a partitioned table it drops each month that ended before the cutoff (archiving it first),
-  with a plain ``DETACH`` under a 2 s ``lock_timeout`` (``DETACH ... CONCURRENTLY`` cannot run in
-  a function; a month it cannot lock now is left for the next call). The Python job detaches
-  concurrently.
-- Expression indexes so that each batch is an index scan on the policy's condition (built
-  concurrently): a row's end is the earliest of its expiry and its revocation/use, e.g.
-  ``least(expires_at, revoked_at)`` for sessions (``LEAST`` ignores NULLs).
+Downgrade: the policies table and the indexes go, 0007's function comes back; cannot be restored:
+windows changed in the table.
 
-Default windows: sessions and refresh tokens 30 days after they ended, access tokens and the
-reset/verification links 7 days, step-up tokens 1 day, DPoP ``jti`` records and device flows as
-soon as they expire, ``app_logs``, login attempts, delivery logs and session audits 90 days,
-security events 1 year, ``audit_logs`` 90 days live (then archived; the archive keeps them 2
-years), account recovery 30 days after it expired or completed, used backup codes 30 days. Not
-purged: ``password_history`` (bounded by the password-history length, not by time), the E2EE
-audit trail (``key_exchanges``, ``device_key_events``), ``user_devices`` (a user's own list) and
-``auth.quarantine`` (rows a revision could not convert are kept until a person decides).
-
-Downgrade: the policies table and the indexes go; 0007's ``purge_expired_data()`` comes back.
+See docs/phases/0016-retention-policies.md.
 """
 
 from __future__ import annotations
@@ -45,7 +19,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 from alembic import op
 
-from authmodels.migrations import create_index_concurrently, drop_index_concurrently
+from authmodels.revision_ops import create_index_concurrently, drop_index_concurrently
 
 revision: str = "0016_retention_policies"
 down_revision: str | Sequence[str] | None = "0015_partitioned_logs"

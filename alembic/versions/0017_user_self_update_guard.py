@@ -1,21 +1,12 @@
 """Self-update guard: a user acting as themselves cannot change their own privileges or lockout.
 
-Found in review of 0006 (row-level security): the policy ``users_self`` lets the application
-role, acting as a user (``auth.uid()``), update that user's own row -- every column of it,
-``role`` and ``is_master_admin`` included. One mass-assignment bug in an application ("update my
-profile" passing every field through) would then let anyone make themselves an admin, or clear
-their own lockout. The policies cannot compare old and new values, so a trigger does:
+Found in review of 0006. ``users_guard_self_update`` refuses (SQLSTATE ``42501``) an UPDATE of the
+role, master-admin flag, verification or lockout columns of the row whose id is ``auth.uid()``;
+those change on the service path.
 
-``users_guard_self_update`` (BEFORE UPDATE on ``auth.users``, function
-``auth.guard_user_self_update()``) refuses, with SQLSTATE ``42501`` (insufficient privilege), an
-UPDATE that changes ``role``, ``is_master_admin``, ``email_verified``, ``email_verified_at``,
-``failed_login_attempts`` or ``account_locked_until`` of the row whose id is ``auth.uid()``. Those
-columns change on the service path (``authmodels.rls.service_role``, where no user is set, or for
-another user's row): role changes through ``authmodels.services.admin.change_role``, lockout
-through ``authmodels.services.passwords``, verification through the verification flow. The owner
-and migrations are unaffected (they set no user).
+Downgrade: the trigger and its function are dropped. Nothing is lost.
 
-Downgrade: the trigger and its function are dropped.
+See docs/phases/0017-user-self-update-guard.md.
 """
 
 from __future__ import annotations

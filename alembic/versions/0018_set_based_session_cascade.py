@@ -1,57 +1,14 @@
 """Set-based session cascade: deleting sessions costs one statement per child table, not per row.
 
-Issue "retention at scale" (purge 1,000,000 expired sessions at 100,000 rows/s or more). Four
-foreign keys pointed at ``auth.sessions``: ``refresh_tokens``, ``access_tokens`` and
-``step_up_tokens`` (``ON DELETE CASCADE``) and ``session_audits`` (``ON DELETE SET NULL``).
-PostgreSQL enforces a foreign key with row-level triggers: every deleted session ran four
-queries, one per referencing table, even when no child row existed. Measured on a purge of
-200,000 expired sessions, the four triggers took about 30 of the 36 microseconds each row cost
-(about 28,000 rows/s; 184,000 rows/s with no foreign key pointing at the table).
+Retention at scale. The four foreign keys pointing at ``auth.sessions`` are replaced, in one
+transaction, by statement-level cascade triggers, per-row reference checks (SQLSTATE ``23503``), an
+immutable session id, and a plain ``session_audits.session_id`` that outlives its session.
 
-What replaces them, with the same guarantees under ``READ COMMITTED``:
+Downgrade: the foreign keys come back (``NOT VALID``, then validated); tokens whose session is gone
+go to quarantine; cannot be restored: the ids of purged sessions in ``session_audits`` (set to
+NULL, as ``SET NULL`` would have).
 
-- **Cascade, per statement.** ``sessions_cascade_delete`` (``AFTER DELETE ... FOR EACH
-  STATEMENT``, transition table ``old_sessions``) deletes the refresh, access and step-up tokens
-  of every session the statement deleted: three index scans per statement, whatever its size
-  (``= ANY(ARRAY(SELECT id FROM old_sessions))``). ``sessions_cascade_truncate`` does the same
-  for ``TRUNCATE auth.sessions`` (which a foreign key would have refused without ``CASCADE``).
-  Sessions deleted by the cascade from ``auth.users`` go through it too.
-- **References checked, per inserted or re-pointed row.** ``<table>_session_reference``
-  (``AFTER INSERT OR UPDATE OF session_id ... FOR EACH ROW``, only when ``session_id`` is set and
-  changed) locks the session ``FOR KEY SHARE``, as PostgreSQL's own check does, and raises
-  SQLSTATE ``23503`` (``foreign_key_violation``, the error a foreign key raises, so callers that
-  catch ``IntegrityError`` keep working) when it does not exist. A session being deleted by a
-  transaction still in progress makes the check wait for it; a session whose deletion commits
-  first is not found. A purge batch skips (``SKIP LOCKED``) a session locked by a token being
-  inserted, so a token is never left pointing at a deleted session.
-- **A session's id never changes.** ``sessions_id_immutable`` refuses an ``UPDATE`` of
-  ``sessions.id`` (the foreign keys' ``ON UPDATE NO ACTION`` refused it when referenced; ids are
-  random UUIDs that nothing changes).
-- **Session audits keep the id.** ``session_audits`` is an audit trail: its entries outlive the
-  session, and with ``SET NULL`` purging a session erased which session an entry was about. Its
-  ``session_id`` is now a plain value, no longer checked (an entry may name a session that has
-  since been purged), and is purged by its own window.
-
-The trigger functions are ``SECURITY DEFINER`` (owned by the schema owner), so, like foreign key
-checks, they see and delete rows whatever row-level security hides from the caller.
-
-One difference remains, and it is documented: a transaction at ``REPEATABLE READ`` that deletes a
-session does not see a token that another transaction inserted and committed for that session
-after its snapshot was taken, and so leaves it behind (PostgreSQL's foreign key would raise a
-serialization failure there; under ``SERIALIZABLE`` the predicate locks do). Such a token cannot
-be used: access-token validation treats a token whose session is gone as revoked, refresh
-rotation finds the session by a join, a step-up token is redeemed only by the session it was
-issued to (which no longer validates), and the token is purged when its own window ends. The library's purge and services run at ``READ COMMITTED``.
-
-Steps and locks: one transaction creates the functions and triggers and drops the four foreign
-keys (``SHARE ROW EXCLUSIVE`` then ``ACCESS EXCLUSIVE`` on ``sessions`` and the four tables, for
-catalog changes only), so no moment is left without one of the two mechanisms.
-
-Downgrade: the four foreign keys come back ``NOT VALID`` in one transaction that also drops the
-triggers; tokens whose session no longer exists (only possible by the race above) go to
-``auth.quarantine``; session audits naming a purged session get ``session_id = NULL`` in batches
-(what ``SET NULL`` would have done: the id is lost); then each key is validated without blocking
-writes.
+See docs/phases/0018-set-based-session-cascade.md.
 """
 
 from __future__ import annotations
@@ -63,8 +20,7 @@ from alembic import op
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from authmodels.migrations import batched
-from authmodels.revision_ops import quarantine_statement, step, validate_constraint
+from authmodels.revision_ops import batched, quarantine_statement, step, validate_constraint
 
 revision: str = "0018_set_based_session_cascade"
 down_revision: str | Sequence[str] | None = "0017_user_self_update_guard"

@@ -1,34 +1,13 @@
 """Owner-only writes: application and service roles can no longer rewrite retention or the audit.
 
-Found in review of 0015 and 0016. ``auth.grant_app_role`` granted ``SELECT, INSERT, UPDATE,
-DELETE`` on every table of the schema but three, and ``auth.grant_service_role`` added a policy
-allowing every row on every table with row-level security. Together they let a service role:
+Found in review of 0015 and 0016. ``grant_app_role`` and ``grant_service_role`` give read-only
+access to ``retention_policies`` and ``audit_logs_archive`` and nothing on partitions; the roles
+granted before lose the write privileges and policies there.
 
-- rewrite ``auth.retention_policies``, whose ``expired`` conditions are SQL run by the
-  ``SECURITY DEFINER`` function ``auth.purge_expired_data()`` as the schema owner: a service role
-  could run any SQL as the owner, or set a window to zero and purge everything;
-- update or delete archived audit entries (``auth.audit_logs_archive``), although ``audit_logs``
-  itself is append-only for those roles (``SELECT, INSERT``);
-- delete audit entries and login attempts through a monthly partition (``audit_logs_p202611``),
-  where the parent's privileges do not apply, once ``grant_app_role`` had been run after the
-  partition existed.
+Downgrade: 0006's grant functions come back; the privileges revoked are not granted again (run the
+grant functions). Nothing is lost.
 
-From this revision on, ``grant_app_role`` grants ``SELECT`` only on ``retention_policies`` and
-``audit_logs_archive`` and nothing on partitions (they are reached through their parent table,
-whose privileges and policies apply), and ``grant_service_role``'s policy on those two tables is
-``FOR SELECT``. The upgrade applies the same to the roles already granted: it revokes
-``INSERT, UPDATE, DELETE, TRUNCATE`` on the two tables and every privilege on the partitions from
-every role but the owner, and re-creates their ``service_<role>`` policies there as ``FOR SELECT``
-(and drops them from partitions). Writing a policy or purging the audit trail is the owner's job
-(migrations, ``authmodels purge`` run as the owner, ``auth.purge_expired_data()``).
-
-Steps and locks: function replacements (no table lock), then ``REVOKE`` and policy changes:
-``ACCESS EXCLUSIVE`` on ``retention_policies``, ``audit_logs_archive`` and each partition, for
-catalog changes only.
-
-Downgrade: 0006's ``grant_app_role`` and ``grant_service_role`` come back. The privileges this
-revision revoked are not granted again: run ``SELECT auth.grant_app_role('<role>')`` (or
-``grant_service_role``) for a role that needs them.
+See docs/phases/0019-owner-only-writes.md.
 """
 
 from __future__ import annotations

@@ -1,32 +1,13 @@
 """Purge function locks: the SQL purge holds its exclusive locks for catalog changes only.
 
-Found in review of 0016. ``auth.purge_expired_data()`` (pg_cron's path) runs in its caller's
-transaction. For a partitioned policy it detached a month with a plain ``DETACH`` (``ACCESS
-EXCLUSIVE`` on the parent, held until the caller commits), then copied the whole month to the
-archive, then went on to the next months and the next policies -- all with reads and writes of
-``audit_logs`` (and ``login_attempts``, and ``users``, through the partition's foreign key)
-waiting. Its ``SET LOCAL lock_timeout`` also outlived the call. A month left half-detached by an
-interrupted ``DETACH ... CONCURRENTLY`` made every later call fail, for every policy. A call
-running beside ``authmodels purge`` could meet a month the other was dropping.
+Found in review of 0016. ``auth.purge_expired_data()`` runs the row policies first, then at most one
+month per partitioned table per call (archived under a ``SHARE`` lock, then detached and dropped
+under a 2 s ``lock_timeout``), puts the caller's ``lock_timeout`` back, and skips a table with an
+interrupted detach or whose months another session is dropping. Same signature and result rows.
 
-The function now:
+Downgrade: 0016's function comes back. Nothing is lost.
 
-- runs the row policies first (one batch each, as before), then the partitioned ones, archived
-  ones first, so that the exclusive locks are the last thing the transaction takes;
-- removes at most one month per partitioned table per call (callers already call it until every
-  count is 0): the month is copied to the archive under a ``SHARE`` lock on that partition only
-  (writes to that month wait; the parent and its other months go on), then detached and dropped,
-  catalog changes under a 2 s ``lock_timeout``;
-- restores the caller's ``lock_timeout``;
-- skips a table with an interrupted detach (a ``NOTICE`` says how to finish it) instead of
-  failing;
-- skips a table whose months another session is dropping (the transaction-level advisory lock on
-  ``hashtext('authmodels.drop_months:' || table)``, the key ``authmodels.partitions.drop_months``
-  holds for its whole run).
-
-Its signature and result rows are unchanged (rows come in the new order).
-
-Downgrade: 0016's function comes back.
+See docs/phases/0020-purge-function-locks.md.
 """
 
 from __future__ import annotations

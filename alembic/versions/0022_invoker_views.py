@@ -1,30 +1,13 @@
 """Invoker views: every view of schema ``auth`` runs with the rights of the role that queries it.
 
-Found in issue 12 ("guarantees that hold at head"). Revision 0015 re-pointed
-``auth.user_security_status`` at the partitioned ``audit_logs`` with ``CREATE OR REPLACE VIEW``,
-which replaces a view's options with the ones the statement names (none): the
-``security_invoker`` option 0006 had set was gone. The view then read ``users``, ``sessions`` and
-``audit_logs`` with its owner's rights, past row-level security: the application role, acting as
-one user, read every user's e-mail address, failed-login count, lock state, second-factor flag
-and session count.
+Found in issue 12. ``security_invoker = true`` on every view of the schema (the list read from the
+catalog when it runs), and the privileges a re-created view lost given back to the roles that read
+its tables.
 
-What it does:
+Downgrade: ``user_security_status`` gets owner rights back (and with them the leak this revision
+closes); ``active_sessions`` keeps ``security_invoker``; the privileges given back stay.
 
-- ``security_invoker = true`` on every view of schema ``auth``, the list read from ``pg_class``
-  when the upgrade runs (a DO block, so ``--sql`` renders the same loop), so a view added by a
-  later revision or by a downstream application is not forgotten;
-- the privileges a view lost when revision 0007 dropped and re-created ``active_sessions`` are
-  given back: a role other than the owner that may read every table a view reads, but has no
-  privilege on the view, gets what ``auth.grant_app_role`` gives on views. With invoker rights,
-  a view shows such a role nothing its tables' policies hide.
-
-What was checked, across the chain, for objects re-created without what they had: docs page
-``docs/phases/0022-invoker-views.md`` (a catalog comparison before and after every revision from
-0006 on, with an application and a service role granted).
-
-Downgrade: ``user_security_status`` gets 0021's options back (owner rights: the leak described
-above comes back with it); ``active_sessions`` keeps ``security_invoker``, which it had at 0021.
-The privileges given back stay.
+See docs/phases/0022-invoker-views.md.
 """
 
 from __future__ import annotations

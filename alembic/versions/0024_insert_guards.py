@@ -1,29 +1,13 @@
 """Insert guards: a user cannot create their own account privileged, nor write as another actor.
 
-Found in issue 12. Two holes the row-level security policies leave, because a policy checks who
-owns a row, not what the row says:
+Found in issue 12. ``users_guard_self_insert`` refuses (``42501``) a user's own new row with
+privileges, verification or lockout state other than the defaults; ``audit_logs_actor`` makes an
+entry written as a user name that user as its actor; ``device_key_events_actor`` refuses another
+actor.
 
-- ``users``: 0017's trigger refuses an UPDATE of a user's own privileges and lockout state, but
-  not an INSERT. The application role, acting as a new user (``auth.uid()`` = the id it
-  inserts), could create that account with ``role = 'admin'``, ``is_master_admin``, a verified
-  address or a cleared lockout. ``users_guard_self_insert`` (``BEFORE INSERT``, function
-  ``auth.guard_user_self_insert()``) refuses, with SQLSTATE ``42501``, a row whose id is
-  ``auth.uid()`` and whose ``role``, ``is_master_admin``, ``email_verified``,
-  ``email_verified_at``, ``failed_login_attempts`` or ``account_locked_until`` is not the
-  column's default (the columns 0017 guards). With no user named (the service path, the owner),
-  accounts are created as before.
-- ``audit_logs``: the policy checks ``user_id`` only, so a user could write an entry naming
-  another user as its ``actor_user_id``. ``audit_logs_actor`` (``BEFORE INSERT`` on the
-  partitioned table, so PostgreSQL clones it onto every partition, present and future; function
-  ``auth.audit_actor_is_current_user()``): when ``auth.uid()`` is set, an entry's actor is that
-  user: filled in when empty, refused (``42501``) when it names someone else.
-  ``device_key_events`` (the E2EE audit trail of 0013, also insertable by a user) gets
-  ``device_key_events_actor`` with the refusal only: its events record no actor (NULL) for the
-  system and for an account being deleted, which must stay possible.
+Downgrade: the three triggers and their functions are dropped. Nothing is lost.
 
-Downgrade: the three triggers and their functions are dropped.
-
-Docs: ``docs/phases/0024-insert-guards.md``.
+See docs/phases/0024-insert-guards.md.
 """
 
 from __future__ import annotations

@@ -1,41 +1,14 @@
 """Keyed log hashes: audit entries and reset links keep keyed IP / user-agent hashes, never raw.
 
-Found in issue 12 (seed 000, week 6: "hash IP addresses and user agents", all of them). Revision
-0007 hashed the address and user agent of sessions, and 0010 created its tables with hashes only;
-three tables still kept the raw values: ``audit_logs`` (``ip_address INET``, ``user_agent TEXT``),
-``audit_logs_archive`` (the same) and ``password_reset_tokens`` (the same). This revision does to
-them what 0007 did to sessions:
+Found in issue 12 (seed 000, week 6). ``audit_logs``, ``audit_logs_archive`` and
+``password_reset_tokens`` gain ``ip_hash`` / ``ua_hash`` (``PrivacyHasher`` digests, shape checked),
+filled in batches with a change log for the rows written meanwhile; the index and the archive
+function follow; the raw columns are dropped. Needs ``AUTHMODELS_PRIVACY_KEYS`` (or
+``AUTHMODELS_HASH_KEYS``) when the tables hold rows.
 
-- ``ip_hash`` and ``ua_hash`` (BYTEA): keyed, domain-separated HMAC-SHA256 digests from
-  :class:`authmodels.security.privacy.PrivacyHasher` (``AUTHMODELS_PRIVACY_KEYS``, falling back
-  to ``AUTHMODELS_HASH_KEYS``), computed in Python (the key never reaches the server), with the
-  shape CHECK of 0009 (``ck_<table>_ip_hash_digest``, ``ck_<table>_ua_hash_digest``:
-  ``auth.is_token_digest``), added ``NOT VALID`` and validated after the backfill;
-- ``ix_audit_logs_ip_hash_created_at`` replaces ``ix_audit_logs_ip_address_created_at`` (seed
-  004's "credential stuffing" query groups by ``ip_hash`` now), built one partition at a time;
-- ``auth.archive_audit_logs()`` copies the hashes (it named the raw columns); the purge functions
-  copy by column name and need no change;
-- the raw columns are dropped at the end.
+Downgrade: cannot restore raw IP addresses and user agents (the columns come back NULL).
 
-How it runs on a live database: the columns, checks and a temporary change log are added in
-short transactions (the log, ``auth.hash_pending_0025``, is filled by a trigger on each table
-with the id of every row written with a raw value from then on). Existing rows are hashed in
-batches: ``audit_logs`` partition by partition, each walked by id in short transactions, with
-progress logged. Rows the log names (written during the backfill) are hashed next, in batches,
-until few are left; the checks are validated (per partition, then the parent) and the index built
-concurrently. The final transaction blocks writes of the three tables (``SHARE ROW EXCLUSIVE``,
-reads go on) while it hashes the last rows the log names, then drops the log, its triggers and
-the raw columns: its duration grows with the writes made since the last batch, not with the
-tables.
-
-Keys: with rows in any of the three tables and no key configured, the revision stops before
-changing anything, with an error naming the variables; empty tables migrate without keys.
-
-Downgrade: raw IP addresses and user agents cannot be recovered from keyed hashes: the raw columns
-come back empty (NULL) on every row, with 0024's index and archive function; the hashes, their
-checks and index are dropped.
-
-Docs: ``docs/phases/0025-keyed-log-hashes.md``.
+See docs/phases/0025-keyed-log-hashes.md.
 """
 
 from __future__ import annotations
@@ -49,16 +22,14 @@ from typing import Any
 from alembic import op
 from sqlalchemy import text
 
-from authmodels.migrations import (
+from authmodels.revision_ops import (
     DEFAULT_BATCH_SIZE,
     SCHEMA,
-    create_partitioned_index_concurrently,
-    is_offline,
-)
-from authmodels.revision_ops import (
     add_check_not_valid,
     backfill_computed,
+    create_partitioned_index_concurrently,
     fill_computed_now,
+    is_offline,
     require_privacy_keys,
     step,
     validate_constraint,

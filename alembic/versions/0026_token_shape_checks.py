@@ -1,34 +1,13 @@
 """Token shape checks: every digest column of the token tables accepts only a keyed digest.
 
-Found in issue 12. The digest columns created by 0009 and later check their shape with
-``auth.is_token_digest`` (``b"\\x01" || len(kid) || kid || HMAC-SHA256``, 35 to 66 bytes), so a
-plaintext token or an unkeyed hash written by mistake is refused. The columns converted earlier
-(0004, 0005, 0007) accepted any bytes: ``'\\x01'`` was stored as a session's token digest.
+Found in issue 12. ``CHECK (auth.is_token_digest(<column>))`` on the digest columns of
+``sessions``, ``refresh_tokens``, ``access_tokens``, ``password_reset_tokens``,
+``email_verification_tokens`` and ``device_flows``, added ``NOT VALID`` then validated; rows with a
+malformed digest (and a session's tokens with it) go to quarantine first.
 
-What it does: ``CHECK (auth.is_token_digest(<column>))``, named ``ck_<table>_<column>_digest``,
-on ``sessions.token_hash``, ``refresh_token_hash``, ``ip_hash`` and ``ua_hash``,
-``refresh_tokens.token_hash`` and ``access_tokens.token_hash``, and on the other digest columns
-the catalog showed without one: ``password_reset_tokens.token_hash``,
-``email_verification_tokens.token_hash``, ``device_flows.device_code_hash`` and
-``user_code_hash``. Each is added ``NOT VALID`` (instant) and validated in a separate step
-(``SHARE UPDATE EXCLUSIVE``: reads and writes go on).
+Downgrade: the checks are dropped and the quarantined rows put back. Nothing is lost.
 
-Rows that would fail: the library only ever wrote keyed digests there (scheme-2 rows of 0005 are
-keyed digests of the legacy hex; 0004's and 0007's backfills wrote ``TokenHasher`` /
-``PrivacyHasher`` digests, whose key ids are 1 to 32 characters), but anything else writing the
-tables could store any bytes, and such a row can neither be looked up nor pass validation. Before
-the checks are added, each table is walked by id in batches of 5,000, each in its own short
-transaction, and every row with a malformed digest goes to ``auth.quarantine`` with the reason
-naming the columns; a session's refresh, access and step-up tokens go with it (0018's cascade
-would otherwise delete them), each with its own reason. A row written malformed after that walk
-and before its check was added makes the validation fail: the table is walked again and the
-validation retried.
-
-Downgrade: the checks are dropped and this revision's quarantined rows put back (sessions before
-their tokens). A token whose parent token was quarantined keeps ``parent_token_id`` /
-``rotated_from`` NULL (the foreign key's ``SET NULL``); the quarantined copy keeps the link.
-
-Docs: ``docs/phases/0026-token-shape-checks.md``.
+See docs/phases/0026-token-shape-checks.md.
 """
 
 from __future__ import annotations
@@ -41,10 +20,10 @@ from alembic import op
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import IntegrityError
 
-from authmodels.migrations import batched
 from authmodels.revision_ops import (
     NIL_UUID,
     add_check_not_valid,
+    batched,
     quarantine_statement,
     restore_quarantined,
     step,

@@ -1,48 +1,14 @@
 """Default partitions: a row of ``audit_logs`` or ``login_attempts`` is never refused for its month.
 
-Issue "guarantees that hold at head", point 5. Since 0015 a row whose month has no partition was
-refused ("no partition of relation ... found for row"): a login whose audit entry or attempt fell
-in a month nobody had created failed. Each partitioned log now has a DEFAULT partition,
-``<table>_default``, where such a row lands; ``authmodels partitions ensure`` (and
-``auth.ensure_monthly_partitions``) later moves the rows of each month out of it into that
-month's own partition, under short locks.
+Issue "guarantees that hold at head". Each partitioned log gets a sealed DEFAULT partition; the
+split (``auth.months_without_partition``, ``prepare_month_partition``, ``copy_month_rows``,
+``attach_month_partition``) moves a month's rows out of it under short locks, for
+``auth.ensure_monthly_partitions`` and ``authmodels partitions ensure``; the SQL purge also purges
+the default partitions.
 
-What it creates:
-
-- ``auth.audit_logs_default`` and ``auth.login_attempts_default``, attached as DEFAULT partitions
-  (``ATTACH PARTITION``: ``SHARE UPDATE EXCLUSIVE`` on the parent, reads and writes go on), sealed
-  like every partition: row-level security enabled with no policy, no privilege for any role but
-  the owner (``auth.seal_partition``). A detach left pending by an interrupted ``DETACH ...
-  CONCURRENTLY`` is finalized first (while pending, its month refuses rows even with a default
-  partition); the detached month waits for the purge, as before.
-- The split, in SQL functions both ``auth.ensure_monthly_partitions`` and the Python
-  ``authmodels.partitions.ensure_all`` run: ``auth.months_without_partition`` (the months to
-  create: the window ``ensure`` keeps ahead, and every month with rows in the default partition),
-  ``auth.prepare_month_partition`` (a table shaped like a partition, not yet attached, with a
-  CHECK of its month), ``auth.copy_month_rows`` (copies the month's rows from the default partition
-  into it, in batches, while they stay where they are and readers still see them) and
-  ``auth.attach_month_partition`` (one transaction: the copy is made to match the default's rows
-  without blocking anyone; then, while writes to the log wait -- ``SHARE ROW EXCLUSIVE`` on the
-  parent, since an INSERT routed to the default partition before the ATTACH would be refused
-  after it -- the rows written since are carried over, they leave the default partition, and the
-  table is attached). ``auth.ensure_monthly_partitions`` keeps its signature and result; it
-  creates every month by ``ATTACH`` now instead of ``CREATE TABLE ... PARTITION OF`` (``ACCESS
-  EXCLUSIVE`` on the parent). The lock cost is measured by
-  ``benchmarks/bench_default_partition.py`` (figures on the docs page).
-- ``auth.purge_expired_data()`` also removes one batch of expired rows from each default
-  partition per call (archived like the rest of ``audit_logs``), with the row policies, before
-  any month is dropped.
-
-Python code that manages partitions follows at run time: with a default partition ``DETACH ...
-CONCURRENTLY`` is refused by PostgreSQL, so :func:`authmodels.partitions.drop_months` detaches a
-month in one short transaction instead, as the SQL purge already does.
-
-Downgrade: the rows of each default partition go to their month partitions first (created by the
-same split, which stay), then the default partitions are dropped and 0015's
-``ensure_monthly_partitions`` and 0020's ``purge_expired_data`` come back. A row whose month
-cannot have a partition (a timestamp outside the years 1 to 9999, or the month of a detached
-partition the purge has not dropped yet) stops the downgrade before anything is dropped, naming
-the table: nothing is lost. Rows for a month without partition are refused again after it.
+Downgrade: the default partitions' rows go to their months, then the partitions and functions are
+dropped and 0015's ``ensure_monthly_partitions`` and 0020's ``purge_expired_data`` come back; a row
+whose month cannot have a partition stops it before anything is dropped. Nothing is lost.
 
 See docs/phases/0027-default-partitions.md.
 """
@@ -54,8 +20,7 @@ from collections.abc import Sequence
 from alembic import op
 from sqlalchemy import text
 
-from authmodels.migrations import SCHEMA, explicit_transaction, is_offline
-from authmodels.revision_ops import refuse, step
+from authmodels.revision_ops import SCHEMA, explicit_transaction, is_offline, refuse, step
 
 revision: str = "0027_default_partitions"
 down_revision: str | Sequence[str] | None = "0026_token_shape_checks"

@@ -1,26 +1,14 @@
-"""Owner maintenance, user logs: the application role may no longer run the owner's maintenance,
-and a user's own requests may write their security events and password history.
+"""Owner maintenance, user logs: the owner's maintenance is closed to the application, and a
+user's own requests may append their security events and password history.
 
-Found in issue 12 ("guarantees that hold at head"), by running every flow as the application's
-login role (``tests/services/test_production_roles.py``) and reading the catalog
-(``tests/invariants``):
+Found in issue 12. ``EXECUTE`` on ``auth.purge_expired_data``, ``archive_audit_logs`` and
+``designate_master_admin`` is revoked from ``PUBLIC``; ``security_events`` and
+``password_history`` get an ``INSERT`` policy for the user's own rows.
 
-- ``auth.purge_expired_data(integer)``, ``auth.archive_audit_logs(interval, integer)`` and
-  ``auth.designate_master_admin(text)`` are ``SECURITY DEFINER`` (they run as the owner) and were
-  executable by ``PUBLIC``: the application role could move the whole live audit trail to the
-  archive at once (``archive_audit_logs('0')``), run the purge (its locks included) whenever it
-  liked, or designate a master admin. ``EXECUTE`` is revoked from ``PUBLIC``: they are the
-  owner's (migrations, ``authmodels purge``, pg_cron jobs scheduled by the owner).
-- ``security_events`` and ``password_history`` had no policy letting a user write: a refusal
-  recorded while a request runs as its user (a replayed TOTP code, a reused step-up token) and a
-  password change made as the user failed with a row-level security error. Each gets an
-  ``INSERT`` policy for the user's own rows (``<table>_owner_insert``, ``WITH CHECK (user_id =
-  auth.uid())``); reading stays as it was, updating and deleting stay closed.
+Downgrade: ``EXECUTE`` is granted to ``PUBLIC`` again and the two policies are dropped. Nothing is
+lost.
 
-Locks: ``ACCESS EXCLUSIVE`` on the two tables for ``CREATE POLICY`` (catalog only, no scan).
-
-Downgrade: ``EXECUTE`` is granted to ``PUBLIC`` again and the two policies are dropped. Nothing
-is lost. Docs: ``docs/phases/0028-owner-maintenance.md``.
+See docs/phases/0028-owner-maintenance.md.
 """
 
 from __future__ import annotations

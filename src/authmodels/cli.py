@@ -121,7 +121,7 @@ def _reencrypt(args: argparse.Namespace) -> int:
 
     from authmodels.db import create_db_engine
     from authmodels.security.encryption import FieldCipher
-    from authmodels.services.oauth import reencrypt
+    from authmodels.services.reencryption import reencrypt
 
     cipher = FieldCipher.from_ring(Settings.from_env().require_encryption_keys())
     engine = create_db_engine(args.url)

@@ -19,7 +19,8 @@ Retention of a partitioned table removes whole months (:func:`drop_months`), the
 of the default partition in batches (:func:`authmodels.retention.purge`). Without a default
 partition a month is detached with ``DETACH PARTITION ... CONCURRENTLY`` (no lock that blocks
 readers or writers of the other months); with one, PostgreSQL refuses ``CONCURRENTLY``, so the
-month is copied to the archive, detached and dropped in one short transaction. A run killed
+month is copied to the archive, detached and dropped in one short transaction, by the SQL
+function ``auth.drop_month_partition`` that ``auth.purge_expired_data()`` uses too. A run killed
 between the steps is finished by the next one (a pending detach is finalized, a detached month is
 archived and dropped).
 """
@@ -262,15 +263,16 @@ def drop_months(
     Each month, when ``table`` has no default partition: ``DETACH PARTITION ... CONCURRENTLY``
     (its own transaction: it cannot run in one), then one transaction that copies the month to
     ``archive_to`` (when given) and drops it. With a default partition (revision 0027), where
-    PostgreSQL refuses ``CONCURRENTLY``: one transaction that takes a ``SHARE`` lock on the
-    month (its writes wait), copies it to the archive, detaches it with a plain ``DETACH`` and
-    drops it -- the ``ACCESS EXCLUSIVE`` locks of those two on the parent and its default
-    partition cover catalog changes only, under a 2 s ``lock_timeout``; a month it cannot lock
-    then is left for the next run. A month left detached or half-detached by an interrupted run
-    is finished first; a month being split out of the default partition is left alone. Only one
-    session drops the months of a table at a time (a session-level advisory lock on
-    ``hashtext('authmodels.drop_months:' || table)``): a call that finds it taken returns an
-    empty list at once.
+    PostgreSQL refuses ``CONCURRENTLY``: one transaction that calls
+    ``auth.drop_month_partition`` (revision 0029), which ``auth.purge_expired_data()`` calls too:
+    it takes a ``SHARE`` lock on the month (its writes wait), copies it to the archive, detaches
+    it with a plain ``DETACH`` and drops it -- the ``ACCESS EXCLUSIVE`` locks of those two on the
+    parent and its default partition cover catalog changes only, under a 2 s ``lock_timeout``; a
+    month it cannot lock then is left for the next run. A month left detached or half-detached
+    by an interrupted run is finished first; a month being split out of the default partition is
+    left alone. Only one session drops the months of a table at a time (a session-level advisory
+    lock on ``hashtext('authmodels.drop_months:' || table)``): a call that finds it taken returns
+    an empty list at once.
 
     Args:
         engine: the database.
@@ -278,6 +280,10 @@ def drop_months(
         before: months whose upper bound is on or before this instant go.
         archive_to: archive table (same columns plus ``archived_at``), or None to drop only.
         dry_run: report what would go; change nothing.
+
+    Raises:
+        ConfigurationError: ``table`` is not partitioned, or an attached month is to go and the
+            database is below revision 0029 (``auth.drop_month_partition``).
     """
     schema, _ = _qualified(table)
     if dry_run:
@@ -356,25 +362,42 @@ def _archive(conn: Connection, table: str, qualified: str, archive_to: str | Non
     return rows
 
 
+#: The month drop of both purge paths (revision 0029): archive under a ``SHARE`` lock on the
+#: month, detach, drop, under a 2 s ``lock_timeout``; NULL when a lock could not be had.
+DROP_MONTH_FUNCTION = "auth.drop_month_partition(regclass, regclass, regclass)"
+_DROP_MONTH = text(
+    "SELECT auth.drop_month_partition(CAST(:parent AS regclass), CAST(:part AS regclass), "
+    "CAST(:archive_to AS regclass))"
+)
+
+
 def _drop_attached_month(
     engine: Engine, table: str, qualified: str, archive_to: str | None
 ) -> int | None:
     """Archive, detach and drop one attached month in one transaction; None when it was busy."""
-    try:
-        with engine.begin() as conn:
-            conn.execute(text("SET LOCAL lock_timeout = '2s'"))
-            # writes to this month wait while it is copied; the other months go on
-            conn.execute(text(f"LOCK TABLE {qualified} IN SHARE MODE"))
-            rows = _archive(conn, table, qualified, archive_to)
-            conn.execute(text(f"ALTER TABLE {table} DETACH PARTITION {qualified}"))
-            conn.execute(text(f"DROP TABLE {qualified}"))
-    except DBAPIError as exc:
-        if getattr(exc.orig, "sqlstate", None) != _LOCK_NOT_AVAILABLE:
-            raise
+    with engine.begin() as conn:
+        require_function(conn, DROP_MONTH_FUNCTION, revision="0029_one_purge_engine")
+        rows = conn.execute(
+            _DROP_MONTH, {"parent": table, "part": qualified, "archive_to": archive_to}
+        ).scalar()
+    if rows is None:
         _log.warning("%s is busy: its month %s waits for the next run", table, qualified)
         return None
     _log.info("dropped %s (%d rows%s)", qualified, rows, ", archived" if archive_to else "")
-    return rows
+    return int(rows)
+
+
+def require_function(conn: Connection, signature: str, *, revision: str) -> None:
+    """Stop, before anything changes, when the database lacks the SQL function ``signature``.
+
+    Raises:
+        ConfigurationError: the function is missing: the database is below ``revision``.
+    """
+    if conn.execute(text("SELECT to_regprocedure(:f)"), {"f": signature}).scalar() is None:
+        raise ConfigurationError(
+            f"{signature} is missing: the database is below revision {revision}; "
+            "upgrade it (authmodels db upgrade) first"
+        )
 
 
 def column_list(conn: Connection, table: str) -> str:

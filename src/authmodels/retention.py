@@ -4,9 +4,10 @@ A :class:`Policy` names a table, the SQL condition that makes a row *expired* (i
 ``:cutoff`` timestamp), and how long after that point the row is still kept. :func:`purge`
 removes what each policy no longer keeps, in batches:
 
-- each batch is one statement in its own short transaction: it picks at most ``batch_size``
-  expired rows with ``FOR UPDATE SKIP LOCKED`` and deletes them (after copying them to the
-  policy's archive table in the same statement, when it has one), so no lock outlives a batch;
+- each batch is one call of the SQL function ``auth.purge_batch`` (revision 0029) in its own
+  short transaction: one statement that picks at most ``batch_size`` expired rows with ``FOR
+  UPDATE SKIP LOCKED`` and deletes them (after copying them to the policy's archive table, when
+  it has one), so no lock outlives a batch;
 - several workers can purge at once: a row locked by one worker is skipped by the others, so
   each expired row is removed exactly once;
 - a worker killed mid-run loses at most its current batch, which rolls back whole; the next run
@@ -22,7 +23,10 @@ as above, by the policy's condition.
 
 The policies of a database live in the table ``auth.retention_policies`` (revision 0016), which
 both :func:`purge` (through :func:`load_policies`) and the SQL function
-``auth.purge_expired_data()`` (for pg_cron) read, so the two follow the same windows. Change a
+``auth.purge_expired_data()`` (for pg_cron) read, so the two follow the same windows; and both
+remove rows and months with the same SQL functions (``auth.purge_batch``,
+``auth.drop_month_partition``): there is one purge engine, in the database, which this module
+drives batch by batch and pg_cron one batch per call. Change a
 window with ``UPDATE auth.retention_policies SET keep_for = '60 days' WHERE name = 'sessions'``,
 or for one run with ``purge(engine, policies=select_policies(load_policies(conn),
 windows={"sessions": timedelta(days=60)}))``.
@@ -36,13 +40,26 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, select, text
+from sqlalchemy.orm import Session
 
 from authmodels import partitions
 from authmodels.errors import ConfigurationError
+from authmodels.models.retention import RetentionPolicy
 from authmodels.rls import require_owner
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$")
+
+#: The revision that gives both purge paths their engine, and the function it adds.
+ENGINE_REVISION = "0029_one_purge_engine"
+PURGE_BATCH_FUNCTION = "auth.purge_batch(regclass, text, text, timestamptz, integer, regclass)"
+#: One batch: picks at most ``batch_size`` expired rows (``FOR UPDATE SKIP LOCKED``), archives
+#: them when the policy archives, deletes them, in one statement; its value is the batch's size.
+_PURGE_BATCH = text(
+    "SELECT auth.purge_batch(CAST(:target AS regclass), CAST(:key AS text), "
+    "CAST(:expired AS text), CAST(:cutoff AS timestamptz), CAST(:batch_size AS integer), "
+    "CAST(:archive_to AS regclass))"
+)
 
 
 @dataclass(frozen=True)
@@ -86,6 +103,19 @@ class Policy:
         if self.keep_for < timedelta(0):
             raise ConfigurationError(f"policy {self.name!r}: keep_for must not be negative")
 
+    @classmethod
+    def from_model(cls, stored: RetentionPolicy) -> Policy:
+        """The policy a row of ``auth.retention_policies`` describes."""
+        return cls(
+            name=stored.name,
+            table=stored.table_name,
+            expired=stored.expired,
+            keep_for=stored.keep_for,
+            key=stored.key_column,
+            archive_to=stored.archive_to,
+            partitioned=stored.partitioned,
+        )
+
     def with_window(self, keep_for: timedelta) -> Policy:
         """The same policy with another retention window."""
         return Policy(
@@ -96,31 +126,6 @@ class Policy:
             self.key,
             self.archive_to,
             self.partitioned,
-        )
-
-    def batch_statement(self, columns: str | None = None) -> str:
-        """The one statement that removes (and archives) one batch; its rowcount is the batch.
-
-        Args:
-            columns: the table's columns (:func:`authmodels.partitions.column_list`), copied to
-                the archive by name; needed when the policy archives.
-        """
-        # The picked keys go in as an array: "= ANY(ARRAY(...))" reaches each row through its key
-        # (an index or TID scan), where a join with the batch lets the planner hash-join against
-        # a scan of the whole table, every batch.
-        pick = (
-            f"SELECT {self.key} FROM {self.table} WHERE {self.expired} "
-            f"LIMIT :batch_size FOR UPDATE SKIP LOCKED"
-        )
-        delete = f"DELETE FROM {self.table} t WHERE t.{self.key} = ANY(ARRAY({pick}))"
-        if self.archive_to is None:
-            return delete
-        if not columns:
-            raise ConfigurationError(f"policy {self.name!r} archives: its columns are needed")
-        return (
-            f"WITH moved AS ({delete} RETURNING t.*) "
-            f"INSERT INTO {self.archive_to} ({columns}, archived_at) "
-            f"SELECT {columns}, now() FROM moved"
         )
 
     def count_statement(self) -> str:
@@ -199,23 +204,19 @@ def load_policies(conn: Connection) -> list[Policy]:
             schema (row-level security shows the policies to the owner only), so a purge would
             silently do nothing.
     """
-    rows = conn.execute(
-        text(
-            "SELECT name, table_name, expired, keep_for, key_column, archive_to, partitioned "
-            "FROM auth.retention_policies ORDER BY position, name"
-        )
-    ).all()
-    if not rows:
+    with Session(bind=conn) as session:
+        stored = session.scalars(
+            select(RetentionPolicy).order_by(RetentionPolicy.position, RetentionPolicy.name)
+        ).all()
+        policies = [Policy.from_model(row) for row in stored]
+    if not policies:
         role = conn.execute(text("SELECT current_user")).scalar()
         raise ConfigurationError(
             f"no retention policy is visible to role {role!r}: auth.retention_policies is read "
             "by the owner of schema auth only; run the purge as that role (or restore the "
             "policies if they were deleted)"
         )
-    return [
-        Policy(name, table, expired, keep_for, key, archive_to, partitioned)
-        for name, table, expired, keep_for, key, archive_to, partitioned in rows
-    ]
+    return policies
 
 
 def select_policies(
@@ -269,7 +270,8 @@ def purge(
 
     Raises:
         ConfigurationError: ``batch_size`` is below 1, the engine's role does not own schema
-            ``auth`` (nothing is removed), or no policy is visible to it.
+            ``auth`` (nothing is removed), no policy is visible to it, or (unless ``dry_run``)
+            the database is below revision 0029, which gives the purge its SQL functions.
     """
     if batch_size < 1:
         raise ConfigurationError("batch_size must be at least 1")
@@ -279,6 +281,8 @@ def purge(
     started = time.perf_counter()
     with engine.connect() as conn:
         require_owner(conn, "the purge")
+        if not dry_run:
+            partitions.require_function(conn, PURGE_BATCH_FUNCTION, revision=ENGINE_REVISION)
         if policies is None:
             policies = load_policies(conn)
         conn.rollback()
@@ -291,17 +295,7 @@ def purge(
             if policy.partitioned:
                 months_done = deadline is None or time.monotonic() < deadline
                 if months_done:
-                    months = partitions.drop_months(
-                        engine,
-                        policy.table,
-                        before=cutoff,
-                        archive_to=policy.archive_to,
-                        dry_run=dry_run,
-                    )
-                    result.rows = sum(m.rows for m in months)
-                    result.batches = len(months)
-                    if on_progress is not None and months:
-                        on_progress(result)
+                    _drop_months(engine, policy, result, dry_run=dry_run, on_progress=on_progress)
                 # the rows of months without a partition, in the default partition (0027)
                 default = partitions.default_partition_table(conn, policy.table)
                 conn.rollback()
@@ -325,6 +319,24 @@ def purge(
     return report
 
 
+def _drop_months(
+    engine: Engine,
+    policy: Policy,
+    result: PolicyReport,
+    *,
+    dry_run: bool,
+    on_progress: ProgressCallback | None,
+) -> None:
+    """Remove (or count) the months of a partitioned ``policy`` past its cutoff, into ``result``."""
+    months = partitions.drop_months(
+        engine, policy.table, before=result.cutoff, archive_to=policy.archive_to, dry_run=dry_run
+    )
+    result.rows = sum(m.rows for m in months)
+    result.batches = len(months)
+    if on_progress is not None and months:
+        on_progress(result)
+
+
 def _purge_rows(
     conn: Connection,
     policy: Policy,
@@ -343,15 +355,20 @@ def _purge_rows(
         )
         conn.rollback()
         return True
-    columns = partitions.column_list(conn, policy.table) if policy.archive_to else None
-    conn.rollback()
-    statement = text(policy.batch_statement(columns))
+    params = {
+        "target": policy.table,
+        "key": policy.key,
+        "expired": policy.expired,
+        "cutoff": cutoff,
+        "batch_size": batch_size,
+        "archive_to": policy.archive_to,
+    }
     while True:
         if deadline is not None and time.monotonic() >= deadline:
             return False
         batch_started = time.perf_counter()
         with conn.begin():
-            removed = conn.execute(statement, {"cutoff": cutoff, "batch_size": batch_size}).rowcount
+            removed = int(conn.execute(_PURGE_BATCH, params).scalar_one())
         elapsed = time.perf_counter() - batch_started
         if removed:
             result.rows += removed

@@ -1,10 +1,36 @@
-"""Recipes the hardening revisions share: short transactions, safe constraints, quarantine.
+"""The helpers revisions call: short transactions, safe constraints, batched backfills, quarantine.
+
+**Shipped revisions depend on this module.** Every revision in ``alembic/versions/`` imports its
+recipes from here (and nothing else of authmodels' migration code), and a released revision runs
+again on every database that has not reached it yet: what a helper does is part of what every
+shipped revision that calls it does. How to change it safely:
+
+- *Add, do not alter.* A new behaviour is a new function, or a new keyword argument whose default
+  keeps the old one; a new revision uses it. Never rename or remove a public name: a shipped
+  revision imports it.
+- *What a helper renders offline is pinned.* ``tests/migrations/test_offline_sql.py`` compares
+  every revision's ``--sql`` output (upgrade and downgrade) with the snapshot committed when it
+  shipped. When it fails, the change altered a shipped revision: undo it. Write the snapshots
+  again (the command is in that test's docstring) only for a new revision, or when the diff
+  changes no statement a shipped revision runs.
+- *What a helper does online only is pinned by the data tests.* Batched backfills, catalog
+  lookups and key checks run only against a live database and render as ``-- ... online only``
+  comments offline: the per-revision tests (``tests/migrations/test_NNNN_*.py``), the stairway
+  and the chain-with-data tests are their net. Run them all after a change here.
+- *Typed.* This module and ``alembic/versions/`` are checked with ``mypy --strict`` in CI.
 
 Every hardening revision changes tables that already hold data, on a database that keeps serving
 requests. The recipes here keep each lock short:
 
 - :func:`step` runs a few statements in their own short transaction, outside the revision's
   transaction (Alembic's ``autocommit_block``), so a lock taken there is released at its end.
+- :func:`batched` walks a table by key in short transactions (a crash loses one batch);
+  :func:`backfill_computed` builds on it to fill columns whose values are computed in Python
+  (keyed HMACs: the key never reaches the server), one ``UPDATE ... FROM unnest(...)`` per batch.
+  :func:`require_hash_keys` and :func:`require_privacy_keys` check, before anything changes, that
+  the keys such a backfill needs are set.
+- :func:`create_index_concurrently` (and :func:`create_partitioned_index_concurrently` for a
+  partitioned table) builds an index without blocking writes.
 - :func:`prepare_not_null` and :func:`finish_not_null` add ``NOT NULL`` the way PostgreSQL allows
   without a long exclusive lock: a ``CHECK (col IS NOT NULL) NOT VALID`` (instant), ``VALIDATE``
   (a scan that lets reads and writes through), then, in the revision's final transaction,
@@ -13,8 +39,9 @@ requests. The recipes here keep each lock short:
 - :func:`quarantine_statement` moves rows a revision cannot convert into ``auth.quarantine``, with
   the full original row as JSONB and the reason, in one statement: a row is never deleted without
   its copy, and a downgrade can put it back (:func:`restore_quarantined`).
-- :func:`backfill_computed` fills columns whose values are computed in Python (keyed HMACs: the
-  key never reaches the server), batch by batch, one ``UPDATE ... FROM unnest(...)`` per batch.
+- :func:`swap_column_type` changes a column's type without rewriting the table under a lock.
+- :func:`refuse_to_drop_rows` stops a downgrade that would drop rows the operator has not allowed
+  it to drop.
 
 The SQL is assembled from the revisions' own constants (table and column names), never from
 input, hence the ``noqa: S608`` markers.
@@ -30,6 +57,7 @@ revision's final transaction.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -40,20 +68,40 @@ from sqlalchemy import Connection, text
 
 from authmodels.config import KeyRing, Settings
 from authmodels.errors import MigrationError
-from authmodels.migrations import (
-    SCHEMA,
-    BackfillReport,
-    batched,
-    create_index_concurrently,
-    explicit_transaction,
-    is_offline,
-)
+from authmodels.migrations import SCHEMA
 
 log = logging.getLogger("authmodels.migrations")
 
 #: The smallest UUID, the starting point of a keyset walk over a UUID key. ``gen_random_uuid()``
 #: never returns it (version-4 UUIDs have version bits set).
 NIL_UUID = "00000000-0000-0000-0000-000000000000"
+#: Rows per batch of :func:`batched` (and of the backfills built on it).
+DEFAULT_BATCH_SIZE = 5000
+
+
+def is_offline() -> bool:
+    """True when Alembic renders SQL (``--sql``) instead of running it."""
+    return bool(op.get_context().as_sql)
+
+
+# --- short transactions outside the revision's own ------------------------------------------
+
+
+@contextmanager
+def explicit_transaction(bind: Connection) -> Iterator[None]:
+    """One transaction on a connection inside Alembic's ``autocommit_block()``.
+
+    There the connection autocommits each statement; an explicit ``BEGIN``/``COMMIT`` makes
+    several statements (e.g. copy to quarantine, then delete) atomic, and ends their locks at
+    the block's end.
+    """
+    bind.exec_driver_sql("BEGIN")
+    try:
+        yield
+    except BaseException:
+        bind.exec_driver_sql("ROLLBACK")
+        raise
+    bind.exec_driver_sql("COMMIT")
 
 
 @contextmanager
@@ -111,6 +159,193 @@ def has_rows(*tables: str) -> bool:
         scalar(f"SELECT EXISTS (SELECT 1 FROM {SCHEMA}.{t})")  # noqa: S608 (constant names)
         for t in tables
     )
+
+
+# --- the key rings a backfill needs -----------------------------------------------------------
+
+
+def require_hash_keys(*, tables_with_rows: Sequence[str]) -> KeyRing | None:
+    """The hash key ring a backfill needs, checked before the revision changes anything.
+
+    Returns None offline or when none of ``tables_with_rows`` (names in schema ``auth``) holds a
+    row, so an empty database migrates without keys; otherwise the ring of
+    ``AUTHMODELS_HASH_KEYS``.
+
+    Raises:
+        MissingKeyError: rows need hashing and ``AUTHMODELS_HASH_KEYS`` is not set.
+    """
+    if is_offline():
+        return None
+    settings = Settings.from_env()
+    if not has_rows(*tables_with_rows):
+        return settings.hash_keys
+    return settings.require_hash_keys()
+
+
+def require_privacy_keys(*, tables_with_rows: Sequence[str]) -> KeyRing | None:
+    """The IP / user-agent key ring a backfill needs, checked before anything changes.
+
+    Returns None offline or when none of ``tables_with_rows`` (names in schema ``auth``) holds a
+    row; otherwise the ring of ``AUTHMODELS_PRIVACY_KEYS`` (falling back to
+    ``AUTHMODELS_HASH_KEYS``).
+
+    Raises:
+        MissingKeyError: rows need hashing and neither variable is set.
+    """
+    if is_offline():
+        return None
+    settings = Settings.from_env()
+    if not has_rows(*tables_with_rows):
+        return settings.privacy_keys
+    return settings.require_privacy_keys()
+
+
+# --- batched backfills ------------------------------------------------------------------------
+
+
+@dataclass
+class BackfillReport:
+    """What a batched backfill did."""
+
+    rows: int = 0
+    batches: int = 0
+    seconds: float = 0.0
+
+
+def batched(
+    select_batch: str,
+    apply_batch: Callable[[Connection, Sequence[Any]], None],
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    params: dict[str, Any] | None = None,
+) -> BackfillReport:
+    """Run a backfill in short transactions, walking the table by key (keyset pagination).
+
+    ``select_batch`` is a SELECT whose first column is the key, ordered by it, taking the bind
+    parameters ``:after`` (the last key of the previous batch, NULL at first) and ``:limit``; e.g.
+    ``SELECT id, email FROM auth.t WHERE (:after IS NULL OR id > :after) ORDER BY id LIMIT :limit``.
+    ``apply_batch(connection, rows)`` writes one batch. Each batch commits on its own inside
+    Alembic's autocommit block, so no lock outlives a batch and a crash loses at most one batch
+    (the revision is re-run from the start, and every backfill is written to be idempotent).
+
+    In offline mode (``--sql``) nothing runs: the backfill needs the data.
+    """
+    report = BackfillReport()
+    if is_offline():
+        op.execute(f"-- batched backfill runs online only: {select_batch.splitlines()[0]}")
+        return report
+    started = time.perf_counter()
+    after: Any = None
+    with op.get_context().autocommit_block():
+        bind = op.get_bind()
+        while True:
+            with explicit_transaction(bind):
+                rows = bind.execute(
+                    text(select_batch), {"after": after, "limit": batch_size, **(params or {})}
+                ).all()
+                if not rows:
+                    break
+                apply_batch(bind, rows)
+            after = rows[-1][0]
+            report.rows += len(rows)
+            report.batches += 1
+            if len(rows) < batch_size:
+                break
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+# --- indexes built without blocking writes ----------------------------------------------------
+
+
+def create_index_concurrently(
+    name: str,
+    table: str,
+    columns: str,
+    *,
+    unique: bool = False,
+    where: str | None = None,
+    using: str | None = None,
+) -> None:
+    """``CREATE INDEX CONCURRENTLY IF NOT EXISTS`` outside the revision's transaction.
+
+    Writes keep flowing while the index builds; ``IF NOT EXISTS`` makes a re-run after a failed
+    build idempotent (an invalid leftover index is dropped first).
+    """
+    with op.get_context().autocommit_block():
+        if not is_offline() and _index_is_invalid(name):
+            op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {SCHEMA}.{name}")
+        op.execute(
+            f"CREATE {'UNIQUE ' if unique else ''}INDEX CONCURRENTLY IF NOT EXISTS {name} "
+            f"ON {SCHEMA}.{table}{f' USING {using}' if using else ''} ({columns})"
+            f"{f' WHERE {where}' if where else ''}"
+        )
+
+
+def create_partitioned_index_concurrently(
+    name: str, table: str, columns: str, *, where: str | None = None
+) -> None:
+    """An index on a partitioned table, built one partition at a time without blocking writes.
+
+    ``CREATE INDEX CONCURRENTLY`` does not work on a partitioned table, and a plain ``CREATE
+    INDEX`` on one builds every partition's index under a lock that blocks writes. Instead
+    (PostgreSQL's recipe): the index is created ``ON ONLY`` the parent (instant: it has no rows;
+    it is invalid, and a partition created from now on gets its own index with it), each
+    partition's index is built concurrently and attached, and the parent's index becomes valid
+    when every partition has one. Each partition's index is named ``name`` with the table's name
+    replaced by the partition's (``ix_audit_logs_p202611_...``). Idempotent: a re-run skips what
+    exists and rebuilds an invalid leftover. Offline only the parent's statement is rendered.
+    """
+    where_sql = f" WHERE {where}" if where else ""
+    op.execute(
+        "-- squawk-ignore require-concurrent-index-creation -- ON ONLY a partitioned table: "
+        "no rows to build (each partition's index is built concurrently, then attached)\n"
+        f"CREATE INDEX IF NOT EXISTS {name} ON ONLY {SCHEMA}.{table} ({columns}){where_sql}"
+    )
+    if is_offline():
+        op.execute(f"-- each partition of {SCHEMA}.{table} gets {name} concurrently (online only)")
+        return
+    bind = op.get_bind()
+    partitions = [
+        str(row[0])
+        for row in bind.execute(
+            text(
+                "SELECT c.relname FROM pg_inherits AS i JOIN pg_class AS c ON c.oid = i.inhrelid "
+                "WHERE i.inhparent = CAST(:t AS regclass) AND NOT i.inhdetachpending "
+                "AND NOT EXISTS (SELECT 1 FROM pg_inherits AS x JOIN pg_class AS pi "
+                "ON pi.oid = x.inhrelid JOIN pg_index AS ix ON ix.indexrelid = pi.oid "
+                "WHERE x.inhparent = to_regclass(:parent_index) AND ix.indrelid = c.oid) "
+                "ORDER BY c.relname"
+            ),
+            {"t": f"{SCHEMA}.{table}", "parent_index": f"{SCHEMA}.{name}"},
+        )
+    ]
+    for partition in partitions:
+        part_index = name.replace(table, partition, 1)
+        create_index_concurrently(part_index, partition, columns, where=where)
+        with op.get_context().autocommit_block():  # its locks end with the statement
+            op.execute(f"ALTER INDEX {SCHEMA}.{name} ATTACH PARTITION {SCHEMA}.{part_index}")
+
+
+def _index_is_invalid(name: str) -> bool:
+    return bool(
+        op.get_bind()
+        .execute(
+            text(
+                "SELECT NOT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = :schema AND c.relname = :name"
+            ),
+            {"schema": SCHEMA, "name": name},
+        )
+        .scalar()
+    )
+
+
+def drop_index_concurrently(name: str) -> None:
+    """``DROP INDEX CONCURRENTLY IF EXISTS`` outside the revision's transaction."""
+    with op.get_context().autocommit_block():
+        op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {SCHEMA}.{name}")
 
 
 # --- NOT NULL and foreign keys without long exclusive locks ----------------------------------
@@ -308,7 +543,7 @@ def backfill_computed(
         compute: maps one row's ``sources`` to one value per target.
         where: SQL condition selecting the rows to fill.
         key: the UUID key column.
-        batch_size: rows per batch (default :data:`authmodels.migrations.DEFAULT_BATCH_SIZE`).
+        batch_size: rows per batch (default :data:`DEFAULT_BATCH_SIZE`).
     """
     select = (
         f"SELECT {key}, {', '.join(sources)} FROM {SCHEMA}.{table} "  # noqa: S608
@@ -529,24 +764,6 @@ def finish_swap(
     rename_not_null_constraints(table)
 
 
-def require_privacy_keys(*, tables_with_rows: Sequence[str]) -> KeyRing | None:
-    """The IP / user-agent key ring a backfill needs, checked before anything changes.
-
-    Returns None offline or when none of ``tables_with_rows`` (names in schema ``auth``) holds a
-    row; otherwise the ring of ``AUTHMODELS_PRIVACY_KEYS`` (falling back to
-    ``AUTHMODELS_HASH_KEYS``).
-
-    Raises:
-        MissingKeyError: rows need hashing and neither variable is set.
-    """
-    if is_offline():
-        return None
-    settings = Settings.from_env()
-    if not has_rows(*tables_with_rows):
-        return settings.privacy_keys
-    return settings.require_privacy_keys()
-
-
 def refuse(message: str) -> None:
     """Stop the revision before it changes anything, with a message the operator can act on.
 
@@ -595,25 +812,36 @@ def refuse_to_drop_rows(revision: str, tables: Sequence[str]) -> None:
 
 __all__ = [
     "ALLOW_DATA_LOSS",
+    "DEFAULT_BATCH_SIZE",
     "KEEP_UPDATED_AT",
     "NIL_UUID",
+    "RERUN_GUARD",
+    "SCHEMA",
+    "BackfillReport",
     "IndexSpec",
     "add_check_not_valid",
     "add_foreign_key",
     "allow_data_loss",
     "backfill_computed",
+    "batched",
     "column_exists",
     "constraint_exists",
+    "create_index_concurrently",
+    "create_partitioned_index_concurrently",
+    "drop_index_concurrently",
+    "explicit_transaction",
     "fill_computed_now",
     "finish_not_null",
     "finish_swap",
     "has_rows",
+    "is_offline",
     "not_null_check",
     "prepare_not_null",
     "quarantine_statement",
     "refuse",
     "refuse_to_drop_rows",
     "rename_not_null_constraints",
+    "require_hash_keys",
     "require_privacy_keys",
     "restore_quarantined",
     "scalar",

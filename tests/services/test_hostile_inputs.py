@@ -53,6 +53,7 @@ from authmodels.services import (
     mfa,
     oauth,
     passwords,
+    reencryption,
     sessions,
     step_up,
     tokens,
@@ -672,8 +673,8 @@ FOUND: list[tuple[str, Callable[[World], object], type[AuthModelsError], str | N
         "limit",
     ),
     (
-        "oauth-batch-zero",
-        lambda w: oauth.reencrypt(w.db, batch_size=0),
+        "reencryption-batch-zero",
+        lambda w: reencryption.reencrypt(w.db, batch_size=0),
         InvalidInputError,
         "batch_size",
     ),

@@ -51,6 +51,7 @@ from authmodels.services import (
     mfa,
     oauth,
     passwords,
+    reencryption,
     security_events,
     sessions,
     step_up,
@@ -395,12 +396,12 @@ def test_oauth_connections(prod: Production) -> None:
         assert oauth.read_tokens(db, connection.id, user=ada).access_token == "gho_b"
 
 
-@covers("oauth.reencrypt")
+@covers("reencryption.reencrypt")
 def test_reencryption_is_the_owners_job_and_refuses_the_application_role(
     prod: Production,
 ) -> None:
     with prod.service() as db, pytest.raises(errors.ConfigurationError, match="does not own"):
-        oauth.reencrypt(db)
+        reencryption.reencrypt(db)
 
 
 @covers(

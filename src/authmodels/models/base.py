@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
-from sqlalchemy import DateTime, Integer, MetaData, func, text
+from sqlalchemy import DateTime, ForeignKey, Integer, MetaData, func, text
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 
@@ -49,6 +49,25 @@ def uuid_pk() -> Mapped[uuid.UUID]:
         primary_key=True,
         server_default=text("gen_random_uuid()"),
         sort_order=-100,
+    )
+
+
+def user_reference(
+    *, ondelete: Literal["CASCADE", "SET NULL"] = "CASCADE", primary_key: bool = False
+) -> Mapped[Any]:
+    """A column holding a user's id: a foreign key to ``auth.users.id``.
+
+    Nullability comes from the annotation (``Mapped[uuid.UUID | None]`` is nullable).
+
+    Args:
+        ondelete: what deleting the user does to the row: ``CASCADE`` deletes it (what the user
+            owns), ``SET NULL`` keeps it without the id (a log entry about the user).
+        primary_key: the column is (part of) the table's primary key.
+    """
+    return mapped_column(
+        UUID(as_uuid=True),
+        ForeignKey(f"{SCHEMA}.users.id", ondelete=ondelete),
+        primary_key=primary_key,
     )
 
 

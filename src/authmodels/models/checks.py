@@ -18,9 +18,23 @@ def token_digest(column: str) -> CheckConstraint:
     return CheckConstraint(f"auth.is_token_digest({column})", name=f"{column}_digest")
 
 
+#: ``CheckConstraint.info`` key of a :func:`field_envelope` check: the column it checks. The
+#: re-encryption job finds every encrypted column by it
+#: (:data:`authmodels.services.reencryption.ENCRYPTED_COLUMNS`).
+FIELD_ENVELOPE = "field_envelope"
+
+
 def field_envelope(column: str) -> CheckConstraint:
-    """``CHECK (auth.is_field_envelope(column))``, named ``ck_<table>_<column>_envelope``."""
-    return CheckConstraint(f"auth.is_field_envelope({column})", name=f"{column}_envelope")
+    """``CHECK (auth.is_field_envelope(column))``, named ``ck_<table>_<column>_envelope``.
+
+    Declare it on every column that holds ``FieldCipher`` envelopes: it also enrols the column
+    in the re-encryption to a new key.
+    """
+    return CheckConstraint(
+        f"auth.is_field_envelope({column})",
+        name=f"{column}_envelope",
+        info={FIELD_ENVELOPE: column},
+    )
 
 
 def values_in(column: str, values: tuple[str, ...]) -> str:

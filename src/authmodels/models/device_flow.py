@@ -13,17 +13,15 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     FetchedValue,
-    ForeignKey,
     Index,
     Integer,
     LargeBinary,
     Text,
     text,
 )
-from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
-from authmodels.models.base import Base, Timestamps, uuid_pk
+from authmodels.models.base import Base, Timestamps, user_reference, uuid_pk
 from authmodels.models.checks import token_digest
 from authmodels.models.enums import DeviceFlowStatus, pg_enum
 
@@ -80,9 +78,7 @@ class DeviceFlow(Timestamps, Base):
     )
     """Where the flow stands (``auth.device_flow_status``)."""
 
-    user_id: Mapped[uuid.UUID | None] = mapped_column(
-        UUID(as_uuid=True), ForeignKey("auth.users.id", ondelete="CASCADE")
-    )
+    user_id: Mapped[uuid.UUID | None] = user_reference()
     """The user who approved (or denied) the request; NULL while it is pending."""
 
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -22,7 +22,7 @@ from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.sql.elements import conv
 
-from authmodels.models.base import Base, Timestamps, uuid_pk
+from authmodels.models.base import Base, Timestamps, user_reference, uuid_pk
 
 
 class Conversation(Timestamps, Base):
@@ -37,9 +37,7 @@ class Conversation(Timestamps, Base):
     title: Mapped[str | None] = mapped_column(Text)
     """Optional title."""
 
-    created_by: Mapped[uuid.UUID | None] = mapped_column(
-        UUID(as_uuid=True), ForeignKey("auth.users.id", ondelete="SET NULL")
-    )
+    created_by: Mapped[uuid.UUID | None] = user_reference(ondelete="SET NULL")
     """The user who started the conversation (NULL once that account is deleted)."""
 
 
@@ -56,9 +54,7 @@ class ConversationParticipant(Base):
     )
     """The conversation."""
 
-    user_id: Mapped[uuid.UUID] = mapped_column(
-        UUID(as_uuid=True), ForeignKey("auth.users.id", ondelete="CASCADE"), primary_key=True
-    )
+    user_id: Mapped[uuid.UUID] = user_reference(primary_key=True)
     """The participating user."""
 
     joined_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
@@ -115,9 +111,7 @@ class Message(Base):
     )
     """The conversation the message belongs to."""
 
-    sender_id: Mapped[uuid.UUID] = mapped_column(
-        UUID(as_uuid=True), ForeignKey("auth.users.id", ondelete="CASCADE")
-    )
+    sender_id: Mapped[uuid.UUID] = user_reference()
     """The user who sent it."""
 
     encryption_version: Mapped[int] = mapped_column(

@@ -6,11 +6,11 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime, ForeignKey, Index, LargeBinary, func, text
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy import DateTime, Index, LargeBinary, func, text
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from authmodels.models.base import Base, session_reference, uuid_pk
+from authmodels.models.base import Base, session_reference, user_reference, uuid_pk
 from authmodels.models.checks import token_digest
 from authmodels.models.enums import SessionAuditAction, pg_enum
 
@@ -36,9 +36,7 @@ class SessionAudit(Base):
     entry is not rewritten when its session goes, so the id may name a session that no longer
     exists)."""
 
-    user_id: Mapped[uuid.UUID] = mapped_column(
-        UUID(as_uuid=True), ForeignKey("auth.users.id", ondelete="CASCADE")
-    )
+    user_id: Mapped[uuid.UUID] = user_reference()
     """The session's user."""
 
     action: Mapped[SessionAuditAction] = mapped_column(

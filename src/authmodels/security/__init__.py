@@ -4,6 +4,7 @@
 module                     what it gives
 =========================  ==============================================================
 ``passwords``              Argon2id password hashing (:class:`PasswordHasher`)
+``keyring``                the key ring every keyed primitive below shares, the stored header
 ``hashing``                random tokens and their keyed digests (:class:`TokenHasher`)
 ``encryption``             AES-256-GCM column encryption (:class:`FieldCipher`)
 ``privacy``                keyed IP / user-agent hashes (:class:`PrivacyHasher`)

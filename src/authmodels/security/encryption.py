@@ -26,9 +26,8 @@ from collections.abc import Mapping
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from authmodels.config import KeyRing
 from authmodels.errors import DecryptionError, UnknownKeyError
-from authmodels.security.hashing import _header, _load_ring, _parse_header
+from authmodels.security.keyring import KeyedPrimitive
 
 __all__ = ["AAD_PREFIX", "NONCE_SIZE", "TAG_SIZE", "FieldCipher", "aad_for"]
 
@@ -75,11 +74,13 @@ def aad_for(table: str, column: str, row_id: object) -> bytes:
     )
 
 
-class FieldCipher:
+class FieldCipher(KeyedPrimitive):
     """AES-256-GCM encryption of column values over a ring of 32-byte keys.
 
     New envelopes use the current key; envelopes made with any key of the ring still decrypt,
-    and :meth:`needs_reencrypt` / :meth:`reencrypt` move them to the current key.
+    and :meth:`needs_reencrypt` / :meth:`reencrypt` move them to the current key. The ring
+    (``from_ring``, ``current``, ``key_ids``, ``key_id_of``) is
+    :class:`~authmodels.security.keyring.KeyedPrimitive`'s.
 
     Args:
         keys: key id -> 32-byte key, oldest first.
@@ -91,25 +92,14 @@ class FieldCipher:
         UnknownKeyError: ``current`` is not one of the key ids.
     """
 
+    ring_name = "encryption"
+    stored_name = "envelope"
+    exact_key_bytes = KEY_SIZE
+    min_body = NONCE_SIZE + TAG_SIZE
+
     def __init__(self, keys: Mapping[str, bytes], current: str | None = None) -> None:
-        ring, self._current = _load_ring(keys, current, what="encryption", exact_bytes=KEY_SIZE)
-        self._aead = {kid: AESGCM(key) for kid, key in ring.items()}
-        self._headers = {kid: _header(kid) for kid in ring}
-
-    @classmethod
-    def from_ring(cls, ring: KeyRing) -> FieldCipher:
-        """Build a cipher from a configured :class:`~authmodels.config.KeyRing`."""
-        return cls(ring.keys, ring.current)
-
-    @property
-    def current(self) -> str:
-        """The key id used for new envelopes."""
-        return self._current
-
-    @property
-    def key_ids(self) -> list[str]:
-        """Every key id of the ring, current first."""
-        return [self._current, *(kid for kid in self._aead if kid != self._current)]
+        super().__init__(keys, current)
+        self._aead = {kid: AESGCM(key) for kid, key in self._keys.items()}
 
     def _encrypt_with_nonce(self, plaintext: bytes, aad: bytes, nonce: bytes) -> bytes:
         """Encrypt under the current key with a given nonce (a seam for known-answer tests).
@@ -136,16 +126,6 @@ class FieldCipher:
     def encrypt_str(self, plaintext: str, *, aad: bytes) -> bytes:
         """:meth:`encrypt` for text (UTF-8 encoded)."""
         return self.encrypt(plaintext.encode("utf-8"), aad=aad)
-
-    def key_id_of(self, envelope: bytes) -> str:
-        """The key id an envelope was made with (which may not be in the ring).
-
-        Raises:
-            MalformedEnvelopeError: the envelope is truncated or has an unknown version.
-        """
-        return _parse_header(
-            bytes(envelope), what="envelope", min_body=NONCE_SIZE + TAG_SIZE, exact_body=None
-        )
 
     def decrypt(self, envelope: bytes, *, aad: bytes) -> bytes:
         """Decrypt and authenticate an envelope.
@@ -199,7 +179,7 @@ class FieldCipher:
         Raises:
             MalformedEnvelopeError: the envelope is truncated or has an unknown version.
         """
-        return self.key_id_of(envelope) != self._current
+        return self._made_with_old_key(envelope)
 
     def reencrypt(self, envelope: bytes, *, aad: bytes) -> bytes:
         """Decrypt an envelope and encrypt its plaintext again under the current key.
@@ -212,6 +192,3 @@ class FieldCipher:
             MalformedEnvelopeError, UnknownKeyError, DecryptionError: as :meth:`decrypt`.
         """
         return self.encrypt(self.decrypt(envelope, aad=aad), aad=aad)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(key_ids={list(self._aead)!r}, current={self._current!r})"

@@ -12,9 +12,9 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping
 
-from authmodels.config import KeyRing
 from authmodels.errors import InvalidIPAddressError
 from authmodels.security.hashing import TokenHasher
+from authmodels.security.keyring import KeyedPrimitive
 
 __all__ = ["PrivacyHasher", "normalize_ip"]
 
@@ -58,8 +58,12 @@ def normalize_ip(ip: str | ipaddress.IPv4Address | ipaddress.IPv6Address) -> str
     return str(address)
 
 
-class PrivacyHasher:
+class PrivacyHasher(KeyedPrimitive):
     """Keyed, domain-separated hashes of client IP addresses and user agents.
+
+    The ring (``from_ring``, ``current``, ``key_ids``, ``key_id_of``) is
+    :class:`~authmodels.security.keyring.KeyedPrimitive`'s, with the rules and the format of
+    :class:`~authmodels.security.hashing.TokenHasher`'s.
 
     Args:
         keys: key id -> key (at least 32 bytes), oldest first.
@@ -71,18 +75,15 @@ class PrivacyHasher:
         UnknownKeyError: ``current`` is not one of the key ids.
     """
 
+    ring_name = TokenHasher.ring_name
+    stored_name = TokenHasher.stored_name
+    min_key_bytes = TokenHasher.min_key_bytes
+    min_body = TokenHasher.min_body
+    exact_body = TokenHasher.exact_body
+
     def __init__(self, keys: Mapping[str, bytes], current: str | None = None) -> None:
-        self._hasher = TokenHasher(keys, current)
-
-    @classmethod
-    def from_ring(cls, ring: KeyRing) -> PrivacyHasher:
-        """Build a hasher from a configured :class:`~authmodels.config.KeyRing`."""
-        return cls(ring.keys, ring.current)
-
-    @property
-    def current(self) -> str:
-        """The key id used for new hashes."""
-        return self._hasher.current
+        super().__init__(keys, current)
+        self._hasher = TokenHasher(self._keys, self._current)
 
     def ip_hash(self, ip: str | ipaddress.IPv4Address | ipaddress.IPv6Address) -> bytes:
         """The hash of an IP address under the current key (see :func:`normalize_ip`).
@@ -108,21 +109,13 @@ class PrivacyHasher:
         """The hash of a ``User-Agent`` value under every key, current first (for lookups)."""
         return self._hasher.candidates(_UA_DOMAIN + user_agent)
 
-    def key_id_of(self, stored: bytes) -> str:
-        """The key id a stored hash was made with.
-
-        Raises:
-            MalformedEnvelopeError: ``stored`` is not a hash of this format.
-        """
-        return self._hasher.key_id_of(stored)
-
     def needs_rehash(self, stored: bytes) -> bool:
         """Whether a stored hash was made with a key other than the current one.
 
         Raises:
             MalformedEnvelopeError: ``stored`` is not a hash of this format.
         """
-        return self._hasher.needs_rehash(stored)
+        return self._made_with_old_key(stored)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(current={self.current!r})"

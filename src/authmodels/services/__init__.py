@@ -15,7 +15,8 @@ module                the flow
 ``webauthn``          passkeys from py_webauthn results; sign-count regression policy
                       (needs the ``webauthn`` extra)
 ``api_keys``          API keys: public prefix, digest, scopes, expiry, revocation
-``oauth``             provider tokens encrypted, the refresh-due query, re-encryption
+``oauth``             provider tokens encrypted, the refresh-due query
+``reencryption``      every encrypted column moved to the newest key, in committed batches
 ``e2ee``              E2EE device keys (register, rotate) and key-exchange audit
 ``audit``             the one writer of ``auth.audit_logs`` entries the flows share
 ``security_events``   refusals with a severity (``auth.security_events``), the alert hook

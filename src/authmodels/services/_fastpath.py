@@ -12,6 +12,14 @@ do not see them. With another driver than psycopg 3 the statements go through SQ
 
 The ORM object a lookup returns is built from the row without a second query
 (:func:`load_instance`).
+
+Why the module exists, in figures: ``benchmarks/bench_fastpath.py`` measures the session lookup
+this way, through SQLAlchemy Core and through the ORM, and the flows with the module switched off
+(``docs/benchmarks.md``, "The fast path"); the decision to keep it rests on those figures. The
+SQLAlchemy behaviour it relies on -- the driver connection under a session's, ``text()`` compiled
+to psycopg's placeholders, an instance made by the class manager, its ``__dict__`` filled and its
+identity key set, then ``Session.add`` making it persistent and unmodified -- is pinned by
+``tests/services/test_fastpath.py``, which also runs the flows on the fallback.
 """
 
 from __future__ import annotations
@@ -58,8 +66,8 @@ class Statement:
                 locks it took -- with ``ROLLBACK TO SAVEPOINT``. It is not released here: it
                 ends with the transaction (or an enclosing savepoint).
         """
-        driver = db.connection().connection.driver_connection
-        if isinstance(driver, psycopg.Connection):
+        driver = psycopg_connection(db)
+        if driver is not None:
             prepare = None if driver.prepare_threshold is None else True
             with driver.cursor() as cursor:
                 if savepoint is None:
@@ -73,6 +81,13 @@ class Statement:
             db.execute(text(f"SAVEPOINT {savepoint}"))
         row = db.execute(self.clause, params).first()
         return None if row is None else tuple(row)
+
+
+def psycopg_connection(db: Session) -> psycopg.Connection[Any] | None:
+    """The psycopg 3 connection under the session's, or None with another driver (the statements
+    then go through SQLAlchemy: :meth:`Statement.first`'s fallback)."""
+    driver = db.connection().connection.driver_connection
+    return driver if isinstance(driver, psycopg.Connection) else None
 
 
 def columns_of(model: type[Base]) -> list[str]:

@@ -14,6 +14,10 @@ reaches a caller and nothing is half-written:
 - ``jsonb`` refuses ``\\u0000`` and unpaired surrogates anywhere in a document, and JSON has no
   NaN: :func:`json_object` serialises strictly and walks every key and value.
 
+Every flow imports this module, and nothing else for its plumbing: a user given as a
+:class:`~authmodels.models.User` or as its id becomes an id here (:func:`user_id_of`), so no flow
+depends on another flow's module for it.
+
 Presented credentials (tokens, codes, keys, a login e-mail) are not "invalid input" to their
 callers but credentials that do not match: :func:`presented` raises the flow's own refusal
 (:class:`~authmodels.errors.InvalidTokenError` by default) so the caller answers them as it
@@ -33,6 +37,7 @@ from typing import Any
 
 from authmodels.errors import AuthModelsError, InvalidInputError, InvalidTokenError
 from authmodels.models.dpop import MAX_JKT_LENGTH
+from authmodels.models.users import User
 
 #: Longest token, code or key accepted for a lookup (a ``new_token`` is 43 characters).
 MAX_PRESENTED_LENGTH = 512
@@ -223,6 +228,15 @@ def row_id(value: object, field: str, model: type) -> uuid.UUID:
         f"{field} must be a {model.__name__} or its id (uuid.UUID), not {type(value).__name__}",
         field=field,
     )
+
+
+def user_id_of(user: User | uuid.UUID, field: str = "user") -> uuid.UUID:
+    """The id of a user given as a :class:`~authmodels.models.User` or as its id.
+
+    Raises:
+        InvalidInputError: neither, or a :class:`User` that has no id yet (not flushed).
+    """
+    return row_id(user, field, User)
 
 
 def integer(value: object, field: str, *, minimum: int, maximum: int) -> int:

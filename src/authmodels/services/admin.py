@@ -43,7 +43,6 @@ from authmodels.models.enums import SecurityEventSeverity, UserRole
 from authmodels.models.users import User
 from authmodels.services import _inputs, audit, security_events, step_up
 from authmodels.services._database_errors import database_errors
-from authmodels.services.tokens import user_id_of
 
 __all__ = ["ADMIN_LOCK_KEY", "ROLE_CHANGE_ACTION", "change_role"]
 
@@ -117,7 +116,7 @@ def change_role(
             characters, ``session_id`` not a UUID.
     """
     new_role = _role(role)
-    actor_id, target_id = user_id_of(actor, "actor"), user_id_of(target, "target")
+    actor_id, target_id = _inputs.user_id_of(actor, "actor"), _inputs.user_id_of(target, "target")
     _inputs.presented(
         step_up_token, "step-up token", error=StepUpTokenInvalid, hint=": re-authenticate"
     )

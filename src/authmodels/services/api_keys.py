@@ -52,7 +52,6 @@ from authmodels.security.hashing import new_token
 from authmodels.services import _inputs, audit, security_events
 from authmodels.services._database_errors import database_errors
 from authmodels.services.settings import settings_for
-from authmodels.services.tokens import user_id_of
 
 __all__ = ["CreatedApiKey", "authenticate", "create", "require_scopes", "revoke"]
 
@@ -120,7 +119,7 @@ def create(
             of at most 100 names of 1 to 200 characters, ``expires_at`` not an aware datetime
             in the future, or ``user`` not a user or an id.
     """
-    user_id = user_id_of(user)
+    user_id = _inputs.user_id_of(user)
     _inputs.text(name, "name", max_length=MAX_NAME_LENGTH)
     scope_list = sorted(set(_scopes(scopes)))
     _inputs.optional_moment(expires_at, "expires_at", future=True)
@@ -263,7 +262,7 @@ def revoke(db: Session, user: User | uuid.UUID, api_key_id: uuid.UUID) -> bool:
     Raises:
         InvalidInputError: ``user`` is not a user or an id, or ``api_key_id`` not a UUID.
     """
-    user_id = user_id_of(user)
+    user_id = _inputs.user_id_of(user)
     _inputs.identifier(api_key_id, "api_key_id")
     prefix = db.execute(_REVOKE, {"id": api_key_id, "user_id": user_id}).scalar_one_or_none()
     if prefix is None:

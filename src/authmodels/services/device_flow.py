@@ -73,7 +73,7 @@ from authmodels.services._database_errors import database_errors
 from authmodels.services.durable import durable
 from authmodels.services.sessions import create_session
 from authmodels.services.settings import settings_for
-from authmodels.services.tokens import IssuedTokens, insert_access_token, user_id_of
+from authmodels.services.tokens import IssuedTokens, insert_access_token
 
 __all__ = [
     "USER_CODE_ALPHABET",
@@ -256,7 +256,7 @@ def deny(db: Session, user_code: str, user: User | uuid.UUID) -> DeviceFlow:
 
 
 def _decide(db: Session, user_code: str, user: User | uuid.UUID, status: str) -> DeviceFlow:
-    user_id = user_id_of(user)
+    user_id = _inputs.user_id_of(user)
     typed = _inputs.presented(
         user_code, "user code", error=InvalidUserCode, max_length=_TYPED_CODE_LENGTH
     )

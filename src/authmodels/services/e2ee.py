@@ -51,7 +51,6 @@ from authmodels.security.encryption import aad_for
 from authmodels.services import _inputs
 from authmodels.services._database_errors import database_errors
 from authmodels.services.settings import settings_for
-from authmodels.services.tokens import user_id_of
 
 __all__ = [
     "private_key",
@@ -117,7 +116,7 @@ def register_device_key(
             not 32 bytes, ``reason`` not text of at most 500 characters, or ``user`` not a user
             or an id (nothing is written).
     """
-    user_id = user_id_of(user)
+    user_id = _inputs.user_id_of(user)
     _inputs.text(device_id, "device_id", max_length=MAX_DEVICE_ID_LENGTH)
     _inputs.blob(private_key, "private_key", min_length=e2ee.KEY_SIZE, max_length=e2ee.KEY_SIZE)
     _inputs.optional_text(reason, "reason", min_length=0, max_length=MAX_REASON_LENGTH)
@@ -226,8 +225,8 @@ def record_key_exchange(
         )
     params = {
         "conversation_id": _inputs.identifier(conversation_id, "conversation_id"),
-        "initiator_id": user_id_of(initiator, "initiator"),
-        "peer_id": user_id_of(peer, "peer"),
+        "initiator_id": _inputs.user_id_of(initiator, "initiator"),
+        "peer_id": _inputs.user_id_of(peer, "peer"),
     }
     if params["initiator_id"] == params["peer_id"]:
         raise InvalidInputError("a key exchange needs two different users", field="peer")
@@ -280,7 +279,7 @@ def record_failed_exchange(
             refused), ``device_id`` not text of 1 to 255 characters, ``conversation_id`` not a
             UUID, or a party not a user or an id.
     """
-    user_id, peer_id = user_id_of(user), user_id_of(peer, "peer")
+    user_id, peer_id = _inputs.user_id_of(user), _inputs.user_id_of(peer, "peer")
     _inputs.identifier(conversation_id, "conversation_id")
     _inputs.optional_text(device_id, "device_id", max_length=MAX_DEVICE_ID_LENGTH)
     if not isinstance(reason, str) or not reason.strip():

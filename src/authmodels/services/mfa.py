@@ -48,7 +48,6 @@ from authmodels.security.encryption import aad_for
 from authmodels.services import _inputs, audit, security_events
 from authmodels.services._database_errors import database_errors
 from authmodels.services.settings import settings_for
-from authmodels.services.tokens import user_id_of
 
 __all__ = [
     "BACKUP_CODE_COUNT",
@@ -164,7 +163,7 @@ def enroll(
             without ``':'``, ``account_name`` is missing while ``user`` is an id, or ``user`` is
             neither a user nor an id.
     """
-    user_id = user_id_of(user)
+    user_id = _inputs.user_id_of(user)
     _label(issuer, "issuer")
     if account_name is None:
         if not isinstance(user, User):
@@ -275,7 +274,7 @@ def confirm(
         MfaAlreadyEnrolledError: the enrolment is already confirmed.
         InvalidTotpCodeError: the code is wrong (nothing is written).
     """
-    user_id = user_id_of(user)
+    user_id = _inputs.user_id_of(user)
     enrollment_id, _ = _check_code(db, user_id, code, now, confirmed=False)
     db.execute(
         text("UPDATE auth.users SET two_factor_enabled = true WHERE id = :id"), {"id": user_id}
@@ -305,7 +304,7 @@ def verify(
         InvalidTotpCodeError: wrong code, outside the window, or its step (or a later one) was
             already used, also by a concurrent request (nothing is written).
     """
-    return _check_code(db, user_id_of(user), code, now, confirmed=True)[1]
+    return _check_code(db, _inputs.user_id_of(user), code, now, confirmed=True)[1]
 
 
 _DELETE_BACKUP_CODES = text("DELETE FROM auth.two_factor_backup_codes WHERE user_id = :user_id")
@@ -338,7 +337,7 @@ def regenerate_backup_codes(db: Session, user: User | uuid.UUID) -> list[str]:
     Raises:
         MfaNotEnrolledError: no confirmed enrolment.
     """
-    user_id = user_id_of(user)
+    user_id = _inputs.user_id_of(user)
     row = db.execute(_ENROLLMENT, {"user_id": user_id}).first()
     if row is None or not row.confirmed:
         raise MfaNotEnrolledError("this account has no confirmed authenticator: enrol first")
@@ -380,7 +379,7 @@ def use_backup_code(db: Session, user: User | uuid.UUID, code: str) -> int:
         InvalidBackupCodeError: unknown, another user's, or already spent (nothing is written).
         InvalidInputError: ``user`` is neither a user nor an id.
     """
-    user_id = user_id_of(user)
+    user_id = _inputs.user_id_of(user)
     typed = _inputs.presented(
         code, "backup code", error=InvalidBackupCodeError, max_length=_TYPED_CODE_LENGTH
     )
@@ -428,7 +427,7 @@ def disable(db: Session, user: User | uuid.UUID) -> bool:
     Returns:
         True if an enrolment existed.
     """
-    user_id = user_id_of(user)
+    user_id = _inputs.user_id_of(user)
     removed = db.execute(
         text("DELETE FROM auth.two_factor_auth WHERE user_id = :user_id RETURNING id"),
         {"user_id": user_id},

@@ -1,4 +1,4 @@
-"""OAuth connections: provider tokens stored encrypted, read back, refreshed, re-encrypted.
+"""OAuth connections: provider tokens stored encrypted, read back, refreshed.
 
 Since revision 0011 (seed 003 #118) a connection's provider tokens are ``FieldCipher`` envelopes
 (``access_token_encrypted``, ``refresh_token_encrypted``) with associated data
@@ -18,34 +18,22 @@ Decisions:
   workers share the due connections without refreshing one twice.
 - :func:`record_refresh` writes the outcome (``last_token_refresh_*``; an error message only for
   a failure, as the table's CHECK wants) and, on success, the new tokens.
-- :func:`reencrypt` moves every envelope of schema ``auth`` (these tokens, TOTP seeds, E2EE
-  private-key backups: :data:`ENCRYPTED_COLUMNS`) to the current key of the ring, one old key
-  at a time, in batches of ``batch_size`` rows, **committing each batch**. Progress is the data
-  itself (an envelope names its key in its header), so an interrupted run loses at most one
-  uncommitted batch and the next run continues where it stopped; a second run finds nothing to
-  do. Each row is rewritten with a compare-and-set (``WHERE <column> = :old``), so a value
-  stored concurrently under the new key is never overwritten; ``updated_at`` is left alone
-  (``authmodels.keep_updated_at``): a storage conversion is not a change of the row.
-  Rows another transaction holds locked are skipped (``SKIP LOCKED``) and left for the next run,
-  so a re-encryption never waits behind, nor blocks, the application.
-  ``authmodels keys reencrypt`` runs it.
-
-Nothing is committed here, except by :func:`reencrypt`.
+Nothing is committed here. Re-encryption to the newest key, of these tokens and of every other
+envelope column, is :mod:`authmodels.services.reencryption` (``oauth.reencrypt`` is an alias of
+its :func:`~authmodels.services.reencryption.reencrypt`).
 """
 
 from __future__ import annotations
 
 import re
 import uuid
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from authmodels import rls
 from authmodels.errors import (
     InvalidInputError,
     OAuthConnectionError,
@@ -64,16 +52,17 @@ from authmodels.models.users import User
 from authmodels.security.encryption import FieldCipher, aad_for
 from authmodels.services import _inputs
 from authmodels.services._database_errors import database_errors
+from authmodels.services.reencryption import (  # re-encryption lived here: still importable
+    ENCRYPTED_COLUMNS as ENCRYPTED_COLUMNS,
+)
+from authmodels.services.reencryption import ReencryptReport as ReencryptReport
+from authmodels.services.reencryption import reencrypt as reencrypt
 from authmodels.services.settings import settings_for
-from authmodels.services.tokens import user_id_of
 
 __all__ = [
-    "ENCRYPTED_COLUMNS",
     "ProviderTokens",
-    "ReencryptReport",
     "read_tokens",
     "record_refresh",
-    "reencrypt",
     "refresh_due",
     "store_tokens",
 ]
@@ -85,9 +74,8 @@ MAX_ERROR_LENGTH = 1000
 MAX_PROVIDER_TOKEN_LENGTH = 16384
 #: Longest ``token_type``, profile ``email`` and ``name`` kept.
 MAX_TOKEN_TYPE_LENGTH, MAX_EMAIL_LENGTH, MAX_NAME_LENGTH = 40, 320, 255
-#: Most connections :func:`refresh_due` returns at once, and rows :func:`reencrypt` takes per
-#: batch.
-MAX_LIMIT, MAX_BATCH_SIZE = 10_000, 100_000
+#: Most connections :func:`refresh_due` returns at once.
+MAX_LIMIT = 10_000
 _PROVIDER = re.compile(PROVIDER_PATTERN)
 
 
@@ -220,7 +208,7 @@ def store_tokens(
             ``raw_data`` not a JSON object (or holding ``access_token``, ``refresh_token`` or
             ``id_token``); ``expires_at`` not an aware datetime; ``user`` not a user or an id.
     """
-    user_id = user_id_of(user)
+    user_id = _inputs.user_id_of(user)
     _inputs.text(
         provider,
         "provider",
@@ -298,11 +286,11 @@ def read_tokens(
     """
     _inputs.identifier(connection_id, "connection_id")
     if user is not None:
-        user_id_of(user)
+        _inputs.user_id_of(user)
     cipher = settings_for(db).cipher
     query = select(OAuthConnection).where(OAuthConnection.id == connection_id)
     if user is not None:
-        query = query.where(OAuthConnection.user_id == user_id_of(user))
+        query = query.where(OAuthConnection.user_id == _inputs.user_id_of(user))
     row = db.execute(query).scalar_one_or_none()
     if row is None:
         raise OAuthConnectionNotFound(f"OAuth connection {connection_id} does not exist")
@@ -451,122 +439,3 @@ def record_refresh(
             },
         )
     return _load(db, connection_id)
-
-
-# --- re-encryption to the newest key --------------------------------------------------------
-
-#: Every envelope column of schema ``auth``: (table, columns). The associated data of each
-#: value is ``aad_for(table, column, id)``.
-ENCRYPTED_COLUMNS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("oauth_connections", ("access_token_encrypted", "refresh_token_encrypted")),
-    ("two_factor_auth", ("secret_encrypted",)),
-    ("device_keys", ("private_key_encrypted",)),
-)
-
-
-@dataclass
-class ReencryptReport:
-    """What :func:`reencrypt` did.
-
-    Attributes:
-        values: envelopes re-encrypted, per (table, column).
-        from_keys: envelopes re-encrypted, per old key id.
-        batches: batches committed.
-    """
-
-    values: Counter[tuple[str, str]] = field(default_factory=Counter)
-    from_keys: Counter[str] = field(default_factory=Counter)
-    batches: int = 0
-
-    @property
-    def total(self) -> int:
-        """Envelopes re-encrypted."""
-        return sum(self.values.values())
-
-
-def _key_id_sql(column: str) -> str:
-    # an envelope starts with version (1 byte), len(key id) (1 byte), key id (ASCII)
-    return f"convert_from(substring({column} FROM 3 FOR get_byte({column}, 1)), 'SQL_ASCII')"
-
-
-@database_errors
-def reencrypt(
-    db: Session, *, batch_size: int = 500, cipher: FieldCipher | None = None
-) -> ReencryptReport:
-    """Re-encrypt every envelope of :data:`ENCRYPTED_COLUMNS` under the current key.
-
-    Works one (table, column, old key) at a time, ``batch_size`` rows per transaction, and
-    **commits after each batch** (see the module docstring: resumable, idempotent).
-
-    Args:
-        db: a session outside any work of its own (it is committed).
-        batch_size: rows per batch.
-        cipher: the key ring to use; ``FlowSettings.encryption_keys`` when None. Every old key
-            still in use must be in it.
-
-    Returns:
-        What was re-encrypted.
-
-    Raises:
-        UnknownKeyError: an envelope names a key that is not in the ring (nothing of that
-            batch is written; batches before it stay committed).
-        ConfigurationError: the session's role does not own schema ``auth`` (row-level
-            security would hide rows from it: re-encryption is the owner's job).
-        InvalidInputError: ``batch_size`` is not an integer from 1 to 100,000, or ``cipher``
-            not a :class:`~authmodels.security.encryption.FieldCipher`.
-    """
-    _inputs.integer(batch_size, "batch_size", minimum=1, maximum=MAX_BATCH_SIZE)
-    if cipher is not None and not isinstance(cipher, FieldCipher):
-        raise InvalidInputError(
-            f"cipher must be a FieldCipher, not {type(cipher).__name__}", field="cipher"
-        )
-    rls.require_owner(db, "re-encryption")
-    cipher = cipher or settings_for(db).cipher
-    report = ReencryptReport()
-    for table, columns in ENCRYPTED_COLUMNS:
-        for column in columns:
-            old_keys = db.execute(
-                text(
-                    f"SELECT DISTINCT {_key_id_sql(column)} FROM auth.{table} "  # noqa: S608
-                    f"WHERE {column} IS NOT NULL AND {_key_id_sql(column)} <> :current"
-                ),
-                {"current": cipher.current},
-            ).scalars()
-            for old_key in sorted(old_keys):
-                _reencrypt_key(db, cipher, table, column, old_key, batch_size, report)
-    db.commit()
-    return report
-
-
-def _reencrypt_key(
-    db: Session,
-    cipher: FieldCipher,
-    table: str,
-    column: str,
-    old_key: str,
-    batch_size: int,
-    report: ReencryptReport,
-) -> None:
-    """Re-encrypt the envelopes of one column made with ``old_key``, batch after batch."""
-    select_batch = text(
-        f"SELECT id, {column} AS envelope FROM auth.{table} "  # noqa: S608 (constant names)
-        f"WHERE {column} IS NOT NULL AND {_key_id_sql(column)} = :old_key "
-        "ORDER BY id LIMIT :n FOR UPDATE SKIP LOCKED"
-    )
-    # compare-and-set: a value written meanwhile (under the new key) is left alone
-    rewrite = text(
-        f"UPDATE auth.{table} SET {column} = :new WHERE id = :id AND {column} = :old"  # noqa: S608
-    )
-    while True:
-        db.execute(text("SELECT set_config('authmodels.keep_updated_at', 'on', true)"))
-        rows = db.execute(select_batch, {"old_key": old_key, "n": batch_size}).all()
-        if not rows:
-            db.commit()
-            return
-        for row in rows:
-            new = cipher.reencrypt(row.envelope, aad=aad_for(table, column, row.id))
-            db.execute(rewrite, {"id": row.id, "new": new, "old": row.envelope})
-        db.commit()
-        report.values[(table, column)] += len(rows)
-        report.from_keys[old_key] += len(rows)
-        report.batches += 1

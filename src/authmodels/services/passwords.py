@@ -66,7 +66,6 @@ from authmodels.services._database_errors import database_errors
 from authmodels.services.durable import durable
 from authmodels.services.sessions import revoke_all_sessions
 from authmodels.services.settings import settings_for
-from authmodels.services.tokens import user_id_of
 
 __all__ = [
     "DEFAULT_HISTORY",
@@ -145,7 +144,7 @@ def set_password(
     """
     _inputs.text(new_password, "new_password", max_length=MAX_PASSWORD_LENGTH)
     _inputs.integer(history, "history", minimum=0, maximum=MAX_HISTORY)
-    user_id = user_id_of(user)
+    user_id = _inputs.user_id_of(user)
     _inputs.optional_identifier(except_session, "except_session")
     hasher = settings_for(db).password_hasher
     current = db.execute(_LOCK_USER, {"id": user_id}).scalar_one_or_none()

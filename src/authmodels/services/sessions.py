@@ -87,7 +87,6 @@ from authmodels.services.tokens import (
     IssuedTokens,
     refuse_dpop_binding,
     token_type,
-    user_id_of,
 )
 
 __all__ = [
@@ -173,7 +172,7 @@ def create_session(
         InvalidIPAddressError: ``ip`` is not an IP address.
     """
     _inputs.duration(ttl, "ttl")
-    user_id = user_id_of(user)
+    user_id = _inputs.user_id_of(user)
     _inputs.user_agent(user_agent)
     _inputs.jkt(dpop_jkt)
     settings = settings_for(db)
@@ -715,7 +714,7 @@ def revoke_all_sessions(
         InvalidInputError: ``user`` or ``except_session`` is neither a row nor an id, or
             ``reason`` is not text of 1 to 200 characters.
     """
-    user_id = user_id_of(user)
+    user_id = _inputs.user_id_of(user)
     _inputs.text(reason, "reason", max_length=MAX_REASON_LENGTH)
     keep = (
         []

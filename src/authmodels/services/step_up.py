@@ -39,7 +39,6 @@ from authmodels.security.hashing import new_token
 from authmodels.services import _inputs, audit, security_events
 from authmodels.services._database_errors import database_errors
 from authmodels.services.settings import settings_for
-from authmodels.services.tokens import user_id_of
 
 __all__ = ["DEFAULT_PURPOSE", "MAX_TTL", "consume", "issue"]
 
@@ -99,7 +98,7 @@ def issue(
     """
     _inputs.duration(ttl, "ttl", maximum=MAX_TTL)
     _purpose(purpose)
-    user_id = user_id_of(user)
+    user_id = _inputs.user_id_of(user)
     _inputs.optional_identifier(session_id, "session_id")
     settings = settings_for(db)
     raw = new_token()
@@ -177,7 +176,7 @@ def consume(
             user or an id, ``session_id`` not a UUID.
     """
     _purpose(purpose)
-    user_id = user_id_of(user)
+    user_id = _inputs.user_id_of(user)
     _inputs.optional_identifier(session_id, "session_id")
     _inputs.presented(token, "step-up token", error=StepUpTokenInvalid, hint=": re-authenticate")
     settings = settings_for(db)

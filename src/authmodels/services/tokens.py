@@ -124,15 +124,6 @@ def token_type(dpop_jkt: str | None) -> str:
     return "DPoP" if dpop_jkt else "Bearer"
 
 
-def user_id_of(user: User | uuid.UUID, field: str = "user") -> uuid.UUID:
-    """The id of a user given as a :class:`~authmodels.models.User` or as its id.
-
-    Raises:
-        InvalidInputError: neither, or a :class:`User` that has no id yet (not flushed).
-    """
-    return _inputs.row_id(user, field, User)
-
-
 _INSERT_ACCESS_TOKEN = text(
     """
     INSERT INTO auth.access_tokens
@@ -229,7 +220,7 @@ def issue_access_token(
             not a user or an id, a text argument is not text of its bounds (``client_id`` 255,
             ``scope`` 2,000 characters; ``dpop_jkt`` a JWK thumbprint), or an id not a UUID.
     """
-    user_id = user_id_of(user)
+    user_id = _inputs.user_id_of(user)
     if ttl is not None:
         _inputs.duration(ttl, "ttl")
     client_id = _inputs.optional_text(

@@ -74,7 +74,6 @@ from authmodels.services import _inputs, audit, security_events
 from authmodels.services._database_errors import database_errors
 from authmodels.services.durable import durable
 from authmodels.services.settings import settings_for
-from authmodels.services.tokens import user_id_of
 
 __all__ = [
     "SIGN_COUNT_REGRESSION_EVENT",
@@ -179,7 +178,7 @@ def store_registration(
             "verified must be the VerifiedRegistration of verify_registration_response",
             field="verified",
         )
-    user_id = user_id_of(user)
+    user_id = _inputs.user_id_of(user)
     _credential_id(verified.credential_id)
     _sign_count(verified.sign_count)
     _flags(verified)
@@ -278,7 +277,7 @@ def record_authentication(
     _credential_id(verified.credential_id)
     _sign_count(verified.new_sign_count)
     _flags(verified)
-    owner = None if user is None else user_id_of(user)
+    owner = None if user is None else _inputs.user_id_of(user)
     settings = settings_for(db)
     found = db.execute(
         _LOCK_CREDENTIAL,
@@ -366,7 +365,7 @@ def verify_authentication(
         if isinstance(expected_origin, str)
         else _inputs.texts(expected_origin, "expected_origin", max_items=64, max_length=2048)
     )
-    owner = None if user is None else user_id_of(user)
+    owner = None if user is None else _inputs.user_id_of(user)
     parsed = _parse_response(credential)
     raw_id = _credential_id(parsed.raw_id)
     stored = db.execute(
