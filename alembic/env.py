@@ -9,16 +9,6 @@ version table in schema ``auth``, and an advisory lock so two deployers never mi
 database at once (the second one waits, then finds the work done).
 """
 
-from __future__ import annotations
-
-from logging.config import fileConfig
-
-from alembic import context
-
 from authmodels.migrations import run_environment
-
-config = context.config
-if config.config_file_name is not None and config.attributes.get("configure_logger", True):
-    fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 run_environment()

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from logging.config import fileConfig
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -141,7 +142,10 @@ def run_environment(
       30min, ``-x statement_timeout=...``), and an advisory lock held for the whole run, shared
       with ``authmodels db``, so two migrators never run at once;
     - autogenerate (``alembic check``, ``revision --autogenerate``) compares authmodels' models
-      in schema ``auth`` and the service's metadata in the schemas its tables use, nothing else.
+      in schema ``auth`` and the service's metadata in the schemas its tables use, nothing else;
+    - the logging sections of the ``.ini`` file, when it has them, configure logging (as the
+      ``env.py`` of ``alembic init`` does), unless ``config.attributes["configure_logger"]`` is
+      False.
 
     The connection: ``config.attributes["connection"]`` when the caller hands one over (the
     ``authmodels`` command, tests), else a URL from ``-x url=...``, the config's
@@ -165,6 +169,13 @@ def run_environment(
 
     from authmodels.errors import AuthModelsError
 
+    config = context.config
+    if (
+        config.config_file_name is not None
+        and config.attributes.get("configure_logger", True)
+        and config.file_config.has_section("loggers")
+    ):
+        fileConfig(config.config_file_name, disable_existing_loggers=False)
     try:
         _require_our_chain(context.script)
         if context.is_offline_mode():
@@ -172,7 +183,7 @@ def run_environment(
         else:
             _run_online(_configure_options(target_metadata, configure))
     except AuthModelsError as exc:
-        if context.config.cmd_opts is None:  # called from Python: keep the typed error
+        if config.cmd_opts is None:  # called from Python: keep the typed error
             raise
         raise CommandError(str(exc)) from exc
 
