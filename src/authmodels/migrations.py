@@ -35,6 +35,7 @@ from sqlalchemy.engine import URL
 from authmodels.config import KeyRing, Settings
 
 if TYPE_CHECKING:
+    from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
 
 #: Schema of every authmodels table, and of Alembic's version table.
@@ -90,8 +91,10 @@ def alembic_config(
             when a ``connection`` is given.
         connection: an open connection to run on (the CLI, tests, the pytest plugin): nothing
             is resolved again.
-        **attributes: extra ``config.attributes`` (``lock_timeout``, ``statement_timeout``,
-            ``on_version_apply``).
+        **attributes: extra ``config.attributes``: ``lock_timeout``, ``statement_timeout``,
+            ``on_version_apply`` (Alembic's callback after each revision),
+            ``ignore_other_revisions`` (run on a version table that also holds the revisions of
+            a service's chain, leaving them alone).
     """
     cfg = Config()
     cfg.set_main_option("script_location", str(script_location()))
@@ -197,8 +200,7 @@ def _require_our_chain(script: ScriptDirectory) -> None:
         raise CommandError(
             "authmodels' revisions are not among this environment's version_locations: add "
             f"{VERSION_LOCATION} to version_locations in alembic.ini (with path_separator = "
-            "newline); an editable install of authmodels has no packaged revisions, list "
-            "its checkout's alembic/versions instead"
+            "newline)"
         ) from exc
 
 
@@ -342,6 +344,8 @@ def _run_on(connection: Connection, options: dict[str, Any]) -> None:
         connection.execute(text(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}"))
         connection.commit()
         context.configure(connection=connection, **options)
+        if context.config.attributes.get("ignore_other_revisions"):
+            _see_only_this_chain(context.get_context(), context.script)
         with context.begin_transaction():
             context.run_migrations()
     except BaseException:
@@ -353,6 +357,22 @@ def _run_on(connection: Connection, options: dict[str, Any]) -> None:
     if connection.in_transaction():
         connection.commit()
     _release(connection)
+
+
+def _see_only_this_chain(migration_context: MigrationContext, script: ScriptDirectory) -> None:
+    """Hide the version table's rows that belong to another chain (a service's).
+
+    Alembic resolves every row of the version table, and stops at one its script directory does
+    not hold. ``authmodels db`` runs our chain alone on a database composed with a service's:
+    with the service's rows hidden, Alembic plans, inserts, updates and deletes our row alone.
+    """
+    known = {revision.revision for revision in script.walk_revisions()}
+    every_row = migration_context.get_current_heads
+
+    def our_rows() -> tuple[str, ...]:
+        return tuple(row for row in every_row() if row in known)
+
+    setattr(migration_context, "get_current_heads", our_rows)  # noqa: B010 (on this instance)
 
 
 def _release(connection: Connection) -> None:

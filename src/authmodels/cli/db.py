@@ -17,8 +17,6 @@ from typing import Any
 
 from alembic import command
 from alembic.autogenerate import compare_metadata
-from alembic.config import Config
-from alembic.runtime.environment import EnvironmentContext
 from alembic.runtime.migration import MigrationContext, MigrationInfo
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, text
@@ -327,8 +325,10 @@ def _migrate(ctx: Context, direction: str, target: str) -> int:
 
             bar.update(0, planned[0] if planned else "")
             cfg = alembic_config(connection=conn)
-            cfg.attributes.update(_attributes(ctx.args), on_version_apply=applied)
-            _run_steps(cfg, script, direction, target, _known(script))
+            cfg.attributes.update(
+                _attributes(ctx.args), on_version_apply=applied, ignore_other_revisions=True
+            )
+            (command.upgrade if direction == "upgrade" else command.downgrade)(cfg, target)
             if conn.in_transaction():
                 conn.commit()
             after = chain_state(conn, script)
@@ -345,34 +345,11 @@ def _migrate(ctx: Context, direction: str, target: str) -> int:
     return 0
 
 
-def _steps(script: ScriptDirectory, direction: str, target: str, heads: Sequence[str]) -> list[Any]:
-    """What ``command.upgrade``/``downgrade`` would run from ``heads`` (our chain's rows)."""
-    # Alembic's own commands pass the version table's rows as a tuple too (typed ``str``).
-    current: Any = tuple(heads)
-    if direction == "upgrade":
-        return list(script._upgrade_revs(target, current))
-    return list(script._downgrade_revs(target, current))
-
-
 def _plan(script: ScriptDirectory, direction: str, target: str, ours: Sequence[str]) -> list[str]:
     """The ids of the revisions the command will run, in order."""
-    return [step.revision.revision for step in _steps(script, direction, target, ours)]
-
-
-def _run_steps(
-    cfg: Config, script: ScriptDirectory, direction: str, target: str, known: set[str]
-) -> None:
-    """``command.upgrade``/``downgrade``, reading only our chain's rows of the version table.
-
-    Alembic resolves every row of the version table; the rows of a service's chain are not in
-    our script directory, so they are set aside before the steps are planned (Alembic then
-    updates our row alone).
-    """
-
-    def steps(heads: Sequence[str], _context: MigrationContext) -> list[Any]:
-        return _steps(script, direction, target, [h for h in heads if h in known])
-
-    with EnvironmentContext(
-        cfg, script, fn=steps, as_sql=False, starting_rev=None, destination_rev=target, tag=None
-    ):
-        script.run_env()
+    current: Any = tuple(ours)  # Alembic takes the version table's rows as a tuple (typed str)
+    if direction == "upgrade":
+        steps = reversed(list(script.iterate_revisions(target, current, implicit_base=True)))
+    else:
+        steps = iter(script.iterate_revisions(current, target, select_for_downgrade=True))
+    return [revision.revision for revision in steps]
