@@ -43,8 +43,10 @@ pytestmark = pytest.mark.slow
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("dist")
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
-        + ["-w", str(out), str(ROOT)],
+        [
+            *(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"),
+            *("-w", str(out), str(ROOT)),
+        ],
         check=True,
     )
     (built,) = out.glob("authmodels-*.whl")
@@ -181,9 +183,8 @@ def test_a_service_composes_the_wheels_chain_with_plain_alembic_and_the_cli(
     service: Service, authmodels_empty_database: URL
 ) -> None:
     head = packaged_head()
-    where = service.run(
-        "python", "-c", "import authmodels.migrations as m; print(m.__file__, m.version_locations())"
-    ).stdout
+    imported = "import authmodels.migrations as m; print(m.__file__, m.version_locations())"
+    where = service.run("python", "-c", imported).stdout
     assert "site-packages" in where and str(ROOT) not in where, where
 
     # an empty database: nothing applied
