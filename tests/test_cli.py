@@ -231,22 +231,14 @@ def test_db_upgrade_refuses_a_schema_migrated_with_its_version_table_elsewhere(
         runner.dispose()
 
 
-def test_db_upgrade_draws_a_progress_bar_on_a_terminal_only(
-    authmodels_empty_database: URL, tmp_path: Path
-) -> None:
+def _on_a_terminal(command: list[str], cwd: Path) -> tuple[str, str]:
+    """Run ``command`` with standard error on a pseudo-terminal: (stdout, what the terminal got)."""
     import pty
 
-    url = _url(authmodels_empty_database)
-    target = revision_ids()[1]
     primary, secondary = pty.openpty()
     try:
         result = subprocess.run(
-            [_console_script(), "db", "upgrade", target, "--url", url],
-            stdout=subprocess.PIPE,
-            stderr=secondary,
-            text=True,
-            cwd=tmp_path,
-            check=True,
+            command, stdout=subprocess.PIPE, stderr=secondary, text=True, cwd=cwd, check=True
         )
         os.close(secondary)
         drawn = b""
@@ -260,9 +252,61 @@ def test_db_upgrade_draws_a_progress_bar_on_a_terminal_only(
             drawn += chunk
     finally:
         os.close(primary)
-    terminal = drawn.decode()
+    return result.stdout, drawn.decode()
+
+
+def test_db_upgrade_draws_a_progress_bar_on_a_terminal_only(
+    authmodels_empty_database: URL, tmp_path: Path
+) -> None:
+    url = _url(authmodels_empty_database)
+    target = revision_ids()[1]
+    out, terminal = _on_a_terminal(
+        [_console_script(), "db", "upgrade", target, "--url", url], tmp_path
+    )
     assert "\rupgrade [" in terminal and "2/2" in terminal
-    assert "\r" not in result.stdout and result.stdout.splitlines()[-1].startswith("now at")
+    assert "\r" not in out and out.splitlines()[-1].startswith("now at")
+    piped = subprocess.run(
+        [_console_script(), "db", "downgrade", "base", "--url", url],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=True,
+    )
+    assert "\r" not in piped.stderr + piped.stdout
+
+
+@pytest.mark.parametrize(
+    ("command", "drawn"),
+    [
+        (["purge"], "app_logs 3 rows in 1 batches"),
+        (["partitions", "ensure"], "(1 rows moved)"),
+        (["keys", "reencrypt"], "re-encrypting 1 batch(es) committed"),
+    ],
+    ids=["purge", "partitions-ensure", "keys-reencrypt"],
+)
+def test_long_commands_draw_progress_on_a_terminal_and_not_with_no_progress(
+    command: list[str], drawn: str, authmodels_fresh_database: URL, tmp_path: Path
+) -> None:
+    """Each has work to do: old log lines, a row in a month without a partition."""
+    runner = MigrationRunner(authmodels_fresh_database)
+    try:
+        runner.execute(
+            "INSERT INTO auth.app_logs (level, message, created_at) "
+            "SELECT 'info', 'old', now() - interval '400 days' FROM generate_series(1, 3)"
+        )
+        runner.execute(
+            "INSERT INTO auth.audit_logs (event_type, created_at) "
+            "VALUES ('login', now() + interval '2 years')"
+        )
+    finally:
+        runner.dispose()
+    url = _url(authmodels_fresh_database)
+    _, terminal = _on_a_terminal([_console_script(), *command, "--url", url], tmp_path)
+    assert "\r" in terminal and drawn in terminal, terminal
+    _, quiet = _on_a_terminal(
+        [_console_script(), *command, "--url", url, "--no-progress"], tmp_path
+    )
+    assert "\r" not in quiet
 
 
 def test_erd_works_outside_the_repository(tmp_path: Path) -> None:

@@ -48,11 +48,12 @@ def _reencrypt(ctx: Context) -> int:
     cipher = FieldCipher.from_ring(Settings.from_env().require_encryption_keys())
     engine = ctx.engine()
     bar = ctx.progress("re-encrypting", None)
+    bar.update(0, "batch(es) committed")
     batches = [0]
 
     def committed(_session: Any) -> None:  # reencrypt commits after every batch
         batches[0] += 1
-        bar.update(batches[0], "batches committed")
+        bar.update(batches[0], "batch(es) committed")
 
     try:
         with Session(engine) as db:

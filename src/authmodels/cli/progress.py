@@ -43,9 +43,9 @@ class Progress:
             bar_width = 24
             filled = bar_width * min(done, self.total) // self.total
             counter = f"[{'#' * filled}{'.' * (bar_width - filled)}] {done}/{self.total}"
+            line = f"{self.label} {counter}  {detail}"
         else:
-            counter = f"{done:,}"
-        line = f"{self.label} {counter}  {detail}"
+            line = f"{self.label} {done:,} {detail}"
         room = max(width - len(elapsed) - 3, 10)
         line = (line[: room - 1] + "…") if len(line) > room else line.ljust(room)
         self.stream.write(f"\r{line}  {elapsed}")

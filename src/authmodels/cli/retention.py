@@ -57,6 +57,7 @@ def _purge(ctx: Context) -> int:
         with engine.connect() as conn:
             policies = select_policies(load_policies(conn), only=args.only)
         bar = ctx.progress("purge", len(policies))
+        bar.update(0, "starting")
         finished: list[str] = []
 
         def progress(report: PolicyReport) -> None:
@@ -97,6 +98,7 @@ def _ensure(ctx: Context) -> int:
 
     engine = ctx.engine(pooled=True)
     bar = ctx.progress("partitions", None)
+    bar.update(0, "finding the months that need a partition")
     count = [0]
 
     def month_done(table: str, month: EnsuredMonth) -> None:
