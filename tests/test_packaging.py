@@ -248,6 +248,16 @@ def test_a_service_composes_the_wheels_chain_with_plain_alembic_and_the_cli(
     assert upgraded.stdout.splitlines()[-1] == f"now at {head} (head)"
     assert "left alone: s001_orders" in upgraded.stderr
 
+    # below our first revision the service's tables would lose auth.users: refused up front
+    refused = service.run("authmodels", "db", "downgrade", "base", ok=False)
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert refused.stderr.splitlines() == [
+        "authmodels: the version table also holds s001_orders (another chain, which needs "
+        "schema auth): downgrade it first with its own Alembic environment; authmodels db "
+        "downgrade keeps 0001_baseline"
+    ]
+    assert service.run("authmodels", "db", "current").stdout.splitlines()[0] == f"{head} (head)"
+
     # the service's own downgrade, with plain alembic, leaves authmodels' chain in place
     service.run("alembic", "downgrade", "shop@-1")
     assert service.run("authmodels", "db", "current").stdout.strip() == f"{head} (head)"

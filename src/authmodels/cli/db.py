@@ -3,8 +3,9 @@
 The commands run on one connection they open themselves and hand to Alembic (nothing resolves
 the URL a second time). A database composed with a service's chain (its version table in
 schema ``auth`` also holds the service's revisions) is handled as such: the service's revisions
-are named, left alone, and never make a command fail; a downgrade that would break one of them
-is refused by PostgreSQL itself (their foreign keys), in a transaction that rolls back.
+are named and left alone. A downgrade that would remove our first revision under them is
+refused before it starts; one that breaks a service's foreign keys otherwise is refused by
+PostgreSQL itself, in the revision's transaction, which rolls back.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from sqlalchemy import Connection, text
 from authmodels.cli.common import JSON, URL, CommandSet, Context
 from authmodels.errors import MigrationError
 from authmodels.migrations import (
+    BRANCH_LABEL,
     OFFLINE_URL,
     SCHEMA,
     VERSION_TABLE,
@@ -176,6 +178,26 @@ def _refuse_unrecorded_schema(conn: Connection, state: ChainState) -> None:
     )
 
 
+def _refuse_removing_the_base_under_another_chain(
+    script: ScriptDirectory, direction: str, planned: Sequence[str], state: ChainState
+) -> None:
+    """A service's chain needs at least our first revision (``auth.users``): keep it.
+
+    Its revisions are not ours to read, so which of ours they depend on is unknown; a
+    downgrade that removes the first one would undo every revision before failing on the
+    service's foreign keys, so it is refused before anything runs.
+    """
+    first = script.get_revision(BRANCH_LABEL)
+    if direction != "downgrade" or not state.others or first is None:
+        return
+    if first.revision in planned:
+        raise MigrationError(
+            f"the version table also holds {', '.join(state.others)} (another chain, which "
+            f"needs schema auth): downgrade it first with its own Alembic environment; "
+            f"authmodels db downgrade keeps {first.revision}"
+        )
+
+
 def _describe(state: ChainState) -> str:
     if not state.ours:
         return "(none)"
@@ -286,6 +308,7 @@ def _migrate(ctx: Context, direction: str, target: str) -> int:
                 _refuse_unrecorded_schema(conn, state)
                 conn.rollback()
             planned = _plan(script, direction, target, state.ours)
+            _refuse_removing_the_base_under_another_chain(script, direction, planned, state)
             ctx.emit(
                 "start",
                 database=location.shown,
