@@ -19,11 +19,14 @@ An HTML comment on the line before a fence changes what happens to the block:
 - ``<!-- sample: skip (reason) -->``: not run (the reason is required and shown on the page's
   source). Kept for the few blocks that cannot run here, e.g. an ``env.py`` fragment.
 - ``<!-- sample: file PATH -->``: not run but written to ``PATH`` in the working folder, for later
-  blocks to use (a module, an Alembic ``env.py``, a revision, a test file).
+  blocks to use (a module, an Alembic ``env.py``, a revision, a test file). It may precede a
+  block in another language too (an ``ini`` file).
 
 Blocks in other languages (``bash``, ``sql``, ``ini``, ``toml``, ``text``) are not executed: they
 are shell commands, SQL for a database console and configuration files, shown to be read and
 typed; their effects are shown by the Python samples where it matters.
+
+README.md's samples run as a page too, beside those of ``docs/``.
 """
 
 from __future__ import annotations
@@ -122,11 +125,20 @@ def _closes(line: str, ticks: str) -> bool:
 
 
 def _pages() -> list[Path]:
-    return sorted(DOCS.rglob("*.md"))
+    return [ROOT / "README.md", *sorted(DOCS.rglob("*.md"))]
 
 
 def _python_blocks(page: Path) -> list[Block]:
     return [b for b in fenced_blocks(page) if b.language == "python"]
+
+
+def _sample_blocks(page: Path) -> list[Block]:
+    """The page's python blocks and the blocks of any language written to a file, in order."""
+    return [
+        b
+        for b in fenced_blocks(page)
+        if b.language == "python" or _FILE.match(b.marker or "") is not None
+    ]
 
 
 def _pages_with_samples() -> list[str]:
@@ -223,7 +235,7 @@ def test_the_docs_have_samples_to_run() -> None:
 @pytest.mark.parametrize("page", _pages_with_samples())
 def test_page_samples_run(page: str, sample_environment: Path, created_roles_dropped: None) -> None:
     """The page's Python samples run in order on a migrated database; their asserts hold."""
-    run_blocks(_python_blocks(ROOT / page), sample_environment)
+    run_blocks(_sample_blocks(ROOT / page), sample_environment)
 
 
 # --- the markers themselves ---------------------------------------------------------------
@@ -236,9 +248,11 @@ def test_every_marker_is_understood_and_every_skip_says_why() -> None:
             if block.marker is None:
                 continue
             where = f"{block.page} line {block.line}"
+            if _FILE.match(block.marker):
+                continue
             if block.language != "python":
-                problems.append(f"{where}: a sample marker before a {block.language!r} block")
-            elif not (_SKIP.match(block.marker) or _FILE.match(block.marker)):
+                problems.append(f"{where}: a skip marker before a {block.language!r} block")
+            elif not _SKIP.match(block.marker):
                 problems.append(
                     f"{where}: unknown marker {block.marker!r} (use 'skip (reason)' or 'file PATH')"
                 )

@@ -18,7 +18,7 @@ AUTHMODELS_HASH_KEY_CURRENT       key id of the hash key for new digests (defaul
 AUTHMODELS_ENCRYPTION_KEYS        AES-256-GCM key ring for reversible secrets (32-byte keys)
 AUTHMODELS_ENCRYPTION_KEY_CURRENT key id of the encryption key for new values (default: last)
 AUTHMODELS_PRIVACY_KEYS           HMAC key ring for IP / user-agent hashing (default: hash keys)
-AUTHMODELS_HOME                   folder of the embedded PostgreSQL (default ``./.authmodels``)
+AUTHMODELS_HOME                   folder of the embedded PostgreSQL (default: found upward)
 ================================  ===========================================================
 """
 
@@ -29,7 +29,7 @@ import binascii
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from authmodels.errors import ConfigurationError, MissingKeyError
@@ -149,7 +149,9 @@ class Settings:
     hash_keys: KeyRing | None = None
     encryption_keys: KeyRing | None = None
     privacy_keys: KeyRing | None = None
-    home: Path = field(default_factory=lambda: Path(".authmodels"))
+    home: Path | None = None
+    """``AUTHMODELS_HOME``; None: the embedded server's folder is found upward
+    (:func:`authmodels.db.embedded_home`)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -182,7 +184,7 @@ class Settings:
             privacy_keys=(
                 parse_key_ring(priv_value, source=PRIVACY_KEYS_VAR) if priv_value else hash_keys
             ),
-            home=Path(_env(HOME_VAR, env) or ".authmodels"),
+            home=Path(home_value) if (home_value := _env(HOME_VAR, env)) else None,
         )
 
     def require_hash_keys(self) -> KeyRing:

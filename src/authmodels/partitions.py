@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -421,6 +421,7 @@ def ensure_all(
     months_ahead: int = DEFAULT_MONTHS_AHEAD,
     batch_size: int = DEFAULT_SPLIT_BATCH_SIZE,
     attempts: int = 3,
+    on_month: Callable[[str, EnsuredMonth], None] | None = None,
 ) -> dict[str, list[EnsuredMonth]]:
     """Give every month that needs one its partition, for every partitioned table.
 
@@ -437,6 +438,8 @@ def ensure_all(
 
     On a database below revision 0027 (no default partition, no split functions) it creates the
     months with :func:`ensure`, one transaction per table.
+
+    ``on_month(table, month)``, when given, is called after each month (progress).
 
     Raises:
         ConfigurationError: ``months_ahead`` is negative, ``batch_size`` or ``attempts`` below 1,
@@ -468,10 +471,12 @@ def ensure_all(
                     {"t": table, "n": months_ahead},
                 ).scalars()
             )
-        ensured[table] = [
-            split_month(engine, table, month, batch_size=batch_size, attempts=attempts)
-            for month in months
-        ]
+        ensured[table] = []
+        for month in months:
+            done = split_month(engine, table, month, batch_size=batch_size, attempts=attempts)
+            ensured[table].append(done)
+            if on_month is not None:
+                on_month(table, done)
     return ensured
 
 
