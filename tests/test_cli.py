@@ -11,12 +11,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from alembic.script import ScriptDirectory
 from sqlalchemy.engine import URL
 
 from authmodels.cli import main
 from authmodels.config import Settings, parse_key_ring
 from authmodels.db import embedded_home, find_home, libpq_url
 from authmodels.errors import EmbeddedServerNotFound
+from authmodels.migrations import alembic_config
 from authmodels.testing.migrations import MigrationRunner, revision_ids
 
 
@@ -68,7 +70,8 @@ def test_global_options_are_accepted_after_the_command_as_before(
     lines = after.splitlines()
     assert lines[0].startswith("database: postgresql://") and lines[0].endswith("(from --url)")
     assert lines[1] == f"{head} (head)"
-    assert lines[2].startswith(f"  {head}: Owner maintenance")
+    title = ScriptDirectory.from_config(alembic_config()).get_revision(head).doc.split(":")[0]
+    assert lines[2].startswith(f"  {head}: {title}")
     assert main(["--json", "db", "current", "--url", url]) == 0
     (event,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert (event["event"], event["revisions"], event["at_head"]) == ("current", [head], True)
