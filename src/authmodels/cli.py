@@ -44,6 +44,7 @@ from authmodels.config import Settings
 from authmodels.db import EmbeddedServer, resolve_url
 from authmodels.errors import AuthModelsError
 from authmodels.migrations import alembic_config
+from authmodels.report.cli import add_subcommands as add_report_subcommands
 
 
 def _config(args: argparse.Namespace) -> tuple[Config, str]:
@@ -450,6 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="migrate and run a short example of the library")
     demo.add_argument("--url", default=None, help="database URL (default: resolved)")
     demo.set_defaults(func=_demo)
+    add_report_subcommands(sub)
     return parser
 
 

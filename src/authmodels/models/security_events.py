@@ -91,6 +91,12 @@ class SecurityEvent(Base):
         Index("ix_security_events_created_at_severity", "created_at", "severity"),
         Index("ix_security_events_user_id_created_at", "user_id", text("created_at DESC")),
         Index("ix_security_events_event_type_created_at", "event_type", text("created_at DESC")),
+        # a window's events by severity and type, index-only (revision 0030)
+        Index(
+            "ix_security_events_created_at_summary",
+            "created_at",
+            postgresql_include=["severity", "event_type"],
+        ),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()
