@@ -111,7 +111,7 @@ def gauge(name: str, ratio: float | None, label: str, *, size: int = 150) -> str
     stroke = size * 0.11
     parts = [_open(name, size, int(height))]
     parts.append(
-        f'<path d="{_arc(cx, cy, r, 1.0)}" fill="none" stroke="#e3e6ea" '
+        f'<path class="gauge-track" d="{_arc(cx, cy, r, 1.0)}" fill="none" stroke="#e3e6ea" '
         f'stroke-width="{stroke:.1f}"/>'
     )
     if ratio is not None and ratio > 0:
