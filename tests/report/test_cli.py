@@ -74,10 +74,8 @@ def test_report_json_holds_the_findings_and_figures(
         "window": 300.0, "threshold": 100, "failed_attempts": 150, "sources": 3,
         "identifiers": 1, "detected": True,
     }  # fmt: skip
-    assert [(f["check"], f["severity"]) for f in data["findings"]][0] == (
-        "brute_force",
-        "critical",
-    )
+    first = data["findings"][0]
+    assert (first["check"], first["severity"]) == ("brute_force", "critical")
     assert data["login_metrics"]["attempts"] == 170
     assert data["login_metrics"]["success_rate"] == pytest.approx(20 / 170, abs=1e-4)
     assert {c["name"]: c["ratio"] for c in data["compliance"]}["token_digests"] == 1.0

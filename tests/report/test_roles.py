@@ -100,13 +100,15 @@ def test_the_application_and_service_roles_may_not_run_the_report_aggregates(
     for function in report_functions(db):
         for role in (None, authmodels_roles.service):
             # the savepoint's rollback also undoes the SET LOCAL of the role or user
-            with pytest.raises(ProgrammingError, match="permission denied for function"):  # noqa: PT012
-                with db.begin_nested():
-                    if role:
-                        db.execute(text(f'SET LOCAL ROLE "{role}"'))
-                    else:
-                        rls.set_current_user(db, a.id)
-                    db.execute(text(f"SELECT * FROM auth.{function}()"))
+            with (
+                pytest.raises(ProgrammingError, match="permission denied for function"),
+                db.begin_nested(),
+            ):
+                if role:
+                    db.execute(text(f'SET LOCAL ROLE "{role}"'))
+                else:
+                    rls.set_current_user(db, a.id)
+                db.execute(text(f"SELECT * FROM auth.{function}()"))
     with pytest.raises(ReportAccessError, match="grant_report_role"), db.begin_nested():
         collect(db.connection())
 
@@ -151,9 +153,12 @@ def test_the_report_role_reads_aggregates_with_no_address_id_or_hash(
 def test_the_report_role_reads_nothing_but_the_aggregates(
     db: Session, as_report_role: Any, statement: str
 ) -> None:
-    with as_report_role() as conn, pytest.raises(DBAPIError, match="permission denied"):  # noqa: PT012
-        with conn.begin_nested():
-            conn.execute(text(statement))
+    with (
+        as_report_role() as conn,
+        pytest.raises(DBAPIError, match="permission denied"),
+        conn.begin_nested(),
+    ):
+        conn.execute(text(statement))
 
 
 def test_grant_report_role_refuses_a_role_that_would_see_more_than_aggregates(
