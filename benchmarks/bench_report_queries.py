@@ -3,16 +3,18 @@ security events.
 
 Builds a database at head (a temporary embedded PostgreSQL, or ``--url``) holding:
 
-- ``--attempts`` login attempts (default 1,000,000) spread evenly over the last ``--days`` days
-  (default 30: three times denser than the 90-day retention of ``login_attempts``), from 50,000
-  client addresses (a few very active), 85% successes; plus an attack in progress: 150 failed
-  logins from 3 addresses in the last 5 minutes (brute force), and 2 addresses trying 30
-  identifiers each in the last hour (credential stuffing);
-- ``--events`` security events (default 1,000,000) over the same days (twelve times denser
-  than the one-year retention of ``security_events``), of the types the flows write;
+- ``--attempts`` login attempts (default 1,000,000) spread evenly over the last
+  ``--attempt-days`` days (default 90, the retention window of ``login_attempts``: the table as
+  it stands once it holds that many), from 50,000 client addresses (a few very active), 85%
+  successes; plus an attack in progress: 150 failed logins from 3 addresses in the last 5
+  minutes (brute force), and 2 addresses trying 30 identifiers each in the last hour
+  (credential stuffing);
+- ``--events`` security events (default 1,000,000) over the last ``--event-days`` days (default
+  365, the retention window of ``security_events``), of the types the flows write;
 - 100,000 users (2% with a bcrypt hash left to rehash), 200,000 sessions of which 100,000 are
   live (30 users with 11 to 20 each), a refresh and an access token per session, a login audit
-  entry per session, 200,000 e-mails and 100,000 text messages, 20,000 step-up tokens;
+  entry per session, 200,000 e-mails and 100,000 text messages (over the last 30 days), 20,000
+  step-up tokens;
 
 runs ``VACUUM ANALYZE``, then times each query ``--runs`` times (after one warm-up run) on one
 connection as the owner: the invoker-rights function (``auth.<name>()``, what an operator runs
@@ -22,14 +24,19 @@ prints the median and the maximum of each and writes them to
 ``benchmarks/results/report_queries.json``, with ``EXPLAIN`` of the slowest. Target: under
 50 ms each.
 
-Usage: ``python benchmarks/bench_report_queries.py [--attempts N] [--events N] [--days D]
-[--runs N] [--url postgresql://...]``
+``--attempt-days 30 --event-days 30`` packs the same rows into a month (three and twelve times
+denser): each window then holds that much more, and the queries that count a window cost that
+much more.
+
+Usage: ``python benchmarks/bench_report_queries.py [--attempts N] [--events N]
+[--attempt-days D] [--event-days D] [--runs N] [--url postgresql://...] [--output FILE]``
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import tempfile
@@ -88,13 +95,17 @@ EVENT_TYPES = [
 ]
 
 
-def fill(conn: psycopg.Connection[Any], attempts: int, events: int, days: int) -> None:
+def fill(
+    conn: psycopg.Connection[Any], attempts: int, events: int, attempt_days: int, event_days: int
+) -> None:
     """The data described in the module docstring (as the owner, in a few big statements)."""
-    span = f"interval '{days} days'"
+    span = "interval '30 days'"
+    attempt_span = f"interval '{attempt_days} days'"
+    event_span = f"interval '{event_days} days'"
     run = conn.execute
     run(
         "SELECT auth.ensure_monthly_partitions(CAST(t AS regclass), 3, "
-        f"(now() - {span} - interval '1 month')::date) "
+        f"(now() - {attempt_span} - interval '1 month')::date) "
         "FROM unnest(ARRAY['auth.login_attempts', 'auth.audit_logs']) AS t"
     )
     run(
@@ -173,7 +184,7 @@ def fill(conn: psycopg.Connection[Any], attempts: int, events: int, days: int) -
                {DIGEST.format(x="ident")}, {DIGEST.format(x="ip")}, {DIGEST.format(x="i % 40")},
                CAST(r AS auth.login_attempt_result),
                CASE WHEN r <> 'success' THEN 'benchmark' END,
-               now() - {span} * (i::float8 / {attempts})
+               now() - {attempt_span} * (i::float8 / {attempts})
           FROM generate_series(1::bigint, {attempts}) AS i
           CROSS JOIN LATERAL (
               SELECT (i * 7919) % 200000 AS ident,
@@ -209,7 +220,7 @@ def fill(conn: psycopg.Connection[Any], attempts: int, events: int, days: int) -
         SELECT CASE WHEN i % 4 <> 0 THEN u.id END, t.event_type,
                CAST(t.severity AS auth.security_event_severity),
                {DIGEST.format(x="i % 50000")}, '{{}}'::jsonb,
-               now() - {span} * (i::float8 / {events})
+               now() - {event_span} * (i::float8 / {events})
           FROM generate_series(1::bigint, {events}) AS i
           JOIN (SELECT row_number() OVER () - 1 AS k, event_type, severity
                   FROM (VALUES {types}) AS v (event_type, severity)) AS t
@@ -279,7 +290,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--attempts", type=int, default=1_000_000)
     parser.add_argument("--events", type=int, default=1_000_000)
-    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--attempt-days", type=int, default=90)
+    parser.add_argument("--event-days", type=int, default=365)
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--url", default=None, help="server to create the database on")
     parser.add_argument("--output", type=Path, default=RESULTS)
@@ -299,7 +311,7 @@ def main() -> None:
         MigrationRunner(url).upgrade("head")
         with psycopg.connect(libpq_url(url), autocommit=True) as conn:
             started = time.perf_counter()
-            fill(conn, args.attempts, args.events, args.days)
+            fill(conn, args.attempts, args.events, args.attempt_days, args.event_days)
             conn.execute("VACUUM ANALYZE")
             filled = time.perf_counter() - started
             counts = {
@@ -335,7 +347,9 @@ def main() -> None:
                 {
                     "benchmark": "benchmarks/bench_report_queries.py",
                     "machine": f"{platform.machine()}, {platform.python_version()}",
-                    "days": args.days,
+                    "attempt_days": args.attempt_days,
+                    "event_days": args.event_days,
+                    "load_average_during_run": [round(x, 2) for x in os.getloadavg()],
                     "runs": args.runs,
                     "rows": counts,
                     "target_ms": TARGET_MS,

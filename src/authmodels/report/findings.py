@@ -191,7 +191,8 @@ def _compliance(r: SecurityReport) -> Iterable[Finding]:
         yield Finding(
             "retention", Severity.MEDIUM,
             f"rows past their retention window by more than "
-            f"{_span(r.thresholds.retention_grace)}: {shown} (is authmodels purge running?)",
+            f"{_span(r.thresholds.retention_grace, counted=True)}: {shown} (is authmodels purge "
+            "running?)",
         )  # fmt: skip
     for p in r.partitions:
         if not p.current_month:

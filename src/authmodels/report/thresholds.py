@@ -130,11 +130,12 @@ def _count(value: object, name: str, *, minimum: int) -> None:
         )
 
 
-def window_label(window: timedelta) -> str:
-    """``window`` for people: ``5 minutes``, ``hour``, ``7 days`` (as in "the last ...")."""
+def window_label(window: timedelta, *, counted: bool = False) -> str:
+    """``window`` for people: ``5 minutes``, ``hour``, ``7 days`` (as in "the last ..."); with
+    ``counted``, one unit keeps its number (``1 day``, as in "more than ...")."""
     seconds = int(window.total_seconds())
     for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
         if seconds >= size and seconds % size == 0:
             n = seconds // size
-            return unit if n == 1 else f"{n} {unit}s"
+            return f"{n} {unit}" if n == 1 and counted else unit if n == 1 else f"{n} {unit}s"
     return f"{seconds} seconds"
