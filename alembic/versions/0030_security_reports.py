@@ -20,14 +20,15 @@ seed 001's monitoring, written against the hardened schema (``login_attempts``,
   ``BYPASSRLS`` role, the owner, and a role that may read a table of ``auth`` (an application
   or service role, or a member of one). ``auth.revoke_report_role(role)`` takes ``EXECUTE``
   back. Run ``grant_report_role`` again after an upgrade that adds report functions.
-- Two indexes, built concurrently: ``ix_sessions_created_at`` (the sessions a window created,
-  for the audit coverage) and ``ix_users_legacy_password_hash`` (partial: the live accounts
-  whose hash is not argon2id, so counting what is left to rehash reads only those).
+- Six indexes, built concurrently (:data:`INDEXES`), so that each query reads its window from
+  one index; ``ix_security_events_created_at_summary`` replaces 0010's
+  ``ix_security_events_created_at_severity`` (dropped concurrently once the new one is built).
 
-Locks: none on a table but the two index builds (``SHARE UPDATE EXCLUSIVE``: reads and writes
-go on).
+Locks: none on a table but the index builds and the drop (``SHARE UPDATE EXCLUSIVE``: reads
+and writes go on).
 
-Downgrade: the functions and indexes are dropped; roles keep their ``USAGE`` on the schema.
+Downgrade: the functions and indexes are dropped (0010's index built again first); roles keep
+their ``USAGE`` on the schema.
 Nothing else is lost. Docs: ``docs/phases/0030-security-reports.md`` and
 ``docs/detection.md``.
 """
@@ -620,6 +621,11 @@ def _report(q: Query) -> list[str]:
     ]
 
 
+#: Replaced by ``ix_security_events_created_at_summary``, which serves every query it served (the
+#: same leading column, ``severity`` included): two indexes would cost every insert twice.
+REPLACED = ("ix_security_events_created_at_severity", "security_events", "created_at, severity")
+
+
 def upgrade() -> None:
     op.execute(MONTH_IS_ATTACHED)
     for q in QUERIES:
@@ -631,9 +637,11 @@ def upgrade() -> None:
         op.execute(f"REVOKE ALL ON FUNCTION auth.{function} FROM PUBLIC")
     for name, table, columns, include, where in INDEXES:
         create_index_concurrently(name, table, columns, include=include, where=where)
+    drop_index_concurrently(REPLACED[0])
 
 
 def downgrade() -> None:
+    create_index_concurrently(*REPLACED)
     for name, *_ in reversed(INDEXES):
         drop_index_concurrently(name)
     op.execute("DROP FUNCTION auth.revoke_report_role(text)")

@@ -6,12 +6,20 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
 from authmodels.errors import InvalidInputError
 from authmodels.models.enums import SecurityEventSeverity as Severity
-from authmodels.report import SEVERITY_ORDER, Targets, Thresholds, at_least, collect, worst
+from authmodels.report import (
+    SEVERITY_ORDER,
+    Targets,
+    Thresholds,
+    at_least,
+    collect,
+    report_transaction,
+    worst,
+)
 from authmodels.testing.factories import UserFactory
 from tests.report import rows
 from tests.report.rows import BCRYPT
@@ -118,3 +126,9 @@ def test_thresholds_are_checked_before_any_query(values: dict[str, object], fiel
 def test_targets_are_checked(values: dict[str, object]) -> None:
     with pytest.raises(InvalidInputError):
         Targets(**values)  # type: ignore[arg-type]
+
+
+def test_the_report_reads_one_read_only_snapshot(authmodels_engine: Engine) -> None:
+    with report_transaction(authmodels_engine) as conn:
+        assert conn.execute(text("SHOW transaction_read_only")).scalar() == "on"
+        assert conn.execute(text("SHOW transaction_isolation")).scalar() == "repeatable read"
