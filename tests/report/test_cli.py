@@ -18,6 +18,7 @@ from authmodels.cli import main
 from authmodels.db import libpq_url
 from authmodels.errors import InvalidInputError
 from authmodels.report.cli import parse_threshold
+from authmodels.testing.migrations import MigrationRunner
 from tests.report import rows
 
 
@@ -117,3 +118,13 @@ def test_report_as_the_application_role_is_refused_with_a_way_out(
 def test_a_threshold_that_is_not_one_is_refused(assignment: str, message: str) -> None:
     with pytest.raises(InvalidInputError, match=message):
         parse_threshold(assignment)
+
+
+def test_report_on_a_database_before_0030_says_to_migrate(
+    authmodels_migration_runner: MigrationRunner,
+    authmodels_empty_database: URL,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    authmodels_migration_runner.upgrade("0028_owner_maintenance")
+    assert main(["report", "--url", libpq_url(authmodels_empty_database)]) == 1
+    assert "migrate it to revision 0030_security_reports" in capsys.readouterr().err
