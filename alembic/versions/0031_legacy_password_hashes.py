@@ -31,7 +31,7 @@ from authmodels.revision_ops import (
 )
 
 revision: str = "0031_legacy_password_hashes"
-down_revision: str | Sequence[str] | None = "0029_one_purge_engine"
+down_revision: str | Sequence[str] | None = "0030_security_reports"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

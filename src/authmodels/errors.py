@@ -40,6 +40,12 @@ class ConfigurationError(AuthModelsError):
     """A setting is missing or malformed (the message names the environment variable)."""
 
 
+class ReportAccessError(ConfigurationError):
+    """The security report cannot run here: the role may not execute the ``auth.report_*``
+    functions (run it as the owner, or as a role registered with ``auth.grant_report_role``), or
+    the database is not at revision 0030 (migrate it). The message says which."""
+
+
 class MissingKeyError(ConfigurationError):
     """A key ring is needed but no key is configured."""
 

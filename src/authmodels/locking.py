@@ -13,11 +13,16 @@ Two ways to update a versioned row, both ending in the same
 - through the ORM: change attributes of a loaded ``Versioned`` object and flush inside
   :func:`optimistic_update` (SQLAlchemy adds ``WHERE version = :loaded`` to the UPDATE and raises
   ``StaleDataError`` when it matches no row; this translates it).
+
+Every conflict either way is counted for the process (:func:`conflicts_seen`), which the
+Prometheus collector exports as ``authmodels_optimistic_lock_conflicts_total`` (seed 001's
+"monitor optimistic lock failures").
 """
 
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -34,6 +39,22 @@ M = TypeVar("M", bound=Versioned)
 
 class RowNotFoundError(InvalidTokenError):
     """The row to update does not exist (or is not visible to this transaction)."""
+
+
+_conflicts = 0
+_conflicts_lock = threading.Lock()
+
+
+def conflicts_seen() -> int:
+    """How many :class:`~authmodels.errors.ConcurrentUpdateError` this process has raised."""
+    return _conflicts
+
+
+def _conflict(message: str) -> ConcurrentUpdateError:
+    global _conflicts
+    with _conflicts_lock:
+        _conflicts += 1
+    return ConcurrentUpdateError(message)
 
 
 def update_versioned(
@@ -72,7 +93,7 @@ def update_versioned(
     current = db.execute(select(version_col).where(pk == row_id)).scalar_one_or_none()
     if current is None:
         raise RowNotFoundError(f"{model.__name__} {row_id} does not exist")
-    raise ConcurrentUpdateError(
+    raise _conflict(
         f"{model.__name__} {row_id} was modified by another transaction "
         f"(you sent version {expected_version}; it is now at version {current}): "
         "reload it and apply the change again"
@@ -108,8 +129,8 @@ def _translate(exc: StaleDataError, candidates: list[Any]) -> ConcurrentUpdateEr
         ):
             identity = inspect(obj).identity
             row_id = identity[0] if identity and len(identity) == 1 else identity
-            return ConcurrentUpdateError(
+            return _conflict(
                 f"{type(obj).__name__} {row_id} was modified by another transaction: "
                 "roll back, reload it and apply the change again"
             )
-    return ConcurrentUpdateError(f"a versioned row was modified by another transaction ({exc})")
+    return _conflict(f"a versioned row was modified by another transaction ({exc})")

@@ -266,11 +266,14 @@ def create_index_concurrently(
     unique: bool = False,
     where: str | None = None,
     using: str | None = None,
+    include: str | None = None,
 ) -> None:
     """``CREATE INDEX CONCURRENTLY IF NOT EXISTS`` outside the revision's transaction.
 
     Writes keep flowing while the index builds; ``IF NOT EXISTS`` makes a re-run after a failed
-    build idempotent (an invalid leftover index is dropped first).
+    build idempotent (an invalid leftover index is dropped first). ``include`` lists columns
+    stored in the index without being keys (``INCLUDE``), so that a query reading only them is
+    answered by an index-only scan.
     """
     with op.get_context().autocommit_block():
         if not is_offline() and _index_is_invalid(name):
@@ -278,6 +281,7 @@ def create_index_concurrently(
         op.execute(
             f"CREATE {'UNIQUE ' if unique else ''}INDEX CONCURRENTLY IF NOT EXISTS {name} "
             f"ON {SCHEMA}.{table}{f' USING {using}' if using else ''} ({columns})"
+            f"{f' INCLUDE ({include})' if include else ''}"
             f"{f' WHERE {where}' if where else ''}"
         )
 

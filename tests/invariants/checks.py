@@ -327,6 +327,50 @@ def definer_functions_the_application_may_run(conn: Connection, roles: dict[str,
     ]
 
 
+def report_aggregates_open_beyond_report_roles(
+    conn: Connection, roles: dict[str, str]
+) -> list[str]:
+    """The report's aggregates (``auth.report_*``, ``SECURITY DEFINER``) only read, and only
+    report roles may run them: not ``PUBLIC``, not a role of ``roles``.
+
+    Each reads every user's rows as the owner and returns aggregates (revision 0030); run by
+    the application role, it would show one user's requests what every other user's rows add
+    up to. ``auth.grant_report_role`` grants them to a role that reads nothing else.
+    """
+    functions = conn.execute(
+        text(
+            "SELECT p.oid, p.oid::regprocedure::text, p.provolatile, "
+            "       p.proacl IS NULL OR EXISTS (SELECT 1 FROM aclexplode(p.proacl) AS a "
+            "                                    WHERE a.grantee = 0) "
+            "  FROM pg_proc AS p "
+            f" WHERE p.pronamespace = {SCHEMA_OID} AND p.prosecdef "
+            "   AND p.proname LIKE 'report\\_%' ORDER BY 2"
+        ),
+        {"schema": SCHEMA},
+    ).all()
+    violations = []
+    for oid, name, volatility, public in functions:
+        if volatility == "v":
+            violations.append(
+                f"{name} is a report aggregate that may write (VOLATILE): declare it STABLE"
+            )
+        if public:
+            violations.append(
+                f"PUBLIC may execute {name}, which reads every user's rows as the owner: "
+                "REVOKE EXECUTE ... FROM PUBLIC (auth.grant_report_role grants it)"
+            )
+        violations += [
+            f"the {label} role may execute {name}, which reads every user's rows as the "
+            "owner: revoke it (only report roles run the aggregates)"
+            for label, role in roles.items()
+            if conn.scalar(
+                text("SELECT has_function_privilege(:r, CAST(:f AS oid), 'EXECUTE')"),
+                {"r": role, "f": oid},
+            )
+        ]
+    return violations
+
+
 #: The table privileges PostgreSQL knows (``has_table_privilege`` checks each).
 TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
 #: Tables the application and service roles may only read (revision 0019).

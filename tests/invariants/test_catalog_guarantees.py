@@ -12,6 +12,7 @@ from tests.invariants.checks import (
     definer_functions_the_application_may_run,
     definer_functions_without_pinned_search_path,
     raw_ip_or_user_agent_columns,
+    report_aggregates_open_beyond_report_roles,
     secret_columns_without_shape_check,
     tables_without_row_level_security,
     views_without_invoker_rights,
@@ -65,6 +66,20 @@ def test_the_owners_maintenance_functions_are_closed_to_the_application(
     app: Connection, authmodels_roles: TestRoles
 ) -> None:
     violations = definer_functions_the_application_may_run(
+        app,
+        {
+            "application": authmodels_roles.app,
+            "service": authmodels_roles.service,
+            "login": authmodels_roles.login,
+        },
+    )
+    assert not violations, _report(violations)
+
+
+def test_the_report_aggregates_are_closed_to_the_application(
+    app: Connection, authmodels_roles: TestRoles
+) -> None:
+    violations = report_aggregates_open_beyond_report_roles(
         app,
         {
             "application": authmodels_roles.app,

@@ -18,6 +18,7 @@ from tests.invariants.checks import (
     definer_functions_the_application_may_run,
     definer_functions_without_pinned_search_path,
     raw_ip_or_user_agent_columns,
+    report_aggregates_open_beyond_report_roles,
     secret_columns_without_shape_check,
     tables_without_row_level_security,
     views_without_invoker_rights,
@@ -159,6 +160,37 @@ def test_maintenance_check_names_a_writing_definer_function_open_to_the_applicat
     assert named == [
         "the application role may execute auth.wipe_audit(), which runs as the owner and can "
         "write: revoke EXECUTE from PUBLIC (the owner's maintenance)"
+    ]
+
+
+def test_report_check_names_an_aggregate_open_to_the_application(
+    scratch: Connection, authmodels_roles: TestRoles
+) -> None:
+    scratch.execute(
+        text(
+            "CREATE FUNCTION auth.report_emails() RETURNS bigint LANGUAGE sql STABLE "
+            "SECURITY DEFINER SET search_path = pg_catalog, pg_temp "
+            "AS 'SELECT count(*) FROM auth.users'"
+        )
+    )
+    scratch.execute(
+        text(
+            f"REVOKE EXECUTE ON FUNCTION auth.report_brute_force(interval, integer) "
+            f"FROM PUBLIC; GRANT EXECUTE ON FUNCTION "
+            f"auth.report_brute_force(interval, integer) TO {authmodels_roles.app}"
+        )
+    )
+    named = report_aggregates_open_beyond_report_roles(
+        scratch, {"application": authmodels_roles.app}
+    )
+    assert named == [
+        "the application role may execute auth.report_brute_force(interval,integer), which "
+        "reads every user's rows as the owner: revoke it (only report roles run the "
+        "aggregates)",
+        "PUBLIC may execute auth.report_emails(), which reads every user's rows as the owner: "
+        "REVOKE EXECUTE ... FROM PUBLIC (auth.grant_report_role grants it)",
+        "the application role may execute auth.report_emails(), which reads every user's rows "
+        "as the owner: revoke it (only report roles run the aggregates)",
     ]
 
 

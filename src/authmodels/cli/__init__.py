@@ -13,6 +13,8 @@
     authmodels purge [--dry-run] [--only NAME]   remove what the retention policies no longer keep
     authmodels partitions ensure|list|plan       monthly partitions of the logs
     authmodels users email-conflicts             live accounts sharing an address (revision 0023)
+    authmodels report [--html F] [--fail-on L]   detections and compliance (revision 0030)
+    authmodels metrics serve | --once            Prometheus metrics
     authmodels demo                              migrate and run a short example
 
 Global options, before or after the command: ``-v``/``--verbose`` (log, and show the traceback
@@ -55,6 +57,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "authmodels.cli.erd",
     "authmodels.cli.retention",
     "authmodels.cli.users",
+    "authmodels.report.cli",
     "authmodels.cli.demo",
 )
 

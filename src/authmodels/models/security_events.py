@@ -86,9 +86,15 @@ class SecurityEvent(Base):
         CheckConstraint(f"event_type ~ '^{EVENT_TYPE_PATTERN}$'", name="event_type_format"),
         token_digest("ip_hash"),
         token_digest("ua_hash"),
-        Index("ix_security_events_created_at_severity", "created_at", "severity"),
         Index("ix_security_events_user_id_created_at", "user_id", text("created_at DESC")),
         Index("ix_security_events_event_type_created_at", "event_type", text("created_at DESC")),
+        # a window's events by severity and type, index-only (revision 0030; it replaced 0010's
+        # (created_at, severity))
+        Index(
+            "ix_security_events_created_at_summary",
+            "created_at",
+            postgresql_include=["severity", "event_type"],
+        ),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()

@@ -50,6 +50,15 @@ class Session(Base):
         Index("ix_sessions_expires_at", "expires_at", postgresql_where=text("is_active")),
         Index("ix_sessions_last_activity_at", text("last_activity_at DESC")),
         Index("ix_sessions_user_id_is_active_expires_at", "user_id", "is_active", "expires_at"),
+        # the report's queries (revision 0030): live sessions per user and their DPoP binding
+        # (index-only), the sessions a window created (audit coverage)
+        Index(
+            "ix_sessions_live_user_id",
+            "user_id",
+            postgresql_include=["expires_at", "dpop_jkt"],
+            postgresql_where=text("is_active AND revoked_at IS NULL"),
+        ),
+        Index("ix_sessions_created_at", "created_at"),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()

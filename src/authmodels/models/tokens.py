@@ -202,6 +202,13 @@ class RefreshToken(Base):
             postgresql_where=text("parent_token_id IS NOT NULL"),
         ),
         Index("ix_refresh_tokens_user_id", "user_id"),
+        # live tokens and their DPoP binding, read by auth.dpop_coverage() (revision 0030)
+        Index(
+            "ix_refresh_tokens_live_expires_at",
+            "expires_at",
+            postgresql_include=["dpop_jkt"],
+            postgresql_where=text("used_at IS NULL AND revoked_at IS NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()
@@ -342,6 +349,13 @@ class AccessToken(Base):
             "ix_access_tokens_rotated_from",
             "rotated_from",
             postgresql_where=text("rotated_from IS NOT NULL"),
+        ),
+        # live tokens and their DPoP binding, read by auth.dpop_coverage() (revision 0030)
+        Index(
+            "ix_access_tokens_live_expires_at",
+            "expires_at",
+            postgresql_include=["dpop_jkt"],
+            postgresql_where=text("revoked_at IS NULL"),
         ),
     )
 

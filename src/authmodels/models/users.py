@@ -65,6 +65,15 @@ class User(Versioned, Timestamps, Base):
             unique=True,
             postgresql_where=text("is_master_admin"),
         ),
+        # live accounts whose hash is not argon2id: what is left to rehash (revision 0030)
+        Index(
+            "ix_users_legacy_password_hash",
+            "id",
+            postgresql_where=text(
+                "deleted_at IS NULL AND password_hash NOT LIKE '$argon2id$%' "
+                "AND password_hash NOT LIKE '!%'"
+            ),
+        ),
         Index(
             "ix_users_admin_created_at",
             "created_at",

@@ -6,7 +6,7 @@ CREATE SCHEMA IF NOT EXISTS auth;
 
 BEGIN;
 
--- Running downgrade 0031_legacy_password_hashes -> 0029_one_purge_engine
+-- Running downgrade 0031_legacy_password_hashes -> 0030_security_reports
 
 COMMIT;
 
@@ -41,7 +41,7 @@ COMMIT;
 
 BEGIN;
 
-UPDATE auth.alembic_version SET version_num='0029_one_purge_engine' WHERE auth.alembic_version.version_num = '0031_legacy_password_hashes';
+UPDATE auth.alembic_version SET version_num='0030_security_reports' WHERE auth.alembic_version.version_num = '0031_legacy_password_hashes';
 
 COMMIT;
 

@@ -6,7 +6,7 @@ CREATE SCHEMA IF NOT EXISTS auth;
 
 BEGIN;
 
--- Running upgrade 0029_one_purge_engine -> 0031_legacy_password_hashes
+-- Running upgrade 0030_security_reports -> 0031_legacy_password_hashes
 
 COMMIT;
 
@@ -33,7 +33,7 @@ BEGIN;
 
 -- quarantined rows of password_history from 0031_legacy_password_hashes are put back online only;
 
-UPDATE auth.alembic_version SET version_num='0031_legacy_password_hashes' WHERE auth.alembic_version.version_num = '0029_one_purge_engine';
+UPDATE auth.alembic_version SET version_num='0031_legacy_password_hashes' WHERE auth.alembic_version.version_num = '0030_security_reports';
 
 COMMIT;
 
