@@ -22,9 +22,10 @@ Found in issue 13 ("account lifecycle"). The lifecycle flows (``authmodels.servi
   ``device_trusted``, ``device_revoked``): the CHECK is replaced over the larger vocabulary,
   ``NOT VALID``, then validated partition by partition.
 - Policies for writes a user's own request makes (0028's pattern): ``session_audits_owner_insert``
-  (revoking one's own session records it), ``email_delivery_logs_owner_insert`` (an e-mail change
-  requested by the signed-in user logs its message), ``account_recovery_owner_cancel`` (a user
-  cancels their own pending recovery: ``UPDATE`` from ``pending`` to ``cancelled`` only).
+  (revoking one's own session records it), ``email_delivery_logs_owner_insert`` and
+  ``flow_requests_owner_insert`` (an e-mail change or a new verification link requested by the
+  signed-in user logs its message and counts towards the limits), ``account_recovery_owner_cancel``
+  (a user cancels their own pending recovery: ``UPDATE`` from ``pending`` to ``cancelled`` only).
 - Retention: magic links 7 days after they were used or expired, flow requests after 7 days
   (``auth.retention_policies``; the indexes serve the conditions).
 
@@ -142,6 +143,7 @@ RLS_NEW = (
 POLICIES: list[tuple[str, str, str, str | None, str | None]] = [
     ("magic_link_tokens", "magic_link_tokens_owner_read", "SELECT", f"user_id = {UID}", None),
     ("flow_requests", "flow_requests_owner_read", "SELECT", f"user_id = {UID}", None),
+    ("flow_requests", "flow_requests_owner_insert", "INSERT", None, f"user_id = {UID}"),
     ("session_audits", "session_audits_owner_insert", "INSERT", None, f"user_id = {UID}"),
     ("email_delivery_logs", "email_delivery_logs_owner_insert", "INSERT", None, f"user_id = {UID}"),
     (
