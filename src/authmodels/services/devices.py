@@ -204,7 +204,7 @@ _LOCK_DEVICE = text(
     """
     SELECT id FROM auth.user_devices
      WHERE id = :device_id AND user_id = :user_id AND revoked_at IS NULL
-       FOR UPDATE
+       FOR NO KEY UPDATE
     """
 )
 _TRUST = text(

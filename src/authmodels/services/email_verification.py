@@ -21,7 +21,8 @@ Decisions:
   returned in :class:`Verified` for the service to send), a ``medium`` security event
   ``account.email_changed`` is recorded, and the links sent to the old address that are still
   outstanding (password reset, magic links) are deleted: they were sent to an address that is
-  not the account's any more.
+  not the account's any more. So are the verification rows that name the old address: the
+  old address is kept nowhere (the audit entry and the event name it masked).
 - **Cooling-off**: an account recovered recently cannot change its address
   (:class:`~authmodels.errors.RecoveryCoolingOffError`, see :mod:`authmodels.services.recovery`).
 - **Limits**: asking for a link counts towards the per-address and per-client limits of the
@@ -270,7 +271,9 @@ _WHY_NOT = text(
      WHERE {token_lookup_sql("t")}
     """  # noqa: S608 (constant fragments, no input)
 )
-_LOCK_ACCOUNT = text("SELECT email FROM auth.users WHERE id = :id FOR UPDATE")
+# the lock of the UPDATE that follows: ``email`` is in no index a foreign key can use, so it is
+# not a key column; a security event committed on its own meanwhile can still name the account
+_LOCK_ACCOUNT = text("SELECT email FROM auth.users WHERE id = :id FOR NO KEY UPDATE")
 _MARK_VERIFIED = text(
     """
     UPDATE auth.users
@@ -284,13 +287,16 @@ _CHANGE_ADDRESS = text(
      WHERE id = :id
     """
 )
-# links sent to the old address that are still outstanding
-_FORGET_OLD_LINKS = text(
+# what still points at the old address: the outstanding links sent to it, and the verification
+# rows that name it (the address is the account's no more: it is not kept)
+_FORGET_OLD_ADDRESS = text(
     """
     WITH resets AS (
         DELETE FROM auth.password_reset_tokens WHERE user_id = :id AND used_at IS NULL
+    ), links AS (
+        DELETE FROM auth.magic_link_tokens WHERE user_id = :id AND used_at IS NULL
     )
-    DELETE FROM auth.magic_link_tokens WHERE user_id = :id AND used_at IS NULL
+    DELETE FROM auth.email_verification_tokens WHERE user_id = :id AND lower(email) = :old
     """
 )
 
@@ -308,9 +314,10 @@ def verify(
 
     In the caller's transaction (nothing is committed): the link is spent; for the account's own
     address, ``email_verified`` is set and an ``email_verification`` audit entry written; for a
-    change, the address is replaced (verified), the outstanding reset and magic links are
-    deleted, a notice to the old address is logged, and an ``email_changed`` audit entry and a
-    ``medium`` ``account.email_changed`` security event are written.
+    change, the address is replaced (verified), the outstanding reset and magic links and the
+    verification rows of the old address are deleted, a notice to the old address is logged,
+    and an ``email_changed`` audit entry and a ``medium`` ``account.email_changed`` security
+    event are written.
 
     Args:
         db: the session (on the service path under row-level security).
@@ -355,7 +362,7 @@ def verify(
         audit.record(db, "email_verification", user_id=user_id, ip=ip, user_agent=user_agent)
         return Verified(_reload(db, user_id), False, None)
 
-    refuse_during_cooling_off(db, user_id, "the e-mail address")
+    refuse_during_cooling_off(db, user_id, "the e-mail address")  # its event names the account
     try:
         with db.begin_nested():  # the unique index decides, now
             db.execute(_CHANGE_ADDRESS, {"id": user_id, "email": spent.email})
@@ -365,7 +372,7 @@ def verify(
         raise EmailTakenError(
             "another account has this address now: the change cannot complete"
         ) from None
-    db.execute(_FORGET_OLD_LINKS, {"id": user_id})
+    db.execute(_FORGET_OLD_ADDRESS, {"id": user_id, "old": old.lower()})
     notice = delivery.write(db, "email", old, template=CHANGED_NOTICE_TEMPLATE, user_id=user_id)
     details = {"from": mask_email(old), "to": mask_email(spent.email)}
     audit.record(

@@ -96,7 +96,11 @@ MAX_PASSWORD_LENGTH = 4096
 
 # --- set_password --------------------------------------------------------------------------
 
-_LOCK_USER = text("SELECT password_hash FROM auth.users WHERE id = :id FOR UPDATE")
+# FOR NO KEY UPDATE, the lock of the UPDATE that follows (no key column changes): concurrent
+# changes still run one after the other, and a foreign key check of another transaction (a
+# refusal's security event, committed on its own while this transaction is open) can still
+# take its KEY SHARE lock on the account's row instead of waiting for this one to end
+_LOCK_USER = text("SELECT password_hash FROM auth.users WHERE id = :id FOR NO KEY UPDATE")
 _RECENT_HASHES = text(
     """
     SELECT password_hash FROM auth.password_history
