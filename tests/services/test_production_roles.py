@@ -11,8 +11,12 @@ Where each flow runs -- what the docstrings of the services say:
 - on the **service path** (``rls.service_role``, no user named): the lookups of a presented
   credential (sessions, refresh and access tokens, DPoP proofs, API keys, WebAuthn assertions),
   login, the device flow (its requests belong to no user until one is approved), role changes,
-  password changes (they write the password history), the OAuth refresh job;
-- **as the user** (``rls.set_current_user``): everything done for a signed-in user.
+  password changes (they write the password history), the OAuth refresh job; the account
+  lifecycle's requests and links (sign-up, reset, magic links, recovery, verification links),
+  the devices seen at login, the delivery logs' status changes;
+- **as the user** (``rls.set_current_user``): everything done for a signed-in user (asking for a
+  verification link or an address change, trusting and revoking devices, cancelling a
+  recovery, logging a mail to oneself).
 """
 
 from __future__ import annotations
