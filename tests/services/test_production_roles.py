@@ -545,6 +545,11 @@ def test_sign_up_verify_and_change_the_address(prod: Production) -> None:
         verified = email_verification.verify(db, change.token)
     assert verified.changed and verified.user.email == "grace@new.example"
     assert verified.notice is not None and verified.notice.to == "grace@example.com"
+    with prod.as_user(verified.user) as db:  # the limit, reached by the signed-in user
+        for _ in range(3):
+            email_verification.request_email_change(db, grace, "grace@third.example", ip=IP)
+        with pytest.raises(errors.TooManyRequestsError):
+            email_verification.request_email_change(db, grace, "grace@third.example", ip=IP)
 
 
 @covers("password_reset.request", "password_reset.complete", "delivery.mark_failed")

@@ -115,8 +115,10 @@ def admit(
     which = "address" if verdict.account_limited else "client"
     wait = verdict.account_wait if verdict.account_limited else verdict.client_wait
     retry_after = max(1, math.ceil(float(wait or 1)))
+    # named after the account when the caller knows it: a signed-in user's own request may
+    # write its own events only (revision 0028), and an anonymous request names nobody
     security_events.report(
-        db, "request_limit.reached", SecurityEventSeverity.LOW, user_id=None, ip=ip,
+        db, "request_limit.reached", SecurityEventSeverity.LOW, user_id=user_id, ip=ip,
         details={"flow": flow, "limit": which, "retry_after": retry_after},
     )  # fmt: skip
     raise TooManyRequestsError(
