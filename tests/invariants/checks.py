@@ -266,7 +266,7 @@ def raw_recipient_columns(conn: Connection) -> list[str]:
     of section 4 applies) or its masked form (named ``*_masked``, with a CHECK on that column
     that holds it to a masked pattern, one with ``\\*`` in it). Why: a delivery log written for
     every mail and text a service sends lists, raw, every address and number it ever wrote to
-    (revision 0040); the hash answers "was anything sent to this address?", the masked form
+    (revision 0032); the hash answers "was anything sent to this address?", the masked form
     lets a person recognise it, neither lets a reader of a backup write to anyone.
     """
     checks = check_constraints(conn)

@@ -60,7 +60,7 @@ FLOW_AUDIT_EVENT_TYPES = (
     "device_flow_user_code_rejected",
     "device_flow_tokens_issued",
 )
-#: Event types of the account lifecycle flows (revision 0042).
+#: Event types of the account lifecycle flows (revision 0034).
 LIFECYCLE_AUDIT_EVENT_TYPES = (
     "signup",
     "email_change_requested",

@@ -5,7 +5,7 @@ No message body is stored: an OTP message carries its code in clear, a reset mai
 :meth:`~authmodels.security.privacy.PrivacyHasher.email_hash` / ``phone_hash``: "was anything
 sent to this address?" can be answered, a copy of the table does not list anyone's address) and
 a masked form a person recognises (``recipient_masked``, ``a***@example.com``,
-``+44********50``), since revision 0040.
+``+44********50``), since revision 0032.
 """
 
 from __future__ import annotations

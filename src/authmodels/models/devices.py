@@ -1,7 +1,7 @@
 """``auth.user_devices``: the devices a user signed in from, and which of them are trusted.
 
 A device is known by the keyed hash of the fingerprint its client presents
-(:meth:`~authmodels.security.privacy.PrivacyHasher.client_hash`, revision 0041): the table tells
+(:meth:`~authmodels.security.privacy.PrivacyHasher.client_hash`, revision 0033): the table tells
 whether a fingerprint was seen before without holding one. Sessions started on a device name it
 (``sessions.device_id``), so revoking the device ends them.
 """

@@ -127,7 +127,7 @@ class SessionAuditAction(enum.StrEnum):
     IP_CHANGED = "ip_changed"
     REVOKED = "revoked"
     EXPIRED = "expired"
-    # revision 0042: the refusals that are about a session
+    # revision 0034: the refusals that are about a session
     REUSE_DETECTED = "reuse_detected"
     DPOP_MISMATCH = "dpop_mismatch"
 

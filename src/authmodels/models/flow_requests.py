@@ -20,7 +20,7 @@ class FlowRequest(Base):
     """One request a client made, without being signed in, to a flow that sends a message to an
     address it typed: a sign-up, a password reset, a magic link, an account recovery.
 
-    Written for every request, whether or not an account has the address (revision 0042), so
+    Written for every request, whether or not an account has the address (revision 0034), so
     the per-identifier and per-address limits count requests for unknown addresses too, and a
     refusal for reaching them says nothing about whether the account exists. The identifier is
     kept as a keyed digest, the client address as a keyed hash.

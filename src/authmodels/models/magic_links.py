@@ -34,7 +34,7 @@ class MagicLinkToken(Base):
         CheckConstraint("used_at >= created_at", name="used_after_created"),
         Index("uq_magic_link_tokens_token_hash", "token_hash", unique=True),
         Index("ix_magic_link_tokens_user_id_created_at", "user_id", text("created_at DESC")),
-        # serves the retention policy (revision 0042)
+        # serves the retention policy (revision 0034)
         Index("ix_magic_link_tokens_retention", text("least(expires_at, used_at)")),
     )
 

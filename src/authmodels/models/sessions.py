@@ -53,7 +53,7 @@ class Session(Base):
         Index("ix_sessions_expires_at", "expires_at", postgresql_where=text("is_active")),
         Index("ix_sessions_last_activity_at", text("last_activity_at DESC")),
         Index("ix_sessions_user_id_is_active_expires_at", "user_id", "is_active", "expires_at"),
-        # the device a session was started on, a device of the session's own user (0041)
+        # the device a session was started on, a device of the session's own user (0033)
         ForeignKeyConstraint(
             ["device_id", "user_id"],
             ["auth.user_devices.id", "auth.user_devices.user_id"],
@@ -99,7 +99,7 @@ class Session(Base):
 
     device_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     """The :class:`~authmodels.models.UserDevice` the session was started on, if the service
-    recorded one (revoking the device revokes the session; revision 0041)."""
+    recorded one (revoking the device revokes the session; revision 0033)."""
 
     is_active: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
     """False once the session expired or was revoked."""

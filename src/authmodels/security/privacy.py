@@ -1,8 +1,8 @@
 """Keyed hashes of personal identifiers, so they are stored without being readable.
 
 What is hashed: client IP addresses and user agents, the recipients of e-mails and text
-messages (revision 0040), and the identifiers a client gives of itself (a device fingerprint,
-the value a magic link is bound to: revision 0041). The hashes use the
+messages (revision 0032), and the identifiers a client gives of itself (a device fingerprint,
+the value a magic link is bound to: revision 0033). The hashes use the
 :class:`~authmodels.security.hashing.TokenHasher` digest format (``b"\\x01" || len(kid) || kid
 || HMAC-SHA256``), with domain separation: the MAC input is ``<domain> || b"\\x00" || value``
 (UTF-8), the domain being ``ip``, ``ua``, ``email``, ``phone`` or ``client``. A hash of one kind

@@ -15,7 +15,7 @@ Decisions:
   recipient is kept as a keyed hash (:meth:`~authmodels.security.privacy.PrivacyHasher.
   email_hash` / ``phone_hash``: "was anything sent to this address?" can be answered with the
   key) and a masked form a person recognises (``a***@example.com``, ``+44********50``); the raw
-  address exists only in the :class:`Delivery` handed to the caller (revision 0040).
+  address exists only in the :class:`Delivery` handed to the caller (revision 0032).
 - **One way forward.** A status moves from ``pending`` to ``sent`` to one final state
   (``delivered``, ``failed``, ``bounced``), never back, and a final state is final: each
   UPDATE's ``WHERE`` compares the rank of the current status with the new one. So a callback
@@ -29,7 +29,7 @@ Decisions:
   ``currency``, exact ``NUMERIC``, summed per month and currency).
 
 Under row-level security: a signed-in user's own request may log an e-mail to themself
-(revision 0042's ``email_delivery_logs_owner_insert``); everything else -- logging for a user not
+(revision 0034's ``email_delivery_logs_owner_insert``); everything else -- logging for a user not
 signed in, text messages, and every status change (a sending worker, a provider's webhook) --
 runs on the service path (:func:`authmodels.rls.service_role`).
 """

@@ -3,7 +3,7 @@
 A device is what the client presents as its fingerprint: a value it keeps (a random identifier
 in a long-lived cookie or the app's storage is best; a fingerprint computed from the browser is
 weaker and changes). authmodels keeps only its keyed hash (``user_devices.fingerprint_hash``,
-revision 0041), so the table tells whether a device was seen before without holding anything
+revision 0033), so the table tells whether a device was seen before without holding anything
 that identifies it elsewhere.
 
 Decisions:

@@ -38,7 +38,7 @@ mailbox or a phone number was taken over. So:
 
 Under row-level security :func:`start`, :func:`start_with_code` and :func:`complete` run on the
 service path (:func:`authmodels.rls.service_role`); :func:`cancel` as the signed-in user
-(revision 0042's ``account_recovery_owner_cancel``).
+(revision 0034's ``account_recovery_owner_cancel``).
 """
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ event types move to ``auth.quarantine`` before the CHECK narrows, and session au
 new actions too. The two enum values stay: PostgreSQL cannot drop a value from an enum type, and
 nothing written before this revision is affected by their presence.
 
-Docs: ``docs/phases/0042-account-lifecycle.md``.
+Docs: ``docs/phases/0034-account-lifecycle.md``.
 """
 
 from __future__ import annotations
@@ -71,8 +71,8 @@ from authmodels.revision_ops import (
     validate_constraint,
 )
 
-revision: str = "0042_account_lifecycle"
-down_revision: str | Sequence[str] | None = "0041_trusted_devices"
+revision: str = "0034_account_lifecycle"
+down_revision: str | Sequence[str] | None = "0033_trusted_devices"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

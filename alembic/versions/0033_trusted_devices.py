@@ -18,8 +18,8 @@ it was started on, so revoking a device could not end its sessions.
   ``ON DELETE SET NULL (device_id)``: a device row that goes leaves its sessions without one.
   Indexed (``ix_sessions_device_id``, partial) for revocation by device and for that action.
 
-How it runs on a live database: as 0040 does (a temporary write log, ``auth.
-device_pending_0041``, catches the rows written while existing rows are hashed in batches; the
+How it runs on a live database: as 0032 does (a temporary write log, ``auth.
+device_pending_0033``, catches the rows written while existing rows are hashed in batches; the
 unique indexes are built concurrently and become constraints with ``USING INDEX``; one short
 transaction keeps writers of ``user_devices`` out while the last rows are hashed and
 ``device_id`` is dropped; ``NOT NULL`` through a validated check). On ``sessions`` the column
@@ -34,7 +34,7 @@ Downgrade: a fingerprint cannot be recovered from its keyed hash: ``device_id`` 
 ``'fp:' || encode(fingerprint_hash, 'hex')`` (unique per user, as before; a client presenting
 its old identifier is a new device). The sessions lose their device (the column is dropped).
 
-Docs: ``docs/phases/0041-trusted-devices.md``.
+Docs: ``docs/phases/0033-trusted-devices.md``.
 """
 
 from __future__ import annotations
@@ -70,13 +70,13 @@ from authmodels.revision_ops import (
 )
 from authmodels.security.privacy import PrivacyHasher
 
-revision: str = "0041_trusted_devices"
-down_revision: str | Sequence[str] | None = "0040_delivery_recipients"
+revision: str = "0033_trusted_devices"
+down_revision: str | Sequence[str] | None = "0032_delivery_recipients"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 TABLE = "user_devices"
-LOG = "device_pending_0041"
+LOG = "device_pending_0033"
 DIGEST_CHECK = "ck_user_devices_fingerprint_hash_digest"
 #: unique constraints built from concurrently made indexes: name -> columns
 UNIQUE = {

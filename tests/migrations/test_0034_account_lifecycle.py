@@ -1,4 +1,4 @@
-"""0042: the lifecycle's tables, events, session audit actions and policies; the downgrade keeps
+"""0034: the lifecycle's tables, events, session audit actions and policies; the downgrade keeps
 what the previous schema cannot hold in quarantine (or refuses to drop rows), and a new upgrade
 puts it back."""
 
@@ -14,7 +14,7 @@ from authmodels.testing.migrations import MigrationRunner
 from tests.migrations.helpers import application_role, count, insert
 from tests.migrations.migration_helpers import previous, user
 
-REVISION = "0042_account_lifecycle"
+REVISION = "0034_account_lifecycle"
 BEFORE = previous(REVISION)
 DIGEST = b"\x01\x01k" + bytes(32)
 

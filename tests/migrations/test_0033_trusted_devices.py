@@ -1,4 +1,4 @@
-"""0041: a device is known by the keyed hash of its fingerprint (the client's identifier is not
+"""0033: a device is known by the keyed hash of its fingerprint (the client's identifier is not
 kept); a session names a device of its own user, and loses it when the device row goes."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from authmodels.testing.plugin import TestKeys
 from tests.migrations.helpers import columns, constraints, insert
 from tests.migrations.migration_helpers import previous, user
 
-REVISION = "0041_trusted_devices"
+REVISION = "0033_trusted_devices"
 BEFORE = previous(REVISION)
 FUTURE = "2999-01-01T00:00:00Z"
 DIGEST = b"\x01\x01k" + bytes(32)

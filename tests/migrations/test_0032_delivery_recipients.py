@@ -1,4 +1,4 @@
-"""0040: the delivery logs keep a keyed hash and a masked form of each recipient, never the raw
+"""0032: the delivery logs keep a keyed hash and a masked form of each recipient, never the raw
 address or number; rows written while it runs are converted too; the downgrade sets rows aside
 (it cannot bring the addresses back) and a new upgrade restores them."""
 
@@ -22,7 +22,7 @@ from tests.invariants.checks import raw_recipient_columns
 from tests.migrations.helpers import columns, constraints, count, insert
 from tests.migrations.migration_helpers import previous, user
 
-REVISION = "0040_delivery_recipients"
+REVISION = "0032_delivery_recipients"
 BEFORE = previous(REVISION)
 TABLES = ("email_delivery_logs", "sms_delivery_logs")
 #: raw recipient -> its masked form
@@ -113,7 +113,7 @@ def test_raw_recipients_become_keyed_hashes_and_masked_forms(
         for t in TABLES
         for c in ("recipient_hash_digest", "recipient_masked_format")
     }
-    assert runner.execute("SELECT to_regclass('auth.recipient_pending_0040')") == [(None,)]
+    assert runner.execute("SELECT to_regclass('auth.recipient_pending_0032')") == [(None,)]
     with runner.connect() as conn:
         assert raw_recipient_columns(conn) == []
     # seed 002's questions still have their answers: the SMS cost, the delivery status
@@ -162,7 +162,7 @@ def test_rows_without_a_key_stop_the_upgrade_before_any_change(
 
     assert runner.current() == BEFORE
     assert columns(runner, *TABLES) == shape
-    assert runner.execute("SELECT to_regclass('auth.recipient_pending_0040')") == [(None,)]
+    assert runner.execute("SELECT to_regclass('auth.recipient_pending_0032')") == [(None,)]
 
 
 def test_messages_logged_while_the_upgrade_runs_are_converted_too(

@@ -16,7 +16,7 @@ what 0025 did to audit addresses:
   mask_phone`), with a CHECK of that form (``ck_<table>_recipient_masked_format``).
 - Both NOT NULL; ``to_email``, ``to_phone`` and their CHECKs are dropped.
 
-How it runs on a live database: a temporary write log (``auth.recipient_pending_0040``, filled by
+How it runs on a live database: a temporary write log (``auth.recipient_pending_0032``, filled by
 a trigger with the id of every row written with a raw recipient from then on) is created first;
 the columns and their shape checks (``NOT VALID``) follow; existing rows are converted in batches
 walked by id, then the rows the log names, in batches, until few are left. One short transaction
@@ -34,7 +34,7 @@ Downgrade: the raw addresses cannot be recovered from keyed hashes, and 0010's `
 ``to_phone`` are NOT NULL: every row moves to ``auth.quarantine`` (nothing is deleted; a new
 upgrade puts them back), then the raw columns come back and the hashes go.
 
-Docs: ``docs/phases/0040-delivery-recipients.md``.
+Docs: ``docs/phases/0032-delivery-recipients.md``.
 """
 
 from __future__ import annotations
@@ -66,14 +66,14 @@ from authmodels.revision_ops import (
 )
 from authmodels.security.privacy import PrivacyHasher, mask_email, mask_phone
 
-revision: str = "0040_delivery_recipients"
+revision: str = "0032_delivery_recipients"
 down_revision: str | Sequence[str] | None = "0031_legacy_password_hashes"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 #: table -> (the raw column of 0010, the kind of recipient)
 TABLES = {"email_delivery_logs": ("to_email", "email"), "sms_delivery_logs": ("to_phone", "phone")}
-LOG = "recipient_pending_0040"
+LOG = "recipient_pending_0032"
 NEW_COLUMNS = ("recipient_hash", "recipient_masked")
 #: The masked form's CHECK, per table (the patterns of authmodels.models.delivery).
 MASKED = {
