@@ -9,8 +9,9 @@ then measures on one connection each, in one run:
   every key), the same state computed in SQL, the same checks in Python (revoked, expired, idle,
   DPoP) -- one request per transaction on both sides (``BEGIN``, lookup, ``COMMIT``);
 - **rotate**: :func:`authmodels.services.sessions.rotate_refresh_token` against the equivalent
-  raw SQL transaction (the same conditional UPDATE inserting the successor pair, with successor
-  tokens derived and digested the same way), each side rotating its own chains of tokens.
+  raw SQL transaction (the same conditional UPDATE inserting the successor pair and the
+  ``rotated`` session audit entry, with successor tokens derived and digested the same way),
+  each side rotating its own chains of tokens.
 
 Both sides run in alternating blocks so that drift (caches, autovacuum) hits them alike, and each
 prints its rate; the ratio is helper / raw (target: at least 0.8).
@@ -65,7 +66,7 @@ LEGACY_EVERY = 10  # one session in ten carries a seed-004 digest (scheme 2)
 
 RAW_VALIDATE = """
 SELECT id, user_id, token_hash, refresh_token_hash, digest_scheme, dpop_jkt, last_rotated_at,
-       ip_hash, ua_hash, device_fingerprint, is_active, expires_at, last_activity_at,
+       ip_hash, ua_hash, device_fingerprint, device_id, is_active, expires_at, last_activity_at,
        revoked_at, revoked_reason, created_at,
        expires_at <= now() AS expired,
        last_activity_at <= now() - %(idle)s::interval AS idle,
@@ -115,6 +116,11 @@ WITH used AS (
 ), rotated AS (
     UPDATE auth.sessions AS s SET last_rotated_at = now(), last_activity_at = now()
       FROM used WHERE s.id = used.session_id
+), audited AS (
+    INSERT INTO auth.session_audits (session_id, user_id, action, details)
+    SELECT used.session_id, used.user_id, 'rotated',
+           jsonb_build_object('refresh_token_id', used.id, 'pair_id', %(pair_id)s)
+      FROM used
 )
 SELECT used.user_id, used.session_id, used.dpop_jkt, refresh.expires_at, access.expires_at,
        access.scope
@@ -144,7 +150,28 @@ def raw_validate(
         row = cur.execute(RAW_VALIDATE, params, prepare=True).fetchone()
         if row is None:
             raise InvalidTokenError("invalid")
-        (id_, _, _, _, _, jkt, _, _, _, _, active, _, _, revoked_at, _, _, expired, idle, due) = row
+        (
+            id_,
+            _,
+            _,
+            _,
+            _,
+            jkt,
+            _,
+            _,
+            _,
+            _,
+            _,
+            active,
+            _,
+            _,
+            revoked_at,
+            _,
+            _,
+            expired,
+            idle,
+            due,
+        ) = row
         if revoked_at is not None or (not active and not expired):
             raise SessionRevokedError("revoked")
         if expired:

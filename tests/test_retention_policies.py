@@ -163,12 +163,23 @@ SEEDERS: dict[str, Seeder] = {
         "VALUES ('login_failed', 'low', jsonb_build_object('tag', CAST(:tag AS text)), :end)"
     ),
     "email_delivery_logs": _insert(
-        "INSERT INTO auth.email_delivery_logs (to_email, template, provider, subject, created_at) "
-        "VALUES ('x@example.test', 'otp', 'smtp', :tag, :end)"
+        "INSERT INTO auth.email_delivery_logs (recipient_hash, recipient_masked, template, "
+        f"provider, subject, created_at) VALUES ({DIGEST}, 'x***@example.test', 'otp', 'smtp', "
+        ":tag, :end)"
     ),
     "sms_delivery_logs": _insert(
-        "INSERT INTO auth.sms_delivery_logs (to_phone, template, provider, provider_message_id, "
-        "created_at) VALUES ('+15551234567', 'otp', 'sms', :tag, :end)"
+        "INSERT INTO auth.sms_delivery_logs (recipient_hash, recipient_masked, template, "
+        f"provider, provider_message_id, created_at) VALUES ({DIGEST}, '+15*******67', 'otp', "
+        "'sms', :tag, :end)"
+    ),
+    "magic_link_tokens": _insert(
+        "INSERT INTO auth.magic_link_tokens (user_id, token_hash, expires_at, used_at, "
+        f"created_at) VALUES (:u, {DIGEST}, :end + interval '10 minutes', :end, "
+        ":end - interval '5 minutes')"
+    ),
+    "flow_requests": _insert(
+        "INSERT INTO auth.flow_requests (flow, identifier_hash, created_at) "
+        f"VALUES ('password_reset', {DIGEST}, :end)"
     ),
     "session_audits": _insert(
         "INSERT INTO auth.session_audits (user_id, action, details, created_at) "
@@ -212,6 +223,7 @@ TAG_COLUMN = {
     "session_audits": "details->>'tag'",
     "account_recovery": "encode(token_hash, 'hex')",
     "two_factor_backup_codes": "encode(code_hash, 'hex')",
+    "flow_requests": "encode(identifier_hash, 'hex')",
 }
 PARTITIONED = {"audit_logs", "login_attempts"}
 
@@ -219,6 +231,8 @@ PARTITIONED = {"audit_logs", "login_attempts"}
 #: policies whose tag is stored inside a digest: the tag is found as the digest's hex
 DIGESTED = {
     "account_recovery",
+    "magic_link_tokens",
+    "flow_requests",
     "two_factor_backup_codes",
     "step_up_tokens",
     "device_flows",

@@ -65,8 +65,8 @@ AREAS: tuple[Area, ...] = (
         "Tokens and DPoP",
         "Every token a user or a client presents, stored as a keyed digest: access and refresh "
         "tokens with their rotation lineage and DPoP binding, the DPoP replay store, step-up "
-        "tokens, device flows, API keys, reset and verification tokens, and the encrypted "
-        "tokens of OAuth providers.",
+        "tokens, device flows, API keys, reset, verification and magic-link tokens, and the "
+        "encrypted tokens of OAuth providers.",
         (
             "refresh_tokens",
             "access_tokens",
@@ -76,6 +76,7 @@ AREAS: tuple[Area, ...] = (
             "api_keys",
             "password_reset_tokens",
             "email_verification_tokens",
+            "magic_link_tokens",
             "oauth_connections",
         ),
     ),
@@ -91,7 +92,7 @@ AREAS: tuple[Area, ...] = (
         "Logs and audit",
         "What happened, kept for its retention window: the audit log (partitioned by month) and "
         "its archive, login attempts (partitioned by month), security events, application logs, "
-        "and the delivery logs of e-mail and SMS.",
+        "the delivery logs of e-mail and SMS, and the requests the lifecycle flows limit.",
         (
             "audit_logs",
             "audit_logs_archive",
@@ -99,6 +100,7 @@ AREAS: tuple[Area, ...] = (
             "security_events",
             "email_delivery_logs",
             "sms_delivery_logs",
+            "flow_requests",
             "app_logs",
         ),
     ),

@@ -456,3 +456,73 @@ class DeviceKeyError(AuthModelsError):
 
 class DeviceKeyNotFound(DeviceKeyError):
     """No device key for this user and device: register one first."""
+
+
+# --- the account lifecycle (sign-up, reset, verification, recovery, magic links, devices) --------
+
+
+class TokenAlreadyUsedError(TokenRevokedError):
+    """A single-use link or code (a password-reset, verification, recovery or magic link) was
+    already used, by this or a concurrent request: ask for a new one."""
+
+
+class MagicLinkClientMismatch(InvalidTokenError):
+    """The magic link is bound to the client that asked for it, and another client opened it:
+    open it in the browser (or app) that asked for it, or ask for a new link."""
+
+
+class WeakPasswordError(AuthModelsError):
+    """The new password does not meet the password policy (``FlowSettings.password_min_length``):
+    the message says what is required. Answer 422.
+
+    Attributes:
+        min_length: the fewest characters a password may have.
+    """
+
+    def __init__(self, message: str, *, min_length: int) -> None:
+        super().__init__(message)
+        self.min_length = min_length
+
+
+class TooManyRequestsError(AuthModelsError):
+    """Too many requests for this address, or from this client, in the window
+    (``FlowSettings.request_limit_*``): answer 429 with ``Retry-After``.
+
+    The limits count requests whether or not an account has the address, so this error says
+    nothing about an account's existence.
+
+    Attributes:
+        retry_after: seconds until the oldest counted request leaves the window.
+    """
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class EmailTakenError(AuthModelsError):
+    """The new e-mail address belongs to another live account (checked when the change is
+    verified): the change cannot complete. Answer 409."""
+
+
+class RecoveryCoolingOffError(AuthModelsError):
+    """The account was recovered recently: its credentials (password, e-mail address, second
+    factors, trusted devices) cannot change until ``until`` (``FlowSettings.
+    recovery_cooling_off``), so a recovery made by someone else can still be undone by the owner.
+
+    Attributes:
+        until: when credential changes are accepted again.
+    """
+
+    def __init__(self, message: str, *, until: object) -> None:
+        super().__init__(message)
+        self.until = until
+
+
+class UnknownDeviceError(AuthModelsError):
+    """No device of this user has this id (or it was revoked): list the user's devices again."""
+
+
+class DeliveryNotFoundError(AuthModelsError):
+    """No delivery log has this id, or this provider's message id: a provider's callback for a
+    message not recorded yet (or of another provider). Answer 404 and let the provider retry."""

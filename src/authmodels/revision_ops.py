@@ -57,9 +57,10 @@ revision's final transaction.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -602,6 +603,107 @@ def fill_computed_now(
     return len(rows)
 
 
+# --- rows written while a backfill runs --------------------------------------------------------
+
+_NAME = re.compile(r"[a-z_][a-z0-9_]*")
+
+
+def create_write_log(log: str, raw_columns: dict[str, str]) -> None:
+    """Start logging the rows written with a raw value while a backfill converts a table.
+
+    Creates ``auth.<log>`` (``seq``, ``table_name``, ``row_id``) and, on each table of
+    ``raw_columns`` (table -> the raw column the backfill converts), a trigger ``<table>_<log>``
+    recording the id of every row inserted, or updated in that column, with a value there. The
+    trigger function is ``SECURITY DEFINER`` (the application role writes the tables, not the
+    log) with a pinned ``search_path``. Call it inside :func:`step`, before the backfill reads
+    its first batch, so no row is missed; :func:`drain_write_log` converts the rows it names,
+    :func:`drop_write_log` removes it all.
+    """
+    op.execute(
+        f"CREATE TABLE IF NOT EXISTS {SCHEMA}.{log} (seq BIGINT GENERATED ALWAYS AS IDENTITY "
+        "PRIMARY KEY, table_name TEXT NOT NULL, row_id UUID NOT NULL)"
+    )
+    op.execute(f"""
+        CREATE OR REPLACE FUNCTION {SCHEMA}.{log}() RETURNS trigger
+        LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+        BEGIN
+            INSERT INTO {SCHEMA}.{log} (table_name, row_id) VALUES (TG_TABLE_NAME, NEW.id);
+            RETURN NULL;
+        END
+        $$""")  # noqa: S608 (constant names)
+    for table, column in raw_columns.items():
+        op.execute(f"DROP TRIGGER IF EXISTS {table}_{log} ON {SCHEMA}.{table}")
+        op.execute(
+            f"CREATE TRIGGER {table}_{log} AFTER INSERT OR UPDATE OF {column} ON "
+            f"{SCHEMA}.{table} FOR EACH ROW WHEN (NEW.{column} IS NOT NULL) "
+            f"EXECUTE FUNCTION {SCHEMA}.{log}()"
+        )
+
+
+def drain_write_log(log: str, fill: Callable[[str, str], int], *, final: bool) -> int:
+    """Convert the rows :func:`create_write_log`'s log names, oldest entries first; the entries
+    converted go.
+
+    ``fill(table, where)`` converts the rows of ``auth.<table>`` matching the SQL condition
+    ``where`` (e.g. with :func:`fill_computed_now`) and returns how many it converted. Outside
+    the final transaction: batches of :data:`~authmodels.migrations.DEFAULT_BATCH_SIZE` entries,
+    each in its own short transaction, until a batch finds fewer (the writes left are few). With
+    ``final`` (in the transaction that holds the lock keeping writers out): every entry left,
+    at once. Returns the rows converted (0 offline).
+    """
+    if is_offline():
+        op.execute(f"-- rows written during the backfill ({log}) are converted online only")
+        return 0
+    converted = 0
+    while True:
+        with nullcontext() if final else step():
+            bind = op.get_bind()
+            last, entries = bind.execute(
+                text(
+                    f"SELECT max(seq), count(*) FROM (SELECT seq FROM {SCHEMA}.{log} "  # noqa: S608
+                    "ORDER BY seq LIMIT :n) AS batch"
+                ),
+                {"n": None if final else DEFAULT_BATCH_SIZE},
+            ).one()
+            if last is not None:
+                tables = bind.execute(
+                    text(f"SELECT DISTINCT table_name FROM {SCHEMA}.{log} WHERE seq <= :last"),  # noqa: S608
+                    {"last": last},
+                ).scalars()
+                for table in tables.all():
+                    if not _NAME.fullmatch(str(table)):
+                        raise AssertionError(f"unexpected table name in {log}: {table!r}")
+                    converted += fill(
+                        str(table),
+                        f"id IN (SELECT row_id FROM {SCHEMA}.{log} "  # noqa: S608 (checked names)
+                        f"WHERE table_name = '{table}' AND seq <= {int(last)})",
+                    )
+                bind.execute(
+                    text(f"DELETE FROM {SCHEMA}.{log} WHERE seq <= :last"),  # noqa: S608
+                    {"last": last},
+                )
+        if final or entries < DEFAULT_BATCH_SIZE:
+            return converted
+
+
+def drop_write_log(log: str, tables: Sequence[str]) -> None:
+    """Remove :func:`create_write_log`'s triggers, function and log (in the transaction that
+    converted its last entries)."""
+    for table in tables:
+        op.execute(
+            "-- squawk-ignore ban-drop-trigger -- the temporary trigger of this revision's write "
+            f"log\nDROP TRIGGER IF EXISTS {table}_{log} ON {SCHEMA}.{table}"
+        )
+    op.execute(
+        "-- squawk-ignore ban-drop-function -- the temporary write log's trigger function\n"
+        f"DROP FUNCTION IF EXISTS {SCHEMA}.{log}()"
+    )
+    op.execute(
+        "-- squawk-ignore ban-drop-table -- the temporary write log of this revision, empty now\n"
+        f"DROP TABLE IF EXISTS {SCHEMA}.{log}"
+    )
+
+
 def rename_not_null_constraints(table: str) -> None:
     """Name the NOT NULL constraints of ``auth.<table>`` after its current table and columns.
 
@@ -832,7 +934,10 @@ __all__ = [
     "constraint_exists",
     "create_index_concurrently",
     "create_partitioned_index_concurrently",
+    "create_write_log",
+    "drain_write_log",
     "drop_index_concurrently",
+    "drop_write_log",
     "explicit_transaction",
     "fill_computed_now",
     "finish_not_null",

@@ -95,6 +95,7 @@ ENUMS = {
     "account_recovery_status": ["pending", "completed", "expired", "cancelled"],
     "session_audit_action": [
         "created", "refreshed", "rotated", "stepped_up", "ip_changed", "revoked", "expired",
+        "reuse_detected", "dpop_mismatch",  # 0034
     ],
     "oauth_refresh_status": ["success", "failed", "skipped"],
     "device_key_event_type": ["registered", "rotated", "deleted", "exchange_failed"],
@@ -104,15 +105,15 @@ ENUMS = {
 POLICIES = {
     "step_up_tokens": {("step_up_tokens_owner", "ALL")},
     "audit_logs_archive": {("audit_logs_archive_owner_read", "SELECT")},
+    **{t: {(f"{t}_owner_read", "SELECT")} for t in ("login_attempts", "sms_delivery_logs")},
+    # a user's own requests log their mails, audit their sessions, cancel a recovery (0034)
     **{
-        t: {(f"{t}_owner_read", "SELECT")}
-        for t in (
-            "login_attempts",
-            "email_delivery_logs",
-            "sms_delivery_logs",
-            "account_recovery",
-            "session_audits",
-        )
+        t: {(f"{t}_owner_read", "SELECT"), (f"{t}_owner_insert", "INSERT")}
+        for t in ("email_delivery_logs", "session_audits")
+    },
+    "account_recovery": {
+        ("account_recovery_owner_read", "SELECT"),
+        ("account_recovery_owner_cancel", "UPDATE"),
     },
     **{
         t: {(f"{t}_owner", "ALL")}

@@ -19,7 +19,7 @@ from sqlalchemy.exc import DBAPIError
 
 from authmodels import rls
 from authmodels.security.hashing import TokenHasher, new_token
-from authmodels.security.privacy import PrivacyHasher
+from authmodels.security.privacy import PrivacyHasher, mask_email, mask_phone
 from authmodels.security.totp import new_backup_codes, normalize_backup_code
 from authmodels.testing.migrations import MigrationRunner
 from tests.migrations.helpers import application_role
@@ -83,9 +83,12 @@ def test_failed_logins_by_ip_in_the_last_24_hours(conn: Connection) -> None:
 
 
 def _delivery(conn: Connection, table: str, status: str, **extra: object) -> None:
-    recipient = {"email_delivery_logs": "to_email", "sms_delivery_logs": "to_phone"}[table]
+    email = table == "email_delivery_logs"
     values = {
-        recipient: "ada@example.com" if table == "email_delivery_logs" else "+254700000001",
+        "recipient_hash": PRIVACY.email_hash("ada@example.com")
+        if email
+        else PRIVACY.phone_hash("+254700000001"),
+        "recipient_masked": mask_email("ada@example.com") if email else mask_phone("+254700000001"),
         "template": "otp",
         "provider": "test",
         "status": status,
@@ -127,8 +130,9 @@ def test_sms_cost_of_the_last_month_is_exact_numeric(conn: Connection) -> None:
 
 def test_a_cost_needs_its_currency(refused: Callable[..., DBAPIError]) -> None:
     error = refused(
-        "INSERT INTO auth.sms_delivery_logs (to_phone, template, provider, cost) "
-        "VALUES ('+254700000001', 'otp', 'test', 0.8)"
+        "INSERT INTO auth.sms_delivery_logs (recipient_hash, recipient_masked, template, "
+        "provider, cost) VALUES (:h, '+25********01', 'otp', 'test', 0.8)",
+        h=PRIVACY.phone_hash("+254700000001"),
     )
     assert _constraint(error) == "ck_sms_delivery_logs_cost_has_currency"
 
@@ -255,9 +259,10 @@ def test_a_trusted_device_needs_a_token_and_an_expiry(
     make_user: Callable[..., str], refused: Callable[..., DBAPIError]
 ) -> None:
     error = refused(
-        "INSERT INTO auth.user_devices (user_id, device_id, trust_token_hash, trusted_at) "
-        "VALUES (:u, 'laptop', :h, now())",
+        "INSERT INTO auth.user_devices (user_id, fingerprint_hash, trust_token_hash, trusted_at) "
+        "VALUES (:u, :f, :h, now())",
         u=make_user(),
+        f=PRIVACY.client_hash("laptop"),
         h=HASHER.digest(new_token()),
     )
     assert _constraint(error) == "ck_user_devices_trust_is_complete"

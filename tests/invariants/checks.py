@@ -252,6 +252,44 @@ def raw_ip_or_user_agent_columns(conn: Connection) -> list[str]:
     return violations
 
 
+# --- 5b. no raw message recipient ----------------------------------------------------------------
+
+#: Names of columns that hold the recipient of a message (an e-mail address, a phone number).
+RECIPIENT = re.compile(r"^(to|recipients?)(_|$)", re.IGNORECASE)
+
+
+def raw_recipient_columns(conn: Connection) -> list[str]:
+    """No column of ``auth`` stores the raw recipient of a message.
+
+    A column named like a recipient (``to_email``, ``to_phone``, ``recipient``,
+    ``recipient_*``...) is either its keyed hash (``bytea``, named ``*_hash``: the shape check
+    of section 4 applies) or its masked form (named ``*_masked``, with a CHECK on that column
+    that holds it to a masked pattern, one with ``\\*`` in it). Why: a delivery log written for
+    every mail and text a service sends lists, raw, every address and number it ever wrote to
+    (revision 0032); the hash answers "was anything sent to this address?", the masked form
+    lets a person recognise it, neither lets a reader of a backup write to anyone.
+    """
+    checks = check_constraints(conn)
+    violations = []
+    for column in columns(conn):
+        if column.relkind not in ("r", "p") or not RECIPIENT.search(column.name):
+            continue
+        if column.name.endswith("_hash") and column.base_type == "bytea":
+            continue
+        masked = column.name.endswith("_masked") and any(
+            c.table == column.table and column.name in c.columns and "\\*" in c.definition
+            for c in checks
+        )
+        if not masked:
+            violations.append(
+                f"{column.qualified} ({column.type}) is named like a message recipient and is "
+                "neither a keyed hash (bytea *_hash with auth.is_token_digest) nor a masked "
+                "form (*_masked with a CHECK of its masked pattern): a raw address or number "
+                "would be stored"
+            )
+    return violations
+
+
 # --- 6. privileges, ownership, function settings ----------------------------------------------
 
 

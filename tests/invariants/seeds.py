@@ -58,8 +58,16 @@ NOW = Marker("now()")
 #: One row per table and user, in dependency order.
 SEEDS: dict[str, dict[str, Any]] = {
     "user_profiles": {"user_id": USER, "display_name": "seed"},
+    "user_devices": {
+        "user_id": USER,
+        "fingerprint_hash": DIGEST,
+        "trust_token_hash": DIGEST,
+        "trusted_at": NOW,
+        "trust_expires_at": IN_A_WEEK,
+    },
     "sessions": {
         "user_id": USER,
+        "device_id": Ref("user_devices"),
         "expires_at": IN_A_DAY,
         "token_hash": DIGEST,
         "refresh_token_hash": DIGEST,
@@ -127,22 +135,17 @@ SEEDS: dict[str, dict[str, Any]] = {
     },
     "email_delivery_logs": {
         "user_id": USER,
-        "to_email": EMAIL,
+        "recipient_hash": DIGEST,
+        "recipient_masked": "s***@example.test",
         "template": "seed",
         "provider": "seed",
     },
     "sms_delivery_logs": {
         "user_id": USER,
-        "to_phone": "+15550100",
+        "recipient_hash": DIGEST,
+        "recipient_masked": "+15****00",
         "template": "seed",
         "provider": "seed",
-    },
-    "user_devices": {
-        "user_id": USER,
-        "device_id": "seed-device",
-        "trust_token_hash": DIGEST,
-        "trusted_at": NOW,
-        "trust_expires_at": IN_A_WEEK,
     },
     "two_factor_auth": {"user_id": USER, "secret_encrypted": ENVELOPE},
     "two_factor_backup_codes": {"user_id": USER, "code_hash": DIGEST},
@@ -155,6 +158,13 @@ SEEDS: dict[str, dict[str, Any]] = {
         "expires_at": IN_A_DAY,
     },
     "session_audits": {"user_id": USER, "session_id": Ref("sessions"), "action": "created"},
+    "magic_link_tokens": {
+        "user_id": USER,
+        "token_hash": DIGEST,
+        "client_hash": DIGEST,
+        "expires_at": IN_FIVE_MINUTES,
+    },
+    "flow_requests": {"user_id": USER, "flow": "password_reset", "identifier_hash": DIGEST},
     "device_keys": {
         "user_id": USER,
         "device_id": "seed-device",

@@ -12,6 +12,7 @@ from tests.invariants.checks import (
     definer_functions_the_application_may_run,
     definer_functions_without_pinned_search_path,
     raw_ip_or_user_agent_columns,
+    raw_recipient_columns,
     report_aggregates_open_beyond_report_roles,
     secret_columns_without_shape_check,
     tables_without_row_level_security,
@@ -40,6 +41,11 @@ def test_every_stored_digest_and_envelope_has_its_shape_checked(app: Connection)
 
 def test_no_column_stores_a_raw_ip_address_or_user_agent(app: Connection) -> None:
     violations = raw_ip_or_user_agent_columns(app)
+    assert not violations, _report(violations)
+
+
+def test_no_column_stores_a_raw_message_recipient(app: Connection) -> None:
+    violations = raw_recipient_columns(app)
     assert not violations, _report(violations)
 
 

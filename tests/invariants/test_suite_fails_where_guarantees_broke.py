@@ -18,6 +18,7 @@ from tests.invariants.checks import (
     definer_functions_the_application_may_run,
     definer_functions_without_pinned_search_path,
     raw_ip_or_user_agent_columns,
+    raw_recipient_columns,
     report_aggregates_open_beyond_report_roles,
     secret_columns_without_shape_check,
     tables_without_row_level_security,
@@ -119,6 +120,19 @@ def test_ip_check_names_raw_addresses_and_user_agents(scratch: Connection) -> No
     assert (
         "auth.users.signup_ip_hash is a keyed hash of an IP address or user agent without" in named
     )
+
+
+def test_recipient_check_names_raw_addresses_and_unchecked_masks(scratch: Connection) -> None:
+    scratch.execute(text("ALTER TABLE auth.sms_delivery_logs ADD COLUMN to_phone text"))
+    scratch.execute(text("ALTER TABLE auth.email_delivery_logs ADD COLUMN recipient_cc text"))
+    scratch.execute(text("ALTER TABLE auth.email_delivery_logs ADD COLUMN reply_to_masked text"))
+    scratch.execute(text("ALTER TABLE auth.email_delivery_logs ADD COLUMN to_masked text"))
+    named = " ".join(raw_recipient_columns(scratch))
+    assert "auth.sms_delivery_logs.to_phone (text) is named like a message recipient" in named
+    assert "auth.email_delivery_logs.recipient_cc (text) is named like" in named
+    assert "auth.email_delivery_logs.to_masked (text) is named like" in named  # no CHECK
+    assert "reply_to_masked" not in named  # not a recipient's name
+    assert "recipient_masked" not in named and "recipient_hash" not in named  # head is clean
 
 
 def test_definer_check_names_a_function_without_a_safe_search_path(scratch: Connection) -> None:

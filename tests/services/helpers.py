@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -75,3 +76,26 @@ def writes(db: Session) -> int:
     a call mean the call wrote nothing at all.
     """
     return int(db.execute(_WRITES).scalar_one())
+
+
+def race(threads: int, attempt: Callable[[int], object]) -> list[object]:
+    """Run ``attempt(i)`` in ``threads`` threads released together; each outcome (its return
+    value, or the exception it raised) by index. Each attempt opens its own session, so each
+    runs on its own connection."""
+    barrier = threading.Barrier(threads)
+    outcomes: list[object] = [None] * threads
+
+    def run(index: int) -> None:
+        barrier.wait()
+        try:
+            outcomes[index] = attempt(index)
+        except Exception as exc:  # the outcome under test
+            outcomes[index] = exc
+
+    workers = [threading.Thread(target=run, args=(i,)) for i in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+    assert not any(worker.is_alive() for worker in workers), "an attempt did not finish"
+    return outcomes

@@ -208,6 +208,98 @@ class World:
         webauthn.store_registration(self.db, self.user, verified)
         return authenticator
 
+    # --- the account lifecycle: a fresh value per call where a call uses it up ---------------
+
+    @staticmethod
+    def new_address() -> str:
+        return f"new-{uuid.uuid4().hex[:12]}@example.com"
+
+    def reset_token(self) -> str:
+        from authmodels.services import password_reset
+
+        token = password_reset.request(self.db, self.user.email).token
+        assert token is not None
+        return token
+
+    def verification_token(self) -> str:
+        from authmodels.services import email_verification
+
+        return email_verification.issue(self.db, self.user.id, self.new_address()).token
+
+    def magic_link(self) -> str:
+        from authmodels.services import magic_links
+
+        token = magic_links.request(self.db, self.user.email).token
+        assert token is not None
+        return token
+
+    def backup_code(self) -> str:
+        """A new unused backup code of :attr:`recovery_user`."""
+        from authmodels.services.settings import settings_for
+
+        code = totp.new_backup_codes(1)[0]
+        self.db.execute(
+            text("INSERT INTO auth.two_factor_backup_codes (user_id, code_hash) VALUES (:u, :h)"),
+            {
+                "u": self.recovery_user.id,
+                "h": settings_for(self.db).hasher.digest(totp.normalize_backup_code(code)),
+            },
+        )
+        return code
+
+    @cached_property
+    def recovery_user(self) -> User:
+        """A user with a confirmed TOTP enrolment (backup codes belong to one)."""
+        from authmodels.services import mfa
+
+        user = self.factory()
+        secret = mfa.enroll(self.db, user, issuer="Shop").secret
+        now = int(time.time())
+        mfa.confirm(self.db, user, totp.code_at(secret, now), now=now)
+        return user
+
+    def recovery_token(self) -> str:
+        from authmodels.services import recovery
+
+        return recovery.start_with_code(self.db, self.recovery_user.email, self.backup_code())
+
+    def pending_delivery(self) -> uuid.UUID:
+        from authmodels.services import delivery
+
+        return delivery.log_email(self.db, "ada@example.com", template="otp").id
+
+    @cached_property
+    def sent_message_id(self) -> str:
+        from authmodels.services import delivery
+
+        sent = delivery.log_email(self.db, "ada@example.com", template="otp")
+        delivery.mark_sent(self.db, sent.id, provider_message_id="world-message")
+        return "world-message"
+
+    @cached_property
+    def device(self) -> Any:
+        from authmodels.services import devices
+
+        return devices.record_login(self.db, self.user, "world-fingerprint").device
+
+    def new_device(self) -> uuid.UUID:
+        from authmodels.services import devices
+
+        return devices.record_login(self.db, self.user, uuid.uuid4().hex).device.id
+
+    def device_step_up(self) -> str:
+        from authmodels.services import step_up
+
+        return step_up.issue(self.db, self.user, ttl=timedelta(minutes=5), purpose="device.trust")
+
+    @cached_property
+    def trust_token(self) -> str:
+        from authmodels.services import devices
+
+        return devices.trust(
+            self.db, self.user, self.device, step_up_token=self.device_step_up()
+        ).token
+
     def assertion(self) -> VerifiedAuthentication:
         self.counter += 1
         return VerifiedAuthentication(

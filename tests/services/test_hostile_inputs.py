@@ -448,13 +448,13 @@ FOUND: list[tuple[str, Callable[[World], object], type[AuthModelsError], str | N
     ),
     (
         "password-history-huge",
-        lambda w: passwords.set_password(w.db, w.user, "new one", history=2**63),
+        lambda w: passwords.set_password(w.db, w.user, "a new passphrase", history=2**63),
         InvalidInputError,
         "history",
     ),
     (
         "password-unknown-user",
-        lambda w: passwords.set_password(w.db, uuid.uuid4(), "new one"),
+        lambda w: passwords.set_password(w.db, uuid.uuid4(), "a new passphrase"),
         RowNotFoundError,
         None,
     ),

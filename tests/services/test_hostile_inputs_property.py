@@ -38,6 +38,7 @@ import pkgutil
 import time
 import types
 import typing
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
@@ -225,6 +226,34 @@ VALID: dict[str, Resolver] = {
     "e2ee.record_failed_exchange:reason": lambda w: "the peer's key did not verify",
     # audit
     "audit.record:action": lambda w: None,
+    # the account lifecycle
+    "signup.register:email": lambda w: w.new_address(),
+    "password_reset.complete:token": lambda w: w.reset_token(),
+    "password_reset.complete:new_password": lambda w: f"passphrase {uuid.uuid4()}",
+    "email_verification.verify:token": lambda w: w.verification_token(),
+    "email_verification.request_email_change:new_email": lambda w: w.new_address(),
+    "magic_links.redeem:token": lambda w: w.magic_link(),
+    "magic_links.redeem:client": lambda w: None,
+    "recovery.start_with_code:email": lambda w: w.recovery_user.email,
+    "recovery.start_with_code:code": lambda w: w.backup_code(),
+    "recovery.complete:token": lambda w: w.recovery_token(),
+    "recovery.complete:new_password": lambda w: f"passphrase {uuid.uuid4()}",
+    "recovery.cancel:user": lambda w: w.recovery_user,
+    "delivery.log_email:to_email": lambda w: "ada@example.com",
+    "delivery.log_sms:to_phone": lambda w: "+442071838750",
+    "template": lambda w: "otp",
+    "delivery_id": lambda w: w.pending_delivery(),
+    "channel": lambda w: "email",
+    "error": lambda w: "mailbox full",
+    "delivery.record_callback:provider": lambda w: "email",
+    "delivery.record_callback:provider_message_id": lambda w: w.sent_message_id,
+    "delivery.record_callback:status": lambda w: "delivered",
+    "recovery.start:channel": lambda w: "email",
+    "fingerprint": lambda w: "world-fingerprint",
+    "devices.trust:device": lambda w: w.device,
+    "devices.trust:step_up_token": lambda w: w.device_step_up(),
+    "devices.revoke:device": lambda w: w.new_device(),
+    "trust_token": lambda w: w.trust_token,
     # security events
     "security_events.record:event_type": lambda w: "login.test_event",
     "security_events.record:severity": lambda w: SecurityEventSeverity.LOW,
@@ -254,6 +283,8 @@ RECORDED_REFUSALS: dict[str, tuple[type[errors.AuthModelsError], ...]] = {
     "device_flow.poll": (errors.AuthorizationPending, errors.SlowDown),
     # the key was right: its last_used_at is touched before its scopes are compared
     "api_keys.authenticate": (errors.InsufficientScopeError,),
+    # the counted attempt (the limits bound guessing recovery codes)
+    "recovery.start_with_code": (errors.InvalidCredentialsError,),
 }
 
 
@@ -376,7 +407,17 @@ EXAMPLES = max(10, hypothesis_settings.default.max_examples // 4)
 @pytest.fixture
 def world(authmodels_session: Session, settings: FlowSettings) -> Iterator[World]:
     """The valid rows, with cheap Argon2 parameters (the flows' cost is not what is tested)."""
-    db = use_settings(authmodels_session, settings.replace(password_hasher=TEST_PASSWORD_HASHER))
+    db = use_settings(
+        authmodels_session,
+        settings.replace(
+            password_hasher=TEST_PASSWORD_HASHER,
+            # many examples request links for one address: the limits are tested elsewhere
+            request_limit_per_account=1_000_000,
+            request_limit_per_ip=1_000_000,
+            # recovery examples complete recoveries: the cooling-off is tested elsewhere
+            recovery_cooling_off=timedelta(0),
+        ),
+    )
     yield World(db)
 
 

@@ -1,5 +1,6 @@
 """One account's whole life through every flow, committed, then a ``pg_dump`` of schema ``auth``:
-none of the secrets handed out (tokens, codes, passwords, seeds, keys, addresses) is in it."""
+none of the secrets handed out (tokens, codes, passwords, seeds, keys, addresses) is in it; and
+the same for the account lifecycle (sign-up to recovery), whose recipients are not in it either."""
 
 from __future__ import annotations
 
@@ -25,12 +26,19 @@ from authmodels.security import totp
 from authmodels.services import (
     admin,
     api_keys,
+    delivery,
     device_flow,
+    devices,
     e2ee,
+    email_verification,
+    magic_links,
     mfa,
     oauth,
+    password_reset,
     passwords,
+    recovery,
     sessions,
+    signup,
     step_up,
 )
 from authmodels.services import webauthn as passkeys
@@ -181,3 +189,76 @@ def test_every_flow_then_pg_dump_holds_no_raw_secret(
         assert raw.encode().hex() not in dump.stdout, (
             f"a raw secret is in the dump (hex): {raw[:6]}"
         )
+
+
+def test_the_account_lifecycle_then_pg_dump_holds_no_raw_token_code_or_recipient(
+    fresh: Callable[..., sessionmaker[Session]], authmodels_fresh_database: URL
+) -> None:
+    """Sign-up, verification, an address change, a reset, a magic link, both recoveries, a
+    trusted device and its revocation, delivery callbacks: none of the tokens, codes, client
+    values or recipients handed out is in the dump (the accounts' own addresses are, in
+    ``users``: that is where they belong)."""
+    factory = fresh(password_hasher=TEST_PASSWORD_HASHER, recovery_cooling_off=timedelta(0))
+    out: list[str] = [PASSWORD, NEW_PASSWORD, IP, UA]
+    phone, unknown, fingerprint, cookie = "+442071838750", "ghost@example.test", "fp-77", "ck-9"
+
+    with factory() as db:  # sign up, verify, change the address
+        grace = signup.register(db, "grace@example.test", PASSWORD, ip=IP, user_agent=UA)
+        taken = signup.register(db, "grace@example.test", PASSWORD, ip=IP)
+        assert grace.verification is not None and grace.user is not None and not taken.created
+        delivery.mark_sent(db, grace.message.id, provider_message_id="ses-grace")
+        delivery.record_callback(db, channel="email", provider="email",
+                                 provider_message_id="ses-grace", status="delivered")  # fmt: skip
+        email_verification.verify(db, grace.verification.token, ip=IP, user_agent=UA)
+        change = email_verification.request_email_change(db, grace.user, "grace@new.test", ip=IP)
+        email_verification.verify(db, change.token)
+        out += [grace.verification.token, change.token]
+        user_id = grace.user.id
+        db.commit()
+
+    with factory() as db:  # a reset (and one for an address no account has)
+        asked = password_reset.request(db, "grace@new.test", ip=IP, user_agent=UA)
+        assert password_reset.request(db, unknown, ip=IP).token is None
+        assert asked.token is not None
+        password_reset.complete(db, asked.token, NEW_PASSWORD, ip=IP, user_agent=UA)
+        out += [asked.token, unknown]
+        db.commit()
+
+    with factory() as db:  # a magic link bound to its browser
+        link = magic_links.request(db, "grace@new.test", ip=IP, bind_to=cookie)
+        assert link.token is not None
+        magic_links.redeem(db, link.token, client=cookie, ip=IP, user_agent=UA)
+        out += [link.token, cookie]
+        db.commit()
+
+    with factory() as db:  # recoveries: by the verified address (and a text), by a code
+        by_mail = recovery.start(db, "grace@new.test", ip=IP)
+        by_text = recovery.start(db, "grace@new.test", channel="sms", phone=phone)
+        assert by_mail.token is not None and by_text.token is not None
+        recovery.complete(db, by_text.token, "a recovered passphrase", ip=IP)
+        now = int(time.time())
+        enrollment = mfa.enroll(db, user_id, issuer="authmodels", account_name="grace")
+        codes = mfa.confirm(db, user_id, totp.code_at(enrollment.secret, now - 30), now=now)
+        token = recovery.start_with_code(db, "grace@new.test", codes[0], ip=IP)
+        recovery.complete(db, token, "a second recovered passphrase")
+        out += [by_mail.token, by_text.token, token, *codes, phone, phone[1:]]
+        db.commit()
+
+    with factory() as db:  # a trusted device, its session, then revoked
+        seen = devices.record_login(db, user_id, fingerprint, ip=IP, user_agent=UA)
+        issued = sessions.create_session(db, user_id, ttl=timedelta(hours=1), device=seen.device)
+        step = step_up.issue(db, user_id, ttl=timedelta(minutes=5), purpose=devices.TRUST_PURPOSE)
+        trusted = devices.trust(db, user_id, seen.device, step_up_token=step)
+        devices.revoke(db, user_id, seen.device)
+        out += [fingerprint, issued.session_token, issued.refresh_token, step, trusted.token]
+        db.commit()
+
+    dump = _pg_dump(libpq_url(authmodels_fresh_database))
+    assert dump.returncode == 0, dump.stderr
+    assert "grace@new.test" in dump.stdout  # the dump has the data (users.email)
+    assert "g***@new.test" in dump.stdout  # and the delivery logs' masked recipients
+    for raw in out:
+        assert raw not in dump.stdout, f"a raw value is in the dump: {raw[:6]}..."
+        assert raw.encode().hex() not in dump.stdout, f"a raw value is in the dump (hex): {raw[:6]}"
+    # the old address is nobody's any more: only its masked form and keyed hash remain
+    assert "grace@example.test" not in dump.stdout

@@ -11,8 +11,12 @@ Where each flow runs -- what the docstrings of the services say:
 - on the **service path** (``rls.service_role``, no user named): the lookups of a presented
   credential (sessions, refresh and access tokens, DPoP proofs, API keys, WebAuthn assertions),
   login, the device flow (its requests belong to no user until one is approved), role changes,
-  password changes (they write the password history), the OAuth refresh job;
-- **as the user** (``rls.set_current_user``): everything done for a signed-in user.
+  password changes (they write the password history), the OAuth refresh job; the account
+  lifecycle's requests and links (sign-up, reset, magic links, recovery, verification links),
+  the devices seen at login, the delivery logs' status changes;
+- **as the user** (``rls.set_current_user``): everything done for a signed-in user (asking for a
+  verification link or an address change, trusting and revoking devices, cancelling a
+  recovery, logging a mail to oneself).
 """
 
 from __future__ import annotations
@@ -46,14 +50,21 @@ from authmodels.services import (
     admin,
     api_keys,
     audit,
+    delivery,
     device_flow,
+    devices,
     e2ee,
+    email_verification,
+    magic_links,
     mfa,
     oauth,
+    password_reset,
     passwords,
+    recovery,
     reencryption,
     security_events,
     sessions,
+    signup,
     step_up,
     tokens,
     use_settings,
@@ -500,6 +511,139 @@ def test_an_unknown_id_and_another_users_row_get_typed_errors(prod: Production) 
             db.begin_nested(),
         ):
             step_up.issue(db, ada, ttl=timedelta(minutes=5), session_id=uuid.uuid4())
+
+
+# --- the account lifecycle -------------------------------------------------------------------
+
+
+@covers(
+    "signup.register",
+    "email_verification.verify",
+    "email_verification.request_verification",
+    "email_verification.request_email_change",
+    "delivery.mark_sent",
+    "delivery.record_callback",
+)
+def test_sign_up_verify_and_change_the_address(prod: Production) -> None:
+    with prod.service() as db:  # the sign-up form: nobody is signed in
+        signed_up = signup.register(db, "Grace@Example.com", "a long passphrase", ip=IP)
+        taken = signup.register(db, "grace@example.com", "another passphrase", ip=IP)
+        delivery.mark_sent(db, signed_up.message.id, provider_message_id="m-1")
+        assert delivery.record_callback(
+            db, channel="email", provider="email", provider_message_id="m-1", status="delivered"
+        )
+    assert signed_up.created and not taken.created and taken.message.to == "grace@example.com"
+    grace = signed_up.user
+    assert grace is not None and signed_up.verification is not None
+    with prod.as_user(grace) as db:  # a new link, asked for by the signed-in user
+        link = email_verification.request_verification(db, grace, ip=IP)
+    assert link is not None
+    with prod.service() as db:  # the link is clicked: no session needed
+        assert not email_verification.verify(db, link.token).changed
+    with prod.as_user(grace) as db:
+        change = email_verification.request_email_change(db, grace, "grace@new.example", ip=IP)
+    with prod.service() as db:
+        verified = email_verification.verify(db, change.token)
+    assert verified.changed and verified.user.email == "grace@new.example"
+    assert verified.notice is not None and verified.notice.to == "grace@example.com"
+    with prod.as_user(verified.user) as db:  # the limit, reached by the signed-in user
+        for _ in range(3):
+            email_verification.request_email_change(db, grace, "grace@third.example", ip=IP)
+        with pytest.raises(errors.TooManyRequestsError):
+            email_verification.request_email_change(db, grace, "grace@third.example", ip=IP)
+
+
+@covers("password_reset.request", "password_reset.complete", "delivery.mark_failed")
+def test_a_password_reset_by_link(prod: Production) -> None:
+    ada = prod.users()
+    with prod.service() as db:
+        asked = password_reset.request(db, ada.email, ip=IP, user_agent="UA")
+        nobody = password_reset.request(db, "nobody@example.com", ip=IP, user_agent="UA")
+        assert asked.token is not None and asked.message is not None and nobody.token is None
+        assert delivery.mark_failed(db, asked.message.id, error="mailbox full")
+        done = password_reset.complete(db, asked.token, "a brand new passphrase", ip=IP)
+        assert done.user_id == ada.id
+        with pytest.raises(errors.TokenAlreadyUsedError):
+            password_reset.complete(db, asked.token, "yet another passphrase")
+        assert passwords.authenticate(db, ada.email, "a brand new passphrase", ip=None,
+                                      user_agent=None)  # fmt: skip
+    with prod.as_user(ada) as db:  # Ada sees her own events and the limit's ledger
+        kinds = db.execute(text("SELECT event_type FROM auth.security_events")).scalars().all()
+        assert sorted(kinds) == ["password_reset.completed", "password_reset.token_reused"]
+        assert db.execute(text("SELECT count(*) FROM auth.flow_requests")).scalar_one() == 1
+
+
+@covers("magic_links.request", "magic_links.redeem")
+def test_a_magic_link_bound_to_its_browser(prod: Production) -> None:
+    ada = prod.users()
+    with prod.service() as db:
+        link = magic_links.request(db, ada.email, ip=IP, bind_to="cookie-1")
+        assert link.token is not None
+        with pytest.raises(errors.MagicLinkClientMismatch):
+            magic_links.redeem(db, link.token, client="cookie-2")
+        assert magic_links.redeem(db, link.token, client="cookie-1", ip=IP).id == ada.id
+
+
+@covers("recovery.start", "recovery.complete", "recovery.start_with_code", "recovery.cancel")
+def test_recovery_by_verified_address_and_by_code(prod: Production) -> None:
+    ada = prod.users(email_verified=True)
+    with prod.service() as db:
+        started = recovery.start(db, ada.email, ip=IP)
+        assert started.token is not None
+        recovered = recovery.complete(db, started.token, "a recovered passphrase")
+    assert recovered.method == "email" and recovered.user_id == ada.id
+    with prod.as_user(ada) as db:  # cooling off: the signed-in user cannot change credentials
+        for change in (
+            lambda: passwords.set_password(db, ada, "a third passphrase"),
+            lambda: mfa.enroll(db, ada, issuer="Shop"),
+        ):
+            with pytest.raises(errors.RecoveryCoolingOffError), db.begin_nested():
+                change()
+    now = int(time.time())
+    bob = prod.users()
+    with prod.as_user(bob) as db:
+        secret = mfa.enroll(db, bob, issuer="Shop").secret
+        codes = mfa.confirm(db, bob, totp.code_at(secret, now - 30), now=now)
+    with prod.service() as db:
+        token = recovery.start_with_code(db, bob.email, codes[0], ip=IP)
+        other = recovery.start_with_code(db, bob.email, codes[1], ip=IP)
+    with prod.as_user(bob) as db:  # "that was not me": the pending request goes
+        assert recovery.cancel(db, bob) == 1
+    with prod.service() as db:
+        with pytest.raises(errors.TokenRevokedError):
+            recovery.complete(db, other, "a recovered passphrase")
+        with pytest.raises(errors.TokenRevokedError):  # the newer request had cancelled it
+            recovery.complete(db, token, "a recovered passphrase")
+
+
+@covers(
+    "devices.record_login",
+    "devices.trust",
+    "devices.is_trusted",
+    "devices.list_devices",
+    "devices.revoke",
+    "delivery.log_email",
+    "delivery.log_sms",
+)
+def test_trusted_devices_and_their_sessions(prod: Production) -> None:
+    ada = prod.users()
+    with prod.service() as db:  # the login: the device is seen, its session names it
+        seen = devices.record_login(db, ada, "laptop-cookie", ip=IP, user_agent="UA")
+        issued = sessions.create_session(db, ada, ttl=TTL, device=seen.device)
+        delivery.log_sms(db, "+442071838750", template="new_device", user=ada)
+    assert seen.new
+    with prod.as_user(ada) as db:  # Ada trusts it, after re-authenticating
+        token = step_up.issue(db, ada, ttl=timedelta(minutes=5), purpose=devices.TRUST_PURPOSE)
+        trusted = devices.trust(db, ada, seen.device, step_up_token=token)
+        assert [d.id for d in devices.list_devices(db, ada)] == [seen.device.id]
+        delivery.log_email(db, ada.email, template="device_trusted", user=ada)
+    with prod.service() as db:
+        assert devices.is_trusted(db, ada, "laptop-cookie", trusted.token)
+        assert not devices.is_trusted(db, ada, "phone-cookie", trusted.token)
+    with prod.as_user(ada) as db:  # revoking the device ends its session
+        assert devices.revoke(db, ada, seen.device) == 1
+    with prod.service() as db, pytest.raises(errors.SessionRevokedError):
+        sessions.validate_session(db, issued.session_token)
 
 
 # --- the flows' own transactions, for real, under the production roles ------------------------

@@ -25,8 +25,13 @@ from authmodels.services import (
     admin,
     api_keys,
     device_flow,
+    devices,
+    email_verification,
+    magic_links,
     mfa,
+    password_reset,
     passwords,
+    recovery,
     sessions,
     step_up,
     tokens,
@@ -176,6 +181,94 @@ def _admin_guard_refused(db: Session, users: UserFactory) -> uuid.UUID:
     return actor.id
 
 
+def _request_limit_reached(db: Session, users: UserFactory) -> None:
+    for _ in range(3):  # FlowSettings.request_limit_per_account
+        password_reset.request(db, "anyone@example.com", ip=IP)
+    with pytest.raises(errors.TooManyRequestsError):
+        password_reset.request(db, "anyone@example.com", ip=IP)
+
+
+def _reset(db: Session, users: UserFactory) -> tuple[uuid.UUID, str]:
+    user = users()
+    token = password_reset.request(db, user.email).token
+    assert token is not None
+    password_reset.complete(db, token, "a brand new passphrase")
+    return user.id, token
+
+
+def _reset_completed(db: Session, users: UserFactory) -> uuid.UUID:
+    return _reset(db, users)[0]
+
+
+def _reset_token_reused(db: Session, users: UserFactory) -> uuid.UUID:
+    user_id, token = _reset(db, users)
+    with pytest.raises(errors.TokenAlreadyUsedError):
+        password_reset.complete(db, token, "another new passphrase")
+    return user_id
+
+
+def _email_changed(db: Session, users: UserFactory) -> uuid.UUID:
+    user = users()
+    link = email_verification.request_email_change(db, user, f"moved-{user.id}@example.com")
+    email_verification.verify(db, link.token)
+    return user.id
+
+
+def _magic_link(db: Session, users: UserFactory, bind_to: str | None = None) -> tuple[User, str]:
+    user = users()
+    token = magic_links.request(db, user.email, bind_to=bind_to).token
+    assert token is not None
+    return user, token
+
+
+def _magic_link_reused(db: Session, users: UserFactory) -> uuid.UUID:
+    user, token = _magic_link(db, users)
+    magic_links.redeem(db, token)
+    with pytest.raises(errors.TokenAlreadyUsedError):
+        magic_links.redeem(db, token)
+    return user.id
+
+
+def _magic_link_client_mismatch(db: Session, users: UserFactory) -> uuid.UUID:
+    user, token = _magic_link(db, users, bind_to="the requesting browser")
+    with pytest.raises(errors.MagicLinkClientMismatch):
+        magic_links.redeem(db, token, client="another browser")
+    return user.id
+
+
+def _recover(db: Session, users: UserFactory) -> tuple[User, str]:
+    user = users(email_verified=True)
+    token = recovery.start(db, user.email).token
+    assert token is not None
+    recovery.complete(db, token, "a recovered passphrase")
+    return user, token
+
+
+def _account_recovered(db: Session, users: UserFactory) -> uuid.UUID:
+    return _recover(db, users)[0].id
+
+
+def _recovery_token_reused(db: Session, users: UserFactory) -> uuid.UUID:
+    user, token = _recover(db, users)
+    with pytest.raises(errors.TokenAlreadyUsedError):
+        recovery.complete(db, token, "another recovered passphrase")
+    return user.id
+
+
+def _cooling_off_refused(db: Session, users: UserFactory) -> uuid.UUID:
+    user, _ = _recover(db, users)
+    with pytest.raises(errors.RecoveryCoolingOffError):
+        passwords.set_password(db, user, "a passphrase of the thief")
+    return user.id
+
+
+def _new_device(db: Session, users: UserFactory) -> uuid.UUID:
+    user = users()
+    devices.record_login(db, user, "a new phone")
+    devices.record_login(db, user, "a new phone")  # seen again: not new
+    return user.id
+
+
 SCENARIOS: dict[str, tuple[Callable[[Session, UserFactory], uuid.UUID | None], str]] = {
     "refresh_token.reused": (_reused_refresh_token, "high"),
     "dpop.binding_mismatch": (_dpop_binding_mismatch, "high"),
@@ -190,6 +283,17 @@ SCENARIOS: dict[str, tuple[Callable[[Session, UserFactory], uuid.UUID | None], s
     "api_key.revoked_key_used": (_revoked_api_key_used, "medium"),
     "admin.unauthorized_role_change": (_unauthorized_role_change, "high"),
     "admin.guard_refused": (_admin_guard_refused, "high"),
+    # the account lifecycle (issue 13)
+    "request_limit.reached": (_request_limit_reached, "low"),  # type: ignore[dict-item]
+    "password_reset.completed": (_reset_completed, "low"),
+    "password_reset.token_reused": (_reset_token_reused, "medium"),
+    "account.email_changed": (_email_changed, "medium"),
+    "magic_link.reused": (_magic_link_reused, "medium"),
+    "magic_link.client_mismatch": (_magic_link_client_mismatch, "medium"),
+    "account.recovered": (_account_recovered, "medium"),
+    "recovery.token_reused": (_recovery_token_reused, "medium"),
+    "recovery.cooling_off_refused": (_cooling_off_refused, "medium"),
+    "device.new_device": (_new_device, "low"),
 }
 
 

@@ -39,18 +39,12 @@ DIGEST = "'\\x01016b'::bytea || sha256(gen_random_uuid()::text::bytea)"
 
 
 def _full_session(db: Session, user: User) -> uuid.UUID:
-    """A session with a refresh token, an access token, a step-up token and an audit entry."""
+    """A session with a refresh token, an access token, a step-up token and its session audit
+    entry (``created``, written by ``create_session``)."""
     issued = session_flows.create_session(db, user, ttl=timedelta(hours=1))
     sid = issued.session.id
     tokens.issue_access_token(db, user, session_id=sid)
     step_up.issue(db, user, ttl=timedelta(minutes=5), session_id=sid)
-    db.execute(
-        text(
-            "INSERT INTO auth.session_audits (session_id, user_id, action) "
-            "VALUES (:s, :u, 'created')"
-        ),
-        {"s": sid, "u": user.id},
-    )
     return sid
 
 

@@ -28,7 +28,9 @@ from authmodels.models.enums import (
     SessionAuditAction,
     UserRole,
 )
+from authmodels.models.flow_requests import FlowRequest
 from authmodels.models.logs import AppLog
+from authmodels.models.magic_links import MagicLinkToken
 from authmodels.models.messaging import Conversation, ConversationParticipant, Message
 from authmodels.models.mfa import TwoFactorAuth, TwoFactorBackupCode
 from authmodels.models.oauth import OAuthConnection
@@ -80,10 +82,12 @@ __all__ = [
     "DeviceKeyEventType",
     "EmailDeliveryLog",
     "EmailVerificationToken",
+    "FlowRequest",
     "KeyExchange",
     "LogLevel",
     "LoginAttempt",
     "LoginAttemptResult",
+    "MagicLinkToken",
     "Message",
     "OAuthConnection",
     "OAuthRefreshStatus",

@@ -59,6 +59,19 @@ FLOW_AUDIT_EVENT_TYPES = (
     "device_flow_user_code_rejected",
     "device_flow_tokens_issued",
 )
+#: Event types of the account lifecycle flows (revision 0034).
+LIFECYCLE_AUDIT_EVENT_TYPES = (
+    "signup",
+    "email_change_requested",
+    "email_changed",
+    "magic_link_requested",
+    "magic_link_login",
+    "account_recovery_requested",
+    "account_recovered",
+    "account_recovery_cancelled",
+    "device_trusted",
+    "device_revoked",
+)
 #: Outcomes of an audited event.
 AUDIT_EVENT_STATUSES = tuple(status.value for status in AuditEventStatus)
 #: Longest ``action`` (``ck_audit_logs_action_length``: 1 to this many characters).
@@ -89,7 +102,11 @@ class AuditLog(Base):
     __tablename__ = "audit_logs"
     __table_args__ = (
         CheckConstraint(
-            _in("event_type", AUDIT_EVENT_TYPES + FLOW_AUDIT_EVENT_TYPES), name="event_type_known"
+            _in(
+                "event_type",
+                AUDIT_EVENT_TYPES + FLOW_AUDIT_EVENT_TYPES + LIFECYCLE_AUDIT_EVENT_TYPES,
+            ),
+            name="event_type_known",
         ),
         CheckConstraint(
             f"char_length(action) BETWEEN 1 AND {MAX_ACTION_LENGTH}", name="action_length"

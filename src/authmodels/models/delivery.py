@@ -1,7 +1,11 @@
 """``auth.email_delivery_logs`` and ``auth.sms_delivery_logs``: outgoing messages (seed 002).
 
-No message body is stored: an OTP message carries its code in clear; ``template`` says what was
-sent.
+No message body is stored: an OTP message carries its code in clear, a reset mail its link;
+``template`` says what was sent. The recipient is kept as a keyed hash (``recipient_hash``,
+:meth:`~authmodels.security.privacy.PrivacyHasher.email_hash` / ``phone_hash``: "was anything
+sent to this address?" can be answered, a copy of the table does not list anyone's address) and
+a masked form a person recognises (``recipient_masked``, ``a***@example.com``,
+``+44********50``), since revision 0032.
 """
 
 from __future__ import annotations
@@ -10,16 +14,24 @@ import uuid
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import CheckConstraint, DateTime, Index, Numeric, Text, text
+from sqlalchemy import CheckConstraint, DateTime, Index, LargeBinary, Numeric, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from authmodels.models.base import Base, Timestamps, user_reference, uuid_pk
+from authmodels.models.checks import token_digest
 from authmodels.models.enums import DeliveryStatus, pg_enum
+
+#: What ``recipient_masked`` of an e-mail looks like (:func:`~authmodels.security.privacy.
+#: mask_email`): at most one character of the local part, ``***``, the domain.
+EMAIL_MASK_PATTERN = r"[^@\s]?\*\*\*@[^@\s]+"
+#: ... and of a phone number (:func:`~authmodels.security.privacy.mask_phone`).
+PHONE_MASK_PATTERN = r"\+[1-9][0-9]\*{3,11}[0-9]{2}"
 
 
 def _delivery_table_args(table: str) -> tuple[CheckConstraint | Index, ...]:
     """The constraints and indexes both delivery logs have."""
     return (
+        token_digest("recipient_hash"),
         CheckConstraint("template ~ '^[a-z][a-z0-9_.-]{0,63}$'", name="template_format"),
         CheckConstraint("sent_at >= created_at", name="sent_after_created"),
         CheckConstraint("delivered_at >= sent_at", name="delivered_after_sent"),
@@ -32,6 +44,7 @@ def _delivery_table_args(table: str) -> tuple[CheckConstraint | Index, ...]:
         Index(f"ix_{table}_status_created_at", "status", "created_at"),
         Index(f"ix_{table}_created_at", "created_at"),
         Index(f"ix_{table}_user_id_created_at", "user_id", text("created_at DESC")),
+        Index(f"ix_{table}_recipient_hash_created_at", "recipient_hash", text("created_at DESC")),
         Index(
             f"ix_{table}_provider_provider_message_id",
             "provider",
@@ -50,6 +63,13 @@ class _Delivery(Timestamps):
 
     user_id: Mapped[uuid.UUID | None] = user_reference(ondelete="SET NULL")
     """The recipient's account, if known."""
+
+    recipient_hash: Mapped[bytes] = mapped_column(LargeBinary)
+    """Keyed hash of the recipient's address or number (:class:`~authmodels.security.privacy.
+    PrivacyHasher`)."""
+
+    recipient_masked: Mapped[str] = mapped_column(Text)
+    """The recipient as a person recognises it, masked (``a***@example.com``)."""
 
     template: Mapped[str] = mapped_column(Text)
     """What was sent (``otp``, ``password_reset``...)."""
@@ -81,17 +101,14 @@ class EmailDeliveryLog(_Delivery, Base):
     __tablename__ = "email_delivery_logs"
     __table_args__ = (
         CheckConstraint(
-            r"to_email ~ '^[^@\s]+@[^@\s]+$' AND char_length(to_email) <= 320",
-            name="to_email_format",
+            f"recipient_masked ~ '^{EMAIL_MASK_PATTERN}$' AND char_length(recipient_masked) <= 320",
+            name="recipient_masked_format",
         ),
         *_delivery_table_args("email_delivery_logs"),
     )
 
-    to_email: Mapped[str] = mapped_column(Text)
-    """Recipient address."""
-
     subject: Mapped[str | None] = mapped_column(Text)
-    """Subject line."""
+    """Subject line (never one that carries a code or a link)."""
 
 
 class SmsDeliveryLog(_Delivery, Base):
@@ -99,15 +116,14 @@ class SmsDeliveryLog(_Delivery, Base):
 
     __tablename__ = "sms_delivery_logs"
     __table_args__ = (
-        CheckConstraint(r"to_phone ~ '^\+[1-9][0-9]{6,14}$'", name="to_phone_e164"),
+        CheckConstraint(
+            f"recipient_masked ~ '^{PHONE_MASK_PATTERN}$'", name="recipient_masked_format"
+        ),
         CheckConstraint("cost >= 0", name="cost_not_negative"),
         CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency_iso_4217"),
         CheckConstraint("(cost IS NULL) = (currency IS NULL)", name="cost_has_currency"),
         *_delivery_table_args("sms_delivery_logs"),
     )
-
-    to_phone: Mapped[str] = mapped_column(Text)
-    """Recipient number, E.164."""
 
     cost: Mapped[Decimal | None] = mapped_column(Numeric(12, 4))
     """What the provider charged, in ``currency``."""

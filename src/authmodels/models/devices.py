@@ -1,4 +1,10 @@
-"""``auth.user_devices``: the devices a user signed in from, and which of them are trusted."""
+"""``auth.user_devices``: the devices a user signed in from, and which of them are trusted.
+
+A device is known by the keyed hash of the fingerprint its client presents
+(:meth:`~authmodels.security.privacy.PrivacyHasher.client_hash`, revision 0033): the table tells
+whether a fingerprint was seen before without holding one. Sessions started on a device name it
+(``sessions.device_id``), so revoking the device ends them.
+"""
 
 from __future__ import annotations
 
@@ -29,8 +35,11 @@ class UserDevice(Timestamps, Base):
 
     __tablename__ = "user_devices"
     __table_args__ = (
-        UniqueConstraint("user_id", "device_id"),
-        CheckConstraint("char_length(device_id) BETWEEN 1 AND 255", name="device_id_length"),
+        UniqueConstraint("user_id", "fingerprint_hash"),
+        # the target of sessions' (device_id, user_id) reference: a session names a device of
+        # its own user
+        UniqueConstraint("id", "user_id"),
+        token_digest("fingerprint_hash"),
         token_digest("trust_token_hash"),
         token_digest("last_ip_hash"),
         token_digest("ua_hash"),
@@ -55,8 +64,8 @@ class UserDevice(Timestamps, Base):
     user_id: Mapped[uuid.UUID] = user_reference()
     """The device's owner."""
 
-    device_id: Mapped[str] = mapped_column(Text)
-    """Opaque identifier chosen by the client, unique per user."""
+    fingerprint_hash: Mapped[bytes] = mapped_column(LargeBinary)
+    """Keyed hash of the fingerprint the client presents (unique per user)."""
 
     device_name: Mapped[str | None] = mapped_column(Text)
     """A name the user recognises ("Ada's laptop")."""

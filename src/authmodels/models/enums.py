@@ -127,6 +127,9 @@ class SessionAuditAction(enum.StrEnum):
     IP_CHANGED = "ip_changed"
     REVOKED = "revoked"
     EXPIRED = "expired"
+    # revision 0034: the refusals that are about a session
+    REUSE_DETECTED = "reuse_detected"
+    DPOP_MISMATCH = "dpop_mismatch"
 
 
 # --- seed 003 (revisions 0011, 0013) -------------------------------------------------------------

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     DateTime,
+    ForeignKeyConstraint,
     Index,
     LargeBinary,
     SmallInteger,
@@ -21,6 +22,7 @@ from sqlalchemy import (
     func,
     text,
 )
+from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from authmodels.models.base import Base, user_reference, uuid_pk
@@ -50,6 +52,13 @@ class Session(Base):
         Index("ix_sessions_expires_at", "expires_at", postgresql_where=text("is_active")),
         Index("ix_sessions_last_activity_at", text("last_activity_at DESC")),
         Index("ix_sessions_user_id_is_active_expires_at", "user_id", "is_active", "expires_at"),
+        # the device a session was started on, a device of the session's own user (0033)
+        ForeignKeyConstraint(
+            ["device_id", "user_id"],
+            ["auth.user_devices.id", "auth.user_devices.user_id"],
+            ondelete="SET NULL (device_id)",
+        ),
+        Index("ix_sessions_device_id", "device_id", postgresql_where=text("device_id IS NOT NULL")),
         # the report's queries (revision 0030): live sessions per user and their DPoP binding
         # (index-only), the sessions a window created (audit coverage)
         Index(
@@ -91,7 +100,12 @@ class Session(Base):
     """Keyed hash of the client ``User-Agent`` at login (:meth:`PrivacyHasher.ua_hash`)."""
 
     device_fingerprint: Mapped[str | None] = mapped_column(Text)
-    """Opaque device fingerprint supplied by the client."""
+    """Opaque device fingerprint supplied by the client (seed 004; the flows leave it empty and
+    name the device with ``device_id``)."""
+
+    device_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    """The :class:`~authmodels.models.UserDevice` the session was started on, if the service
+    recorded one (revoking the device revokes the session; revision 0033)."""
 
     is_active: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
     """False once the session expired or was revoked."""

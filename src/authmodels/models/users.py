@@ -13,6 +13,8 @@ from authmodels.models.enums import UserRole, pg_enum
 
 #: Upper bound of ``failed_login_attempts`` (a CHECK constraint enforces it).
 MAX_FAILED_LOGIN_ATTEMPTS = 10
+#: The form of an account's address (``ck_users_email_format`` anchors it, case-insensitively).
+EMAIL_PATTERN = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"
 
 
 class User(Versioned, Timestamps, Base):
@@ -31,9 +33,7 @@ class User(Versioned, Timestamps, Base):
 
     __tablename__ = "users"
     __table_args__ = (
-        CheckConstraint(
-            r"email ~* '^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$'", name="email_format"
-        ),
+        CheckConstraint(f"email ~* '^{EMAIL_PATTERN}$'", name="email_format"),
         CheckConstraint(
             f"failed_login_attempts BETWEEN 0 AND {MAX_FAILED_LOGIN_ATTEMPTS}",
             name="failed_login_attempts_range",

@@ -1,6 +1,5 @@
 """The authentication flows, on top of the models: one module per flow.
 
-====================  =======================================================================
 module                the flow
 ====================  =======================================================================
 ``sessions``          create, validate, touch, rotate refresh tokens (reuse detection, grace
@@ -24,6 +23,43 @@ module                the flow
 ``settings``          lifetimes, windows and limits (:class:`FlowSettings`), per session or
                       process
 ====================  =======================================================================
+=======
+======================  =======================================================================
+module                  the flow
+======================  =======================================================================
+``sessions``            create, validate, touch, rotate refresh tokens (reuse detection, grace
+                        window), revoke one or all sessions; each event's ``session_audits`` row
+``tokens``              access tokens (issue, validate, revoke, DPoP binding, lineage) and DPoP
+                        proof checks with a ``jti`` replay store
+``device_flow``         the OAuth 2.0 device authorization grant (RFC 8628)
+``step_up``             step-up tokens: issued after a re-authentication, spent exactly once
+``admin``               role changes: step-up token, admin guards (MA001/MA002), audited
+``passwords``           login (attempts, lockout, rehash), password changes (history), the
+                        password policy
+``signup``              sign-up: a new account and its verification link; the same answer
+                        whether or not the address was taken
+``password_reset``      reset by a single-use e-mailed link; limits; everyone signed out
+``email_verification``  verifying an address; changing it (verified first, unique then)
+``recovery``            account recovery: a verified channel or a recovery code, then a
+                        cooling-off before credentials may change
+``magic_links``         passwordless sign-in by a single-use link, optionally bound to the client
+``delivery``            e-mail and SMS delivery logs (hashed recipients, no bodies), provider
+                        callbacks
+``devices``             devices seen at login (keyed fingerprints), trust by step-up, revocation
+                        that ends their sessions
+``mfa``                 TOTP (encrypted seed, replay refusal) and single-use backup codes
+``webauthn``            passkeys from py_webauthn results; sign-count regression policy
+                        (needs the ``webauthn`` extra)
+``api_keys``            API keys: public prefix, digest, scopes, expiry, revocation
+``oauth``               provider tokens encrypted, the refresh-due query
+``reencryption``        every encrypted column moved to the newest key, in committed batches
+``e2ee``                E2EE device keys (register, rotate) and key-exchange audit
+``audit``               the one writer of ``auth.audit_logs`` entries the flows share
+``security_events``     refusals with a severity (``auth.security_events``), the alert hook
+``durable``             writes in a transaction of their own, as the caller runs (refusals)
+``settings``            lifetimes, windows and limits (:class:`FlowSettings`), per session or
+                        process
+======================  =======================================================================
 
 Every function takes a SQLAlchemy :class:`~sqlalchemy.orm.Session` and works in its transaction:
 the caller commits, and no flow ever commits the caller's transaction. A refusal that must

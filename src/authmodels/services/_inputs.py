@@ -35,9 +35,11 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from authmodels.email_identity import MAX_EMAIL_LENGTH, normalize_email
 from authmodels.errors import AuthModelsError, InvalidInputError, InvalidTokenError
 from authmodels.models.dpop import MAX_JKT_LENGTH
-from authmodels.models.users import User
+from authmodels.models.users import EMAIL_PATTERN, User
+from authmodels.security.privacy import normalize_ip
 
 #: Longest token, code or key accepted for a lookup (a ``new_token`` is 43 characters).
 MAX_PRESENTED_LENGTH = 512
@@ -151,6 +153,16 @@ def jkt(value: object, field: str = "dpop_jkt") -> str | None:
     )
 
 
+def ip_address(value: object) -> None:
+    """Refuse, before any query, a client address that is not one (None is accepted).
+
+    Raises:
+        InvalidIPAddressError: not an IPv4 or IPv6 address (text or an :mod:`ipaddress` object).
+    """
+    if value is not None:
+        normalize_ip(value)  # type: ignore[arg-type]  # it refuses every other type itself
+
+
 def user_agent(value: object) -> str | None:
     """None, or a ``User-Agent`` value that can be hashed (any text up to 8 KiB of characters).
 
@@ -189,6 +201,26 @@ def presented(
     ):
         raise error(f"the {what} is not valid{hint}")
     return value
+
+
+_EMAIL = re.compile(EMAIL_PATTERN)
+
+
+def email_address(value: object, field: str = "email") -> str:
+    """``value`` normalised (trimmed, lower case), if it is an address an account can have
+    (the form ``ck_users_email_format`` checks, at most 320 characters).
+
+    Raises:
+        InvalidInputError: otherwise.
+    """
+    address = normalize_email(text(value, field, max_length=MAX_EMAIL_LENGTH))
+    if _EMAIL.fullmatch(address) is None:
+        raise InvalidInputError(
+            f"{field} is not an e-mail address an account can have (name@example.com): "
+            f"{address[:80]!r}",
+            field=field,
+        )
+    return address
 
 
 def identifier(value: object, field: str) -> uuid.UUID:

@@ -50,6 +50,7 @@ from authmodels.models.enums import SecurityEventSeverity
 from authmodels.models.users import User
 from authmodels.security.hashing import new_token
 from authmodels.services import _inputs, audit, security_events
+from authmodels.services._cooling_off import refuse_during_cooling_off
 from authmodels.services._database_errors import database_errors
 from authmodels.services.settings import settings_for
 
@@ -115,6 +116,7 @@ def create(
         The raw key (once) and its row.
 
     Raises:
+        RecoveryCoolingOffError: the account was recovered recently (its event is committed).
         InvalidInputError: ``name`` is not text of 1 to 100 characters, ``scopes`` not a list
             of at most 100 names of 1 to 200 characters, ``expires_at`` not an aware datetime
             in the future, or ``user`` not a user or an id.
@@ -123,6 +125,7 @@ def create(
     _inputs.text(name, "name", max_length=MAX_NAME_LENGTH)
     scope_list = sorted(set(_scopes(scopes)))
     _inputs.optional_moment(expires_at, "expires_at", future=True)
+    refuse_during_cooling_off(db, user_id, "the API keys")
     settings = settings_for(db)
     for _ in range(8):
         prefix = f"ak_{secrets.token_hex(6)}"

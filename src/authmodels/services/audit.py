@@ -24,6 +24,7 @@ from authmodels.models.audit import (
     AUDIT_EVENT_STATUSES,
     AUDIT_EVENT_TYPES,
     FLOW_AUDIT_EVENT_TYPES,
+    LIFECYCLE_AUDIT_EVENT_TYPES,
     MAX_ACTION_LENGTH,
     MAX_CORRELATION_ID_LENGTH,
     AuditLog,
@@ -33,7 +34,7 @@ from authmodels.services._database_errors import database_errors
 from authmodels.services.settings import settings_for
 
 #: The event types ``ck_audit_logs_event_type_known`` accepts.
-_EVENT_TYPES = frozenset(AUDIT_EVENT_TYPES + FLOW_AUDIT_EVENT_TYPES)
+_EVENT_TYPES = frozenset(AUDIT_EVENT_TYPES + FLOW_AUDIT_EVENT_TYPES + LIFECYCLE_AUDIT_EVENT_TYPES)
 
 __all__ = ["record"]
 
@@ -81,7 +82,8 @@ def record(
     if not isinstance(event_type, str) or event_type not in _EVENT_TYPES:
         raise InvalidInputError(
             f"event_type {str(event_type)[:64]!r} is not an audit event type "
-            "(authmodels.models.audit.AUDIT_EVENT_TYPES, FLOW_AUDIT_EVENT_TYPES)",
+            "(authmodels.models.audit.AUDIT_EVENT_TYPES, FLOW_AUDIT_EVENT_TYPES, "
+            "LIFECYCLE_AUDIT_EVENT_TYPES)",
             field="event_type",
         )
     if status not in AUDIT_EVENT_STATUSES:

@@ -46,6 +46,7 @@ from authmodels.models.users import User
 from authmodels.security import totp
 from authmodels.security.encryption import aad_for
 from authmodels.services import _inputs, audit, security_events
+from authmodels.services._cooling_off import refuse_during_cooling_off
 from authmodels.services._database_errors import database_errors
 from authmodels.services.settings import settings_for
 
@@ -158,6 +159,7 @@ def enroll(
 
     Raises:
         MfaAlreadyEnrolledError: the user has a confirmed enrolment (nothing is written).
+        RecoveryCoolingOffError: the account was recovered recently (its event is committed).
         MissingKeyError: no encryption key is configured.
         InvalidInputError: ``issuer`` or ``account_name`` is not text of 1 to 255 characters
             without ``':'``, ``account_name`` is missing while ``user`` is an id, or ``user`` is
@@ -173,6 +175,7 @@ def enroll(
             )
         account_name = user.email
     _label(account_name, "account_name")
+    refuse_during_cooling_off(db, user_id, "the second factor")
     settings = settings_for(db)
     secret = totp.new_secret()
     uri = totp.provisioning_uri(
@@ -336,11 +339,13 @@ def regenerate_backup_codes(db: Session, user: User | uuid.UUID) -> list[str]:
 
     Raises:
         MfaNotEnrolledError: no confirmed enrolment.
+        RecoveryCoolingOffError: the account was recovered recently (its event is committed).
     """
     user_id = _inputs.user_id_of(user)
     row = db.execute(_ENROLLMENT, {"user_id": user_id}).first()
     if row is None or not row.confirmed:
         raise MfaNotEnrolledError("this account has no confirmed authenticator: enrol first")
+    refuse_during_cooling_off(db, user_id, "the backup codes")
     return _replace_backup_codes(db, user_id)
 
 
@@ -426,8 +431,12 @@ def disable(db: Session, user: User | uuid.UUID) -> bool:
 
     Returns:
         True if an enrolment existed.
+
+    Raises:
+        RecoveryCoolingOffError: the account was recovered recently (its event is committed).
     """
     user_id = _inputs.user_id_of(user)
+    refuse_during_cooling_off(db, user_id, "the second factor")
     removed = db.execute(
         text("DELETE FROM auth.two_factor_auth WHERE user_id = :user_id RETURNING id"),
         {"user_id": user_id},

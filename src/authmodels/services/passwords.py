@@ -33,6 +33,14 @@ Decisions:
 - :func:`set_password` refuses the current password and the last ``history`` ones (verified
   with the hasher, whatever their scheme), keeps the replaced hash in ``password_history`` and
   revokes every session (:func:`authmodels.services.sessions.revoke_all_sessions`).
+- **The password policy** has one home, :func:`check_new_password`: at least
+  ``FlowSettings.password_min_length`` characters (8, NIST SP 800-63B's minimum), at most 4,096;
+  no composition rules (800-63B advises against them). Sign-up, password changes, resets and
+  recoveries apply it, with the history check.
+- **Cooling-off**: while an account cools off after a recovery (:mod:`authmodels.services.
+  recovery`), :func:`set_password` refuses (:class:`~authmodels.errors.RecoveryCoolingOffError`);
+  a reset by e-mail link still works, so the owner can take back an account someone else
+  recovered.
 
 Under row-level security :func:`authenticate` reads ``users`` before the user is known: run it
 on the service path (:func:`authmodels.rls.service_role`); its own transactions run as the
@@ -56,12 +64,14 @@ from authmodels.errors import (
     AccountLockedError,
     InvalidCredentialsError,
     PasswordReusedError,
+    WeakPasswordError,
 )
 from authmodels.locking import RowNotFoundError
 from authmodels.models.enums import LoginAttemptResult, SecurityEventSeverity
 from authmodels.models.users import MAX_FAILED_LOGIN_ATTEMPTS, User
 from authmodels.security.passwords import SCHEME_PREFIXES, hash_scheme, is_usable
 from authmodels.services import _inputs, audit, security_events
+from authmodels.services._cooling_off import refuse_during_cooling_off
 from authmodels.services._database_errors import database_errors
 from authmodels.services.durable import durable
 from authmodels.services.sessions import revoke_all_sessions
@@ -85,7 +95,11 @@ MAX_PASSWORD_LENGTH = 4096
 
 # --- set_password --------------------------------------------------------------------------
 
-_LOCK_USER = text("SELECT password_hash FROM auth.users WHERE id = :id FOR UPDATE")
+# FOR NO KEY UPDATE, the lock of the UPDATE that follows (no key column changes): concurrent
+# changes still run one after the other, and a foreign key check of another transaction (a
+# refusal's security event, committed on its own while this transaction is open) can still
+# take its KEY SHARE lock on the account's row instead of waiting for this one to end
+_LOCK_USER = text("SELECT password_hash FROM auth.users WHERE id = :id FOR NO KEY UPDATE")
 _RECENT_HASHES = text(
     """
     SELECT password_hash FROM auth.password_history
@@ -105,6 +119,35 @@ _SET_HASH = text(
      WHERE id = :id
     """
 )
+_UNLOCK_AND_SET_HASH = text(
+    """
+    UPDATE auth.users
+       SET password_hash = :h, password_changed_at = now(),
+           failed_login_attempts = 0, account_locked_until = NULL
+     WHERE id = :id
+    """
+)
+
+
+def check_new_password(db: Session, value: object, field: str = "new_password") -> str:
+    """``value`` if it can be a new password: text of 1 to 4,096 characters PostgreSQL can hold,
+    and at least ``FlowSettings.password_min_length`` of them (the one home of the policy:
+    sign-up, password changes, resets and recoveries apply it).
+
+    Raises:
+        InvalidInputError: not text, empty, over 4,096 characters, a NUL or an unpaired
+            surrogate.
+        WeakPasswordError: shorter than the policy's minimum.
+    """
+    password = _inputs.text(value, field, max_length=MAX_PASSWORD_LENGTH)
+    minimum = settings_for(db).password_min_length
+    if len(password) < minimum:
+        raise WeakPasswordError(
+            f"a password needs at least {minimum} characters (this one has {len(password)}): "
+            "a longer passphrase is both easier to remember and harder to guess",
+            min_length=minimum,
+        )
+    return password
 
 
 @database_errors
@@ -137,15 +180,48 @@ def set_password(
     Raises:
         PasswordReusedError: the password is the current one or one of the last ``history``
             (nothing is written).
+        WeakPasswordError: the password is shorter than ``FlowSettings.password_min_length``.
+        RecoveryCoolingOffError: the account was recovered within
+            ``FlowSettings.recovery_cooling_off`` (the refusal's security event is committed).
         RowNotFoundError: no user has this id (or it is not visible to this transaction).
         InvalidInputError: ``new_password`` is not text of 1 to 4,096 characters (NUL and
             unpaired surrogates refused), ``history`` not an integer from 0 to 24, ``user`` not
             a user or an id, ``except_session`` not a UUID.
     """
-    _inputs.text(new_password, "new_password", max_length=MAX_PASSWORD_LENGTH)
+    new_password = check_new_password(db, new_password)
     _inputs.integer(history, "history", minimum=0, maximum=MAX_HISTORY)
     user_id = _inputs.user_id_of(user)
     _inputs.optional_identifier(except_session, "except_session")
+    refuse_during_cooling_off(db, user_id, "the password")
+    revoked = replace_password(
+        db, user_id, new_password, history=history, except_session=except_session,
+        reason="password_change",
+    )  # fmt: skip
+    if isinstance(user, User) and user in db:
+        db.refresh(user)
+    return revoked
+
+
+def replace_password(
+    db: Session,
+    user_id: uuid.UUID,
+    new_password: str,
+    *,
+    history: int = DEFAULT_HISTORY,
+    except_session: uuid.UUID | None = None,
+    reason: str,
+    audit_event: str = "password_change",
+    unlock: bool = False,
+) -> int:
+    """The change itself, arguments checked (:func:`set_password`, a reset, a recovery).
+
+    ``reason`` goes to the revoked sessions, ``audit_event`` names the audit entry; ``unlock``
+    also clears the lockout (a reset or a recovery proved the owner's control of the account).
+
+    Raises:
+        PasswordReusedError: the password is the current one or one of the last ``history``.
+        RowNotFoundError: no user has this id.
+    """
     hasher = settings_for(db).password_hasher
     current = db.execute(_LOCK_USER, {"id": user_id}).scalar_one_or_none()
     if current is None:
@@ -162,13 +238,12 @@ def set_password(
 
     if is_usable(current):
         db.execute(_KEEP_OLD_HASH, {"id": user_id, "h": current})
-    db.execute(_SET_HASH, {"id": user_id, "h": hasher.hash(new_password)})
-    revoked = revoke_all_sessions(
-        db, user_id, reason="password_change", except_session=except_session
+    db.execute(
+        _UNLOCK_AND_SET_HASH if unlock else _SET_HASH,
+        {"id": user_id, "h": hasher.hash(new_password)},
     )
-    audit.record(db, "password_change", user_id=user_id, details={"sessions_revoked": revoked})
-    if isinstance(user, User) and user in db:
-        db.refresh(user)
+    revoked = revoke_all_sessions(db, user_id, reason=reason, except_session=except_session)
+    audit.record(db, audit_event, user_id=user_id, details={"sessions_revoked": revoked})
     return revoked
 
 

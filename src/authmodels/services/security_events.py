@@ -30,7 +30,25 @@ exception it raises is logged, never raised to the flow.
 ``api_key.revoked_key_used``                medium    ``api_keys.authenticate``
 ``admin.unauthorized_role_change``          high      ``admin.change_role`` (by a non-admin)
 ``admin.guard_refused``                     high      ``admin.change_role`` (MA001/MA002 guards)
+``request_limit.reached``                   low       the requests that send a message
+                                                      (``signup.register``, ``password_reset``,
+                                                      ``magic_links``, ``recovery`` requests,
+                                                      ``email_verification`` requests)
+``password_reset.token_reused``             medium    ``password_reset.complete``
+``password_reset.completed``                low       ``password_reset.complete`` (success)
+``account.email_changed``                   medium    ``email_verification.verify`` (a change)
+``magic_link.reused``                       medium    ``magic_links.redeem``
+``magic_link.client_mismatch``              medium    ``magic_links.redeem`` (another client)
+``recovery.token_reused``                   medium    ``recovery.complete``
+``account.recovered``                       medium    ``recovery.complete`` (success)
+``recovery.cooling_off_refused``            medium    a credential change while an account
+                                                      cools off after a recovery
+``device.new_device``                       low       ``devices.record_login``
 ==========================================  ========  ===========================================
+
+The successes among them (a reset or a recovery completed, an address changed, a new device) are
+written in the caller's transaction, with the change they describe; the refusals commit on their
+own, as above.
 
 Failed logins themselves are rows of ``auth.login_attempts`` (one per attempt, with the keyed
 hashes of the identifier typed and of the client's address): brute force (failed attempts per

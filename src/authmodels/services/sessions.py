@@ -53,6 +53,7 @@ known: run them on the service path (:func:`authmodels.rls.service_role`) or as 
 from __future__ import annotations
 
 import base64
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -73,6 +74,7 @@ from authmodels.errors import (
     TokenExpiredError,
     TokenRevokedError,
 )
+from authmodels.models.devices import UserDevice
 from authmodels.models.enums import SecurityEventSeverity
 from authmodels.models.sessions import Session as SessionModel
 from authmodels.models.tokens import DIGEST_SCHEME_RAW, token_lookup_params, token_lookup_sql
@@ -125,8 +127,15 @@ class IssuedSession:
 # --- create ----------------------------------------------------------------------------------
 
 
+# the session's first refresh token, and its session audit entry, in one statement
 _INSERT_REFRESH_TOKEN = text(
     f"""
+    WITH audited AS (
+        INSERT INTO auth.session_audits (session_id, user_id, action, ip_hash, ua_hash, details)
+        VALUES (:session_id, :user_id, 'created', :ip_hash, :ua_hash,
+                jsonb_build_object('dpop_bound', CAST(:dpop_jkt AS text) IS NOT NULL,
+                                   'device_id', CAST(:device_id AS text)))
+    )
     INSERT INTO auth.refresh_tokens
            (id, user_id, session_id, token_hash, digest_scheme, dpop_jkt, expires_at)
     VALUES (:id, :user_id, :session_id, :token_hash, {DIGEST_SCHEME_RAW}, :dpop_jkt,
@@ -145,13 +154,14 @@ def create_session(
     ip: str | IPv4Address | IPv6Address | None = None,
     user_agent: str | None = None,
     dpop_jkt: str | None = None,
+    device: UserDevice | uuid.UUID | None = None,
 ) -> IssuedSession:
     """Start a session for an authenticated user.
 
     Writes the session, its first refresh token (lifetime ``FlowSettings.refresh_token_ttl``,
-    never beyond the session's end) and a ``login`` audit entry, in the caller's transaction
-    (nothing is committed). An authentication flow that calls this need not audit the login
-    again.
+    never beyond the session's end), its ``created`` session audit entry (in the refresh
+    token's statement) and a ``login`` audit entry, in the caller's transaction (nothing is
+    committed). An authentication flow that calls this need not audit the login again.
 
     Args:
         db: the session.
@@ -161,20 +171,25 @@ def create_session(
         user_agent: the client's ``User-Agent``; stored only as a keyed hash.
         dpop_jkt: thumbprint of the client's DPoP key (from a verified proof) to bind the
             session and its refresh tokens to.
+        device: the device the session is started on (:func:`authmodels.services.devices.
+            record_login`); revoking the device revokes the session. It must be a device of
+            ``user`` (the database refuses another's: ``RowNotFoundError``).
 
     Returns:
         The session row and the raw session and refresh tokens.
 
     Raises:
         InvalidInputError: ``ttl`` is not a positive timedelta (at most ten years), ``user`` is
-            not a user or an id, ``user_agent`` is not text of at most 8,192 characters, or
-            ``dpop_jkt`` is not a JWK thumbprint.
+            not a user or an id, ``user_agent`` is not text of at most 8,192 characters,
+            ``dpop_jkt`` is not a JWK thumbprint, or ``device`` not a device or an id.
         InvalidIPAddressError: ``ip`` is not an IP address.
+        RowNotFoundError: ``device`` is not a device of ``user``.
     """
     _inputs.duration(ttl, "ttl")
     user_id = _inputs.user_id_of(user)
     _inputs.user_agent(user_agent)
     _inputs.jkt(dpop_jkt)
+    device_id = None if device is None else _inputs.row_id(device, "device", UserDevice)
     settings = settings_for(db)
     session_token, refresh_token = new_token(), new_token()
     values: dict[str, Any] = {
@@ -183,6 +198,7 @@ def create_session(
         "digest_scheme": DIGEST_SCHEME_RAW,
         "dpop_jkt": dpop_jkt,
         "expires_at": func.now() + ttl,
+        "device_id": device_id,
     }
     if ip is not None:
         values["ip_hash"] = settings.privacy.ip_hash(ip)
@@ -201,6 +217,9 @@ def create_session(
             "dpop_jkt": dpop_jkt,
             "ttl": settings.refresh_token_ttl,
             "session_expires_at": session.expires_at,
+            "ip_hash": values.get("ip_hash"),
+            "ua_hash": values.get("ua_hash"),
+            "device_id": device_id,
         },
     ).scalar_one()
 
@@ -290,7 +309,10 @@ def validate_session(db: Session, token: str, *, dpop_jkt: str | None = None) ->
             f"the session was idle for longer than {settings.session_idle_timeout}: sign in again"
         )
     if found["dpop_jkt"] is not None and found["dpop_jkt"] != dpop_jkt:
-        _refuse_dpop(db, found["user_id"], {"session_id": str(found["id"])}, dpop_jkt)
+        _refuse_dpop(
+            db, found["user_id"], {"session_id": str(found["id"])}, dpop_jkt,
+            session_id=found["id"],
+        )  # fmt: skip
     session = load_instance(db, SessionModel, _SESSION_COLUMNS, values)
     if touch_due:
         touched = _TOUCH_IF_DUE.first(
@@ -384,6 +406,12 @@ _ROTATE = Statement(
     rotated AS (
         UPDATE auth.sessions AS s SET last_rotated_at = now(), last_activity_at = now()
           FROM used WHERE s.id = used.session_id
+    ),
+    audited AS (
+        INSERT INTO auth.session_audits (session_id, user_id, action, details)
+        SELECT used.session_id, used.user_id, 'rotated',
+               jsonb_build_object('refresh_token_id', used.id, 'pair_id', :pair_id)
+          FROM used
     )
     SELECT used.user_id, used.session_id, used.dpop_jkt,
            refresh.expires_at AS refresh_expires_at, access.expires_at, access.scope
@@ -393,6 +421,15 @@ _ROTATE = Statement(
 
 #: Set before each rotation attempt (in the same round trip); see rotate_refresh_token.
 _ROTATION_SAVEPOINT = "authmodels_rotation"
+
+#: One session audit entry, for the paths that are not a statement of their own already.
+_AUDIT_SESSION = text(
+    """
+    INSERT INTO auth.session_audits (session_id, user_id, action, details)
+    VALUES (:session_id, :user_id, CAST(:action AS auth.session_audit_action),
+            CAST(:details AS jsonb))
+    """
+)
 
 # The grace window is measured from the moment the token was used to this statement (not to
 # now(), the start of this transaction, which may precede a concurrent rotation's use).
@@ -502,7 +539,10 @@ def rotate_refresh_token(
         if token is None:
             raise InvalidTokenError("the refresh token is not valid: sign in again")
         if token.dpop_jkt is not None and token.dpop_jkt != dpop_jkt:
-            _refuse_dpop(db, token.user_id, {"refresh_token_id": str(token.id)}, dpop_jkt)
+            _refuse_dpop(
+                db, token.user_id, {"refresh_token_id": str(token.id)}, dpop_jkt,
+                session_id=token.session_id,
+            )  # fmt: skip
         if token.session_revoked:
             raise SessionRevokedError(
                 "the session of this refresh token was revoked: sign in again"
@@ -523,6 +563,12 @@ def rotate_refresh_token(
                 user_id=token.user_id,
                 details={"session_id": str(token.session_id), "pair_id": str(token.next_id)},
             )
+            db.execute(
+                _AUDIT_SESSION,
+                {"session_id": token.session_id, "user_id": token.user_id,
+                 "action": "refreshed",
+                 "details": json.dumps({"grace_replay": True, "pair_id": str(token.next_id)})},
+            )  # fmt: skip
             return replay
         details = {
             "session_id": str(token.session_id),
@@ -533,6 +579,11 @@ def rotate_refresh_token(
         # transaction: the UPDATE above matched no row)
         with durable(db) as side:
             _revoke_sessions(side, session_id=token.session_id, reason="refresh_token_reused")
+            side.execute(
+                _AUDIT_SESSION,
+                {"session_id": token.session_id, "user_id": token.user_id,
+                 "action": "reuse_detected", "details": json.dumps(details)},
+            )  # fmt: skip
             audit.record(
                 side, "refresh_token_reused", user_id=token.user_id, status="blocked",
                 details=details,
@@ -585,9 +636,14 @@ def _grace_replay(settings: FlowSettings, token: Any, presented: str) -> IssuedT
 
 
 def _refuse_dpop(
-    db: Session, user_id: uuid.UUID, details: dict[str, Any], presented: str | None
+    db: Session,
+    user_id: uuid.UUID,
+    details: dict[str, Any],
+    presented: str | None,
+    *,
+    session_id: uuid.UUID,
 ) -> NoReturn:
-    refuse_dpop_binding(db, user_id, details, presented)
+    refuse_dpop_binding(db, user_id, details, presented, session_id=session_id)
     raise DPoPBindingMismatch(
         "this token is bound to a DPoP key: send a DPoP proof made with that key"
         if presented is None
@@ -607,12 +663,20 @@ _REVOKE_REFRESH_TOKENS = text(
      WHERE session_id = ANY(:session_ids) AND revoked_at IS NULL
     """
 )
+# each session revoked gets its session audit entry in the same statement
 _REVOKE_SESSIONS = text(
     """
-    UPDATE auth.sessions
-       SET is_active = false, revoked_at = now(), revoked_reason = :reason
-     WHERE id = ANY(:session_ids) AND revoked_at IS NULL
-    RETURNING id
+    WITH revoked AS (
+        UPDATE auth.sessions
+           SET is_active = false, revoked_at = now(), revoked_reason = :reason
+         WHERE id = ANY(:session_ids) AND revoked_at IS NULL
+        RETURNING id, user_id
+    ), audited AS (
+        INSERT INTO auth.session_audits (session_id, user_id, action, details)
+        SELECT id, user_id, 'revoked', jsonb_build_object('reason', CAST(:reason AS text))
+          FROM revoked
+    )
+    SELECT id FROM revoked
     """
 )
 _REVOKE_ACCESS_TOKENS = text(
@@ -644,6 +708,12 @@ def _revoke_sessions(
     revoked = list(db.execute(_REVOKE_SESSIONS, params).scalars())
     db.execute(_REVOKE_ACCESS_TOKENS, params)
     return revoked
+
+
+def revoke_sessions(db: Session, session_ids: list[uuid.UUID], *, reason: str) -> int:
+    """Revoke the sessions of ``session_ids`` with their tokens, each with its session audit
+    entry (the flows' set-based revocation; arguments already checked). How many were live."""
+    return len(_revoke_sessions(db, session_ids=session_ids, reason=reason)) if session_ids else 0
 
 
 @database_errors

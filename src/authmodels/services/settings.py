@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from authmodels.config import KeyRing, Settings
 from authmodels.errors import ConfigurationError, MissingKeyError
+from authmodels.models.magic_links import MAGIC_LINK_MAX_LIFETIME_MINUTES
 from authmodels.models.users import MAX_FAILED_LOGIN_ATTEMPTS
 from authmodels.security.encryption import FieldCipher
 from authmodels.security.hashing import TokenHasher
@@ -84,6 +85,23 @@ class FlowSettings:
             :class:`~authmodels.services.security_events.SecurityEventAlert` for every ``high``
             or ``critical`` security event a flow records, once it is committed (see
             :mod:`authmodels.services.security_events`); None calls nothing.
+        password_min_length: the fewest characters a new password may have (sign-up, reset,
+            recovery, password change; NIST SP 800-63B's minimum, 8, by default).
+        password_reset_ttl: lifetime of a password-reset link (seed 004: one hour).
+        email_verification_ttl: lifetime of an e-mail verification link (seed 004: 24 hours).
+        magic_link_ttl: lifetime of a magic sign-in link (at most an hour, a CHECK says so).
+        recovery_ttl: lifetime of an account-recovery link or grant.
+        recovery_cooling_off: after an account is recovered, how long its credentials cannot
+            change (:class:`~authmodels.errors.RecoveryCoolingOffError`); ``timedelta(0)``
+            disables it.
+        device_trust_ttl: how long a trusted device stays trusted.
+        request_limit_per_account: requests per address typed (whether or not an account has
+            it) a flow that sends a message accepts per ``request_limit_window``.
+        request_limit_per_ip: requests per client address such a flow accepts per window.
+        request_limit_window: the sliding window of the two limits.
+        email_provider: the ``provider`` the flows record on the e-mails they log (the service
+            that sends them; a provider callback names it too).
+        sms_provider: the same, for text messages.
     """
 
     hash_keys: KeyRing
@@ -108,6 +126,18 @@ class FlowSettings:
     webauthn_sign_count_policy: str = "reject"
     api_key_touch_interval: timedelta = timedelta(minutes=5)
     security_event_hook: Callable[[SecurityEventAlert], None] | None = None
+    password_min_length: int = 8
+    password_reset_ttl: timedelta = timedelta(hours=1)
+    email_verification_ttl: timedelta = timedelta(hours=24)
+    magic_link_ttl: timedelta = timedelta(minutes=15)
+    recovery_ttl: timedelta = timedelta(hours=1)
+    recovery_cooling_off: timedelta = timedelta(hours=24)
+    device_trust_ttl: timedelta = timedelta(days=30)
+    request_limit_per_account: int = 3
+    request_limit_per_ip: int = 20
+    request_limit_window: timedelta = timedelta(hours=1)
+    email_provider: str = "email"
+    sms_provider: str = "sms"
     _hasher: TokenHasher = field(init=False, repr=False, compare=False)
     _privacy: PrivacyHasher = field(init=False, repr=False, compare=False)
     _cipher: FieldCipher | None = field(init=False, repr=False, compare=False)
@@ -154,6 +184,7 @@ class FlowSettings:
             )
         if self.api_key_touch_interval < timedelta(0):
             raise ConfigurationError("api_key_touch_interval must not be negative")
+        self._check_lifecycle()
         object.__setattr__(self, "_hasher", TokenHasher.from_ring(self.hash_keys))
         object.__setattr__(
             self,
@@ -163,6 +194,31 @@ class FlowSettings:
         object.__setattr__(
             self, "_privacy", PrivacyHasher.from_ring(self.privacy_keys or self.hash_keys)
         )
+
+    def _check_lifecycle(self) -> None:
+        """The account-lifecycle settings are usable (see the attributes)."""
+        if not 1 <= self.password_min_length <= 4096:
+            raise ConfigurationError("password_min_length must be between 1 and 4096")
+        for name in (
+            "password_reset_ttl", "email_verification_ttl", "magic_link_ttl", "recovery_ttl",
+            "device_trust_ttl", "request_limit_window",
+        ):  # fmt: skip
+            if getattr(self, name) <= timedelta(0):
+                raise ConfigurationError(f"{name} must be positive")
+        if self.magic_link_ttl > timedelta(minutes=MAGIC_LINK_MAX_LIFETIME_MINUTES):
+            raise ConfigurationError(
+                f"magic_link_ttl must be at most {MAGIC_LINK_MAX_LIFETIME_MINUTES} minutes (a "
+                "sign-in link that lives longer is a password sent by e-mail)"
+            )
+        if self.recovery_cooling_off < timedelta(0):
+            raise ConfigurationError("recovery_cooling_off must not be negative")
+        for name in ("request_limit_per_account", "request_limit_per_ip"):
+            if getattr(self, name) < 1:
+                raise ConfigurationError(f"{name} must be at least 1")
+        for name in ("email_provider", "sms_provider"):
+            value = getattr(self, name)
+            if not 1 <= len(value) <= 100 or not value.isprintable():
+                raise ConfigurationError(f"{name} must be a name of 1 to 100 characters")
 
     def _check_types(self) -> None:
         """Each setting has its declared type, and a duration is at most ten years (what

@@ -21,6 +21,7 @@ These functions look tokens up before the user is known: under row-level securit
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from dataclasses import dataclass
@@ -136,15 +137,34 @@ _INSERT_ACCESS_TOKEN = text(
 )
 
 
+_AUDIT_DPOP_MISMATCH = text(
+    """
+    INSERT INTO auth.session_audits (session_id, user_id, action, details)
+    VALUES (:session_id, :user_id, 'dpop_mismatch', CAST(:details AS jsonb))
+    """
+)
+
+
 def refuse_dpop_binding(
-    db: Session, user_id: uuid.UUID, details: dict[str, Any], presented: str | None
+    db: Session,
+    user_id: uuid.UUID,
+    details: dict[str, Any],
+    presented: str | None,
+    *,
+    session_id: uuid.UUID | None,
 ) -> None:
     """Record a token presented without the DPoP key it is bound to (the caller raises).
 
-    An audit entry and a ``high`` security event, committed in a transaction of their own.
+    An audit entry, a ``high`` security event and a ``dpop_mismatch`` session audit entry (its
+    ``session_id`` NULL for an access token issued outside a session), committed in a
+    transaction of their own.
     """
     details = {**details, "presented_jkt": presented}
     with durable(db) as side:
+        side.execute(
+            _AUDIT_DPOP_MISMATCH,
+            {"session_id": session_id, "user_id": user_id, "details": json.dumps(details)},
+        )
         audit.record(side, "dpop_binding_mismatch", user_id=user_id, status="blocked",
                      details=details)  # fmt: skip
         security_events.record(
@@ -306,7 +326,10 @@ def validate_access_token(db: Session, token: str, *, dpop_jkt: str | None = Non
     if row.expired:
         raise TokenExpiredError("the access token expired: refresh it")
     if access.dpop_jkt is not None and access.dpop_jkt != dpop_jkt:
-        refuse_dpop_binding(db, access.user_id, {"access_token_id": str(access.id)}, dpop_jkt)
+        refuse_dpop_binding(
+            db, access.user_id, {"access_token_id": str(access.id)}, dpop_jkt,
+            session_id=access.session_id,
+        )  # fmt: skip
         raise DPoPBindingMismatch(
             "the access token is bound to a DPoP key: send it with a DPoP proof made with "
             "that key (Authorization: DPoP ...)"

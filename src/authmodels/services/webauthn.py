@@ -71,6 +71,7 @@ from authmodels.models.webauthn import (
     WebAuthnCredential,
 )
 from authmodels.services import _inputs, audit, security_events
+from authmodels.services._cooling_off import refuse_during_cooling_off
 from authmodels.services._database_errors import database_errors
 from authmodels.services.durable import durable
 from authmodels.services.settings import settings_for
@@ -166,6 +167,7 @@ def store_registration(
 
     Raises:
         WebAuthnCredentialExists: the credential id is already registered (nothing is written).
+        RecoveryCoolingOffError: the account was recovered recently (its event is committed).
         InvalidWebAuthnResponse: the result carries values WebAuthn does not allow: a credential
             id of 0 or more than 1023 bytes, a counter outside 32 bits, a malformed AAGUID, an
             empty or over-long (4 KiB) public key.
@@ -199,6 +201,7 @@ def store_registration(
         transports, "transports", max_items=MAX_TRANSPORTS, max_length=MAX_TRANSPORT_LENGTH
     )
     _inputs.optional_text(device_name, "device_name", max_length=MAX_DEVICE_NAME_LENGTH)
+    refuse_during_cooling_off(db, user_id, "the passkeys")
     row_id = db.execute(
         _INSERT,
         {
