@@ -229,11 +229,17 @@ def fill(
         """
     )
     for table, extra_columns, extra_values, count in (
-        ("email_delivery_logs", "to_email", "'user' || i || '@example.com'", 200000),
+        # recipients as the delivery flows keep them (revision 0032): digest-shaped, masked
+        (
+            "email_delivery_logs",
+            "recipient_hash, recipient_masked",
+            f"{DIGEST.format(x='i')}, 'u***@example.com'",
+            200000,
+        ),
         (
             "sms_delivery_logs",
-            "to_phone, cost, currency",
-            "'+15550' || lpad((i % 1000000)::text, 6, '0'), "
+            "recipient_hash, recipient_masked, cost, currency",
+            f"{DIGEST.format(x='i')}, '+15*******00', "
             "CASE WHEN i % 10 <> 0 THEN 0.0075 END, "
             "CASE WHEN i % 10 <> 0 THEN (ARRAY['USD', 'KES'])[1 + i % 2] END",
             100000,

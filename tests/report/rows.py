@@ -19,6 +19,8 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import TextClause
 
 from authmodels.models import User
+from authmodels.security.privacy import mask_email, mask_phone
+from authmodels.services.settings import FlowSettings
 from authmodels.testing.factories import UserFactory
 
 ARGON2ID = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaA"
@@ -155,6 +157,11 @@ def sessions(
     return ids
 
 
+def settings_for_tests() -> FlowSettings:
+    """The run's key rings (the pytest plugin exports them to the environment)."""
+    return FlowSettings.from_env()
+
+
 def deliveries(
     db: Session,
     channel: str,
@@ -166,15 +173,18 @@ def deliveries(
 ) -> None:
     """E-mails (``channel="email"``) or text messages in the given statuses."""
     table = "email_delivery_logs" if channel == "email" else "sms_delivery_logs"
-    recipient = "to_email, subject" if channel == "email" else "to_phone, cost, currency"
-    values = ":to, 'Sign in'" if channel == "email" else ":to, :cost, :currency"
+    # the recipient as the delivery flows keep it (revision 0032): a keyed hash, a masked form
+    recipient = "recipient_hash, recipient_masked" + (
+        ", cost, currency" if channel == "sms" else ""
+    )
+    values = ":to_hash, :to_masked" + (", :cost, :currency" if channel == "sms" else "")
     rows = []
     for status, n in statuses.items():
         for i in range(n):
             rows.append(
                 {
                     "status": status,
-                    "to": f"user{i}@example.com" if channel == "email" else f"+1555000{i:04d}",
+                    **_recipient(channel, i),
                     "cost": cost,
                     "currency": currency,
                     "error": "mailbox full" if status == "failed" else None,
@@ -195,6 +205,15 @@ def deliveries(
         ),
         rows,
     )
+
+
+def _recipient(channel: str, i: int) -> dict[str, object]:
+    privacy = settings_for_tests().privacy
+    if channel == "email":
+        address = f"user{i}@example.com"
+        return {"to_hash": privacy.email_hash(address), "to_masked": mask_email(address)}
+    number = f"+1555000{i:04d}"
+    return {"to_hash": privacy.phone_hash(number), "to_masked": mask_phone(number)}
 
 
 def step_up_tokens(
