@@ -22,15 +22,20 @@ def snapshot(db: Session, *tables: str) -> dict[str, list[str]]:
 
 
 def audit_events(db: Session, user_id: uuid.UUID | None = None) -> list[tuple[str, str]]:
-    """(event_type, event_status) of the audit entries (of one user), oldest first (in one
-    transaction, in insertion order: `created_at` is the transaction time)."""
+    """(event_type, event_status) of the audit entries (of one user), oldest first.
+
+    In one transaction `created_at` is the transaction's time for every entry: they are ordered
+    by the id of the (sub)transaction that wrote them, which grows with each SAVEPOINT, then by
+    their place in the table (a rolled-back SAVEPOINT's space may be reused, so the place alone
+    does not tell the order).
+    """
     where = "" if user_id is None else "WHERE user_id = :u"
     return [
         (row.event_type, row.event_status)
         for row in db.execute(
             text(
                 "SELECT event_type, event_status FROM auth.audit_logs "
-                f"{where} ORDER BY created_at, ctid"
+                f"{where} ORDER BY created_at, xmin::text::bigint, ctid"
             ),
             {"u": user_id},
         )
