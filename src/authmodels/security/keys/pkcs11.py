@@ -22,6 +22,7 @@ in a process (a lock), each in a session of its own that logs in and out.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import threading
 import urllib.parse
@@ -253,7 +254,12 @@ class Pkcs11Kek(KeyEncryptionKey):
         """Wrap each key inside the token with ``CKM_AES_KEY_WRAP_PAD`` under the current KEK.
 
         Each data key enters the token as a session object (extractable, so it can be wrapped),
-        destroyed after.
+        destroyed after. Each wrapped key is unwrapped again in the token and compared with the
+        key: a token whose mechanism is not RFC 5649 for that key size is refused, not trusted
+        with the only copy (SoftHSM 2.6 pads keys to 8 bytes first; 32-byte keys are exact).
+
+        Raises:
+            KeyProviderError: the token does not give the key back.
         """
         from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 
@@ -273,49 +279,59 @@ class Pkcs11Kek(KeyEncryptionKey):
                     }
                 )
                 try:
-                    blob = kek.wrap_key(data_key, mechanism=Mechanism.AES_KEY_WRAP_PAD)
+                    blob = bytes(kek.wrap_key(data_key, mechanism=Mechanism.AES_KEY_WRAP_PAD))
                 finally:
                     data_key.destroy()
-                wrapped.append(WrappedKey(self.current, bytes(blob)))
+                if not hmac.compare_digest(self._unwrap_one(kek, blob), key):
+                    raise KeyProviderError(
+                        f"the PKCS#11 token {self.uri.token!r} does not give back a "
+                        f"{len(key)}-byte key it wrapped with CKM_AES_KEY_WRAP_PAD (SoftHSM 2.6 "
+                        "pads a key to a multiple of 8 bytes before RFC 5649): use keys of 32 "
+                        "bytes, as `authmodels keys create` makes them; nothing was stored"
+                    )
+                wrapped.append(WrappedKey(self.current, blob))
         log.info("wrapped %d data key(s) under %s", len(keys), self.describe())
         return wrapped
 
     def unwrap(self, wrapped: Sequence[WrappedKey]) -> list[bytes]:
         """Unwrap each key inside the token with ``CKM_AES_KEY_WRAP_PAD`` under the KEK it
         names, read it, and destroy the session object."""
-        import pkcs11
-        from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
-
         keys = []
         with self._session() as session:
             keks: dict[str, Any] = {}
             for item in wrapped:
                 if item.kek not in keks:
                     keks[item.kek] = self._kek(session, item.kek)
-                try:
-                    data_key = keks[item.kek].unwrap_key(
-                        ObjectClass.SECRET_KEY,
-                        KeyType.GENERIC_SECRET,
-                        item.wrapped,
-                        mechanism=Mechanism.AES_KEY_WRAP_PAD,
-                        template={
-                            Attribute.TOKEN: False,
-                            Attribute.PRIVATE: True,
-                            Attribute.SENSITIVE: False,
-                            Attribute.EXTRACTABLE: True,
-                        },
-                    )
-                except pkcs11.PKCS11Error as exc:
-                    raise KeyUnwrapError(
-                        f"a data key does not unwrap under KEK {item.kek!r} of the PKCS#11 "
-                        f"token {self.uri.token!r} ({type(exc).__name__}): the store was "
-                        "altered, or this KEK is not the one that wrapped it"
-                    ) from None
-                try:
-                    keys.append(bytes(data_key[Attribute.VALUE]))
-                finally:
-                    data_key.destroy()
+                keys.append(self._unwrap_one(keks[item.kek], item.wrapped, kek_id=item.kek))
         return keys
+
+    def _unwrap_one(self, kek: Any, blob: bytes, *, kek_id: str | None = None) -> bytes:
+        import pkcs11
+        from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
+
+        try:
+            data_key = kek.unwrap_key(
+                ObjectClass.SECRET_KEY,
+                KeyType.GENERIC_SECRET,
+                blob,
+                mechanism=Mechanism.AES_KEY_WRAP_PAD,
+                template={
+                    Attribute.TOKEN: False,
+                    Attribute.PRIVATE: True,
+                    Attribute.SENSITIVE: False,
+                    Attribute.EXTRACTABLE: True,
+                },
+            )
+        except pkcs11.PKCS11Error as exc:
+            raise KeyUnwrapError(
+                f"a data key does not unwrap under KEK {kek_id or self.current!r} of the PKCS#11 "
+                f"token {self.uri.token!r} ({type(exc).__name__}): the store was altered, or "
+                "this KEK is not the one that wrapped it"
+            ) from None
+        try:
+            return bytes(data_key[Attribute.VALUE])
+        finally:
+            data_key.destroy()
 
     def create(self, kek_id: str) -> None:
         """Generate an AES-256 KEK in the token: a token object, sensitive, not extractable,
