@@ -318,3 +318,20 @@ def test_no_representation_of_rings_settings_or_providers_holds_a_key(
              str(settings), str(provider.store().keys[0])]  # fmt: skip
     assert "key_ids=[" in repr(settings.hash_keys)
     assert assert_no_key_material(keys, shown) > 1000
+
+
+def test_keys_list_under_the_env_provider_shows_ids_and_never_a_key(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in ENV_RINGS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv(config.KEY_PROVIDER_VAR, raising=False)
+    listed = cli.ok("keys", "list")
+    assert "hash        h1" in listed and "encryption  e1" in listed
+    assert "(in clear, env)" in listed and "key provider: env" in listed
+    as_json = [json.loads(line) for line in cli.ok("keys", "list", "--json").splitlines()]
+    assert {(row["ring"], row["id"], row["current"]) for row in as_json} == {
+        ("hash", "h1", True),
+        ("encryption", "e1", True),
+    }
+    assert assert_no_key_material([HASH_KEY, ENC_KEY], cli.printed) > 100
