@@ -8,6 +8,7 @@ import base64
 import json
 import os
 import secrets
+import sys
 from pathlib import Path
 
 import pytest
@@ -335,3 +336,15 @@ def test_keys_list_under_the_env_provider_shows_ids_and_never_a_key(
         ("encryption", "e1", True),
     }
     assert assert_no_key_material([HASH_KEY, ENC_KEY], cli.printed) > 100
+
+
+def test_without_python_pkcs11_the_provider_says_what_to_install(
+    authmodels_softhsm: SoftHsm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "pkcs11", None)  # as if the extra were not installed
+    kek = Pkcs11Kek(
+        Pkcs11Uri.parse(authmodels_softhsm.uri("kek")),
+        {config.PKCS11_PIN_VAR: authmodels_softhsm.pin},
+    )
+    with pytest.raises(KeyProviderUnavailableError, match=r"pip install 'authmodels\[pkcs11\]'"):
+        kek.wrap([secrets.token_bytes(32)])

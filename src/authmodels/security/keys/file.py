@@ -104,7 +104,9 @@ class FileKek(KeyEncryptionKey):
         with file_lock(self.path):
             existing = self._ring().keys if self.path.exists() else {}
             if kek_id in existing:
-                raise KeyManagementError(f"the key file {self.path} already has KEK {kek_id!r}")
+                raise KeyManagementError(
+                    f"the key file {self.path} already has KEK {kek_id!r}: choose another id (--id)"
+                )
             self._write({**existing, kek_id: secrets.token_bytes(32)})
 
     def destroy(self, kek_id: str) -> None:

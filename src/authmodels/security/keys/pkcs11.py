@@ -136,8 +136,12 @@ class Pkcs11Uri:
 
 
 def _library(path: Path) -> Any:
-    import pkcs11
-
+    try:
+        import pkcs11
+    except ImportError:
+        raise KeyProviderUnavailableError(
+            "the pkcs11 key provider needs python-pkcs11: pip install 'authmodels[pkcs11]'"
+        ) from None
     try:
         return pkcs11.lib(str(path))
     except pkcs11.PKCS11Error as exc:
@@ -188,10 +192,10 @@ class Pkcs11Kek(KeyEncryptionKey):
 
     @contextmanager
     def _session(self, *, rw: bool = False) -> Iterator[pkcs11.Session]:
+        lib = _library(self.uri.module_path)  # first: it says how to install python-pkcs11
         import pkcs11
         from pkcs11 import exceptions as ck
 
-        lib = _library(self.uri.module_path)
         with _lock:
             try:
                 found: dict[str, str | bytes] = {"token_label": self.uri.token}
@@ -261,10 +265,10 @@ class Pkcs11Kek(KeyEncryptionKey):
         Raises:
             KeyProviderError: the token does not give the key back.
         """
-        from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
-
         wrapped = []
         with self._session() as session:
+            from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
+
             kek = self._kek(session, self.current)
             for key in keys:
                 data_key = session.create_object(
@@ -336,9 +340,9 @@ class Pkcs11Kek(KeyEncryptionKey):
     def create(self, kek_id: str) -> None:
         """Generate an AES-256 KEK in the token: a token object, sensitive, not extractable,
         able to wrap and unwrap only."""
-        from pkcs11 import Attribute, KeyType, MechanismFlag, ObjectClass
-
         with self._session(rw=True) as session:
+            from pkcs11 import Attribute, KeyType, MechanismFlag, ObjectClass
+
             if list(session.get_objects({Attribute.CLASS: ObjectClass.SECRET_KEY,
                                          Attribute.LABEL: kek_id})):  # fmt: skip
                 raise KeyManagementError(
