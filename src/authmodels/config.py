@@ -18,8 +18,16 @@ AUTHMODELS_HASH_KEY_CURRENT       key id of the hash key for new digests (defaul
 AUTHMODELS_ENCRYPTION_KEYS        AES-256-GCM key ring for reversible secrets (32-byte keys)
 AUTHMODELS_ENCRYPTION_KEY_CURRENT key id of the encryption key for new values (default: last)
 AUTHMODELS_PRIVACY_KEYS           HMAC key ring for IP / user-agent hashing (default: hash keys)
+AUTHMODELS_KEY_PROVIDER           where the rings come from: ``env`` (default), ``file:PATH``,
+                                  ``pkcs11:...`` (:mod:`authmodels.security.keys`)
+AUTHMODELS_WRAPPED_KEYS           the wrapped-key store of the ``file`` and ``pkcs11`` providers
+AUTHMODELS_PKCS11_PIN             the token's user PIN (unless the URI has ``pin-source=``)
 AUTHMODELS_HOME                   folder of the embedded PostgreSQL (default: found upward)
 ================================  ===========================================================
+
+With ``AUTHMODELS_KEY_PROVIDER`` set to ``file:...`` or ``pkcs11:...``, the rings are not in the
+environment: :meth:`Settings.from_env` unwraps them from the store once per process
+(:func:`authmodels.security.keys.load_key_rings`), and refuses ring variables set beside it.
 """
 
 from __future__ import annotations
@@ -41,18 +49,29 @@ ENCRYPTION_KEY_CURRENT_VAR = "AUTHMODELS_ENCRYPTION_KEY_CURRENT"
 PRIVACY_KEYS_VAR = "AUTHMODELS_PRIVACY_KEYS"
 DATABASE_URL_VARS = ("AUTHMODELS_DATABASE_URL", "DATABASE_URL")
 HOME_VAR = "AUTHMODELS_HOME"
+KEY_PROVIDER_VAR = "AUTHMODELS_KEY_PROVIDER"
+WRAPPED_KEYS_VAR = "AUTHMODELS_WRAPPED_KEYS"
+PKCS11_PIN_VAR = "AUTHMODELS_PKCS11_PIN"
+#: The variables of the ``env`` provider, refused beside another provider.
+RING_VARS = (
+    HASH_KEYS_VAR, HASH_KEY_CURRENT_VAR, ENCRYPTION_KEYS_VAR, ENCRYPTION_KEY_CURRENT_VAR,
+    PRIVACY_KEYS_VAR,
+)  # fmt: skip
 
 KEY_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]{1,32}$")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class KeyRing:
     """An ordered set of secret keys, each named by a key id.
+
+    Its ``repr`` names the key ids, never the keys.
 
     Attributes:
         keys: key id -> key bytes, oldest first.
         current: the key id used for new values.
-        source: the environment variable the ring was read from (for error messages).
+        source: where the ring was read from (an environment variable, a wrapped-key store), for
+            error messages.
     """
 
     keys: Mapping[str, bytes]
@@ -72,6 +91,10 @@ class KeyRing:
     def current_key(self) -> bytes:
         """The bytes of the current key."""
         return self.keys[self.current]
+
+    def __repr__(self) -> str:
+        ids, current, source = list(self.keys), self.current, self.source
+        return f"KeyRing(key_ids={ids!r}, current={current!r}, source={source!r})"
 
 
 def parse_key_ring(
@@ -96,14 +119,15 @@ def parse_key_ring(
         MissingKeyError: the value holds no pair.
     """
     keys: dict[str, bytes] = {}
-    for raw_pair in value.split(","):
+    for number, raw_pair in enumerate(value.split(","), start=1):
         pair = raw_pair.strip()
         if not pair:
             continue
         kid, sep, encoded = pair.partition(":")
-        if not sep or not KEY_ID_PATTERN.match(kid):
+        if not sep or not KEY_ID_PATTERN.fullmatch(kid):
+            # the entry is not quoted: without its colon, it may be a key
             raise ConfigurationError(
-                f"{source}: {pair[:40]!r} is not 'key_id:base64key' with a key id of 1-32 "
+                f"{source}: entry {number} is not 'key_id:base64key' with a key id of 1-32 "
                 "characters from A-Z a-z 0-9 _ - ."
             )
         if kid in keys:
@@ -137,6 +161,24 @@ def _env(name: str, environ: Mapping[str, str]) -> str | None:
     return value if value and value.strip() else None
 
 
+def _provider_rings(
+    environ: Mapping[str, str],
+) -> tuple[KeyRing | None, KeyRing | None, KeyRing | None]:
+    """The (hash, encryption, privacy) rings of a ``file`` or ``pkcs11`` provider."""
+    beside = [name for name in RING_VARS if _env(name, environ)]
+    if beside:
+        raise ConfigurationError(
+            f"{', '.join(beside)} {'is' if len(beside) == 1 else 'are'} set while "
+            f"{KEY_PROVIDER_VAR} names another provider: the keys would still be in the "
+            "environment. Remove them (`authmodels keys import` wraps them into the store first)."
+        )
+    # security.keys builds on KeyRing and parse_key_ring above: imported here, not at the top
+    from authmodels.security.keys import load_key_rings
+
+    rings = load_key_rings(environ)
+    return rings.hash, rings.encryption, rings.privacy
+
+
 @dataclass(frozen=True)
 class Settings:
     """The library's settings, usually built by :meth:`Settings.from_env`.
@@ -152,12 +194,27 @@ class Settings:
     home: Path | None = None
     """``AUTHMODELS_HOME``; None: the embedded server's folder is found upward
     (:func:`authmodels.db.embedded_home`)."""
+    key_provider: str = "env"
+    """``AUTHMODELS_KEY_PROVIDER``: where the rings came from (it holds no secret: a PIN in the
+    URI is refused)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read every setting from ``environ`` (``os.environ`` by default)."""
         env = os.environ if environ is None else environ
         url = next((v for v in (_env(n, env) for n in DATABASE_URL_VARS) if v), None)
+        home = Path(home_value) if (home_value := _env(HOME_VAR, env)) else None
+        provider = _env(KEY_PROVIDER_VAR, env)
+        if provider is not None and provider.strip() != "env":
+            hash_keys, encryption_keys, privacy_keys = _provider_rings(env)
+            return cls(
+                database_url=url,
+                hash_keys=hash_keys,
+                encryption_keys=encryption_keys,
+                privacy_keys=privacy_keys or hash_keys,
+                home=home,
+                key_provider=provider.strip(),
+            )
         hash_value = _env(HASH_KEYS_VAR, env)
         enc_value = _env(ENCRYPTION_KEYS_VAR, env)
         priv_value = _env(PRIVACY_KEYS_VAR, env)
@@ -184,12 +241,13 @@ class Settings:
             privacy_keys=(
                 parse_key_ring(priv_value, source=PRIVACY_KEYS_VAR) if priv_value else hash_keys
             ),
-            home=Path(home_value) if (home_value := _env(HOME_VAR, env)) else None,
+            home=home,
         )
 
     def require_hash_keys(self) -> KeyRing:
         """The hash key ring, or a :class:`MissingKeyError` that names the variable to set."""
         if self.hash_keys is None:
+            self._refuse_missing_wrapped("hash")
             raise MissingKeyError(
                 f"{HASH_KEYS_VAR} is not set: token and code digests need an HMAC key. Set it to "
                 "'key_id:base64key' with a key of at least 32 random bytes "
@@ -200,6 +258,7 @@ class Settings:
     def require_encryption_keys(self) -> KeyRing:
         """The encryption key ring, or a :class:`MissingKeyError` that names the variable."""
         if self.encryption_keys is None:
+            self._refuse_missing_wrapped("encryption")
             raise MissingKeyError(
                 f"{ENCRYPTION_KEYS_VAR} is not set: encrypted columns need an AES-256 key. Set it "
                 "to 'key_id:base64key' with a 32-byte key (`authmodels keys generate` prints one)."
@@ -209,8 +268,16 @@ class Settings:
     def require_privacy_keys(self) -> KeyRing:
         """The IP / user-agent hashing key ring (falls back to the hash key ring)."""
         if self.privacy_keys is None:
+            self._refuse_missing_wrapped("hash")
             raise MissingKeyError(
                 f"{PRIVACY_KEYS_VAR} (or {HASH_KEYS_VAR}) is not set: IP addresses and user "
                 "agents are stored only as keyed hashes. Set one of them to 'key_id:base64key'."
             )
         return self.privacy_keys
+
+    def _refuse_missing_wrapped(self, ring: str) -> None:
+        if self.key_provider != "env":
+            raise MissingKeyError(
+                f"the wrapped-key store ({WRAPPED_KEYS_VAR}) of {KEY_PROVIDER_VAR} has no {ring} "
+                f"key: `authmodels keys create {ring}` makes one"
+            )

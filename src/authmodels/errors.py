@@ -50,6 +50,45 @@ class MissingKeyError(ConfigurationError):
     """A key ring is needed but no key is configured."""
 
 
+class KeyProviderError(ConfigurationError):
+    """The key provider (``AUTHMODELS_KEY_PROVIDER``) cannot give the key rings: its URI is
+    malformed, its library or token cannot be reached, or the wrapped keys cannot be read.
+
+    The message names the setting, the file or the token object and what to do; it never holds
+    key material or a PIN.
+    """
+
+
+class KeyFileError(KeyProviderError):
+    """A key file, PIN file or wrapped-key store is missing, malformed, or unsafe: readable or
+    writable by its group or others, or (for a key or PIN file) not owned by the user the
+    process runs as. The message names the file and the command that fixes it."""
+
+
+class KeyProviderUnavailableError(KeyProviderError):
+    """The PKCS#11 module cannot be loaded, or it has no token with the configured label."""
+
+
+class KeyProviderLoginError(KeyProviderError):
+    """The PKCS#11 token refused the PIN (wrong, locked or expired), or no PIN is configured."""
+
+
+class KeyObjectNotFoundError(KeyProviderError):
+    """The key-encryption key named by the provider (a token object's label, a key file's key id)
+    does not exist, or several objects carry that label."""
+
+
+class KeyUnwrapError(KeyProviderError):
+    """A wrapped data key does not unwrap under the key-encryption key its store entry names:
+    the store was altered, or the key-encryption key is not the one that wrapped it."""
+
+
+class KeyManagementError(AuthModelsError):
+    """A key-management command cannot do what was asked as things stand (a key id that exists,
+    retiring the current key or a key-encryption key still in use, rotating with no new key,
+    managing wrapped keys under the ``env`` provider). Nothing was changed."""
+
+
 class EmbeddedServerUnavailable(ConfigurationError):
     """No database URL is configured and the embedded PostgreSQL extra is not installed."""
 

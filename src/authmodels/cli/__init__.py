@@ -7,7 +7,10 @@
     authmodels db current                        the revisions the database is at, or (none)
     authmodels db check                          at head, and the schema matches the models
     authmodels server init|start|stop|url|status the embedded PostgreSQL (development)
-    authmodels keys generate [--id KID]          print a new key ring entry
+    authmodels keys generate [--id KID]          print a new key ring entry (env provider)
+    authmodels keys list|create|rotate|retire    wrapped data keys (file, pkcs11 providers)
+    authmodels keys import|rewrap                wrap the env rings; re-wrap under a new KEK
+    authmodels keys kek create|retire            key-encryption keys (token, key file)
     authmodels keys reencrypt [--batch-size N]   move every encrypted column to the current key
     authmodels erd [--area AREA] [--output PATH] the schema diagrams (SVG), anywhere
     authmodels purge [--dry-run] [--only NAME]   remove what the retention policies no longer keep
@@ -72,6 +75,9 @@ environment variables:
   AUTHMODELS_ENCRYPTION_KEYS         AES-256-GCM key ring of encrypted columns
   AUTHMODELS_ENCRYPTION_KEY_CURRENT  its key for new values (default: the last)
   AUTHMODELS_PRIVACY_KEYS            HMAC key ring of IP / user-agent hashes (default: hash keys)
+  AUTHMODELS_KEY_PROVIDER            env (default), file:/path/to/kek or a pkcs11: URI
+  AUTHMODELS_WRAPPED_KEYS            the wrapped data keys of the file and pkcs11 providers
+  AUTHMODELS_PKCS11_PIN              the PKCS#11 token's PIN (or pin-source=FILE in the URI)
 
 `authmodels COMMAND --help` describes a command; docs/operations.md has the whole reference."""
 

@@ -277,7 +277,8 @@ class FlowSettings:
             raise MissingKeyError(
                 "AUTHMODELS_ENCRYPTION_KEYS is not set (FlowSettings.encryption_keys): TOTP "
                 "seeds, OAuth tokens and E2EE key envelopes are stored encrypted and need a "
-                "32-byte AES key ('key_id:base64key', `authmodels keys generate` prints one)"
+                "32-byte AES key ('key_id:base64key', `authmodels keys generate` prints one; "
+                "with AUTHMODELS_KEY_PROVIDER, `authmodels keys create encryption` makes one)"
             )
         return self._cipher
 

@@ -20,6 +20,10 @@ fixture                          scope       what it gives
                                              (migration tests)
 ``authmodels_migration_runner``  function    MigrationRunner on a new empty database
 ``authmodels_keys``              session     the key rings of the run (:class:`TestKeys`)
+``authmodels_softhsm``           session     a fresh SoftHSM2 token for the run
+                                             (:class:`~authmodels.testing.softhsm.SoftHsm`),
+                                             ``SOFTHSM2_CONF`` pointing at it; fails (never
+                                             skips) when SoftHSM2 is not installed
 ``authmodels_user_factory``      function    creates users in ``authmodels_session``
 ``authmodels_migrate``           session     callable migrating a URL to head; override it to
                                              run your own chain that depends on ours
@@ -41,7 +45,10 @@ fixture                          scope       what it gives
 The server: ``--authmodels-db-url`` / ``AUTHMODELS_TEST_DATABASE_URL``, else a testcontainers
 PostgreSQL when Docker answers (``--authmodels-no-docker`` skips that), else an embedded PostgreSQL
 in a temporary folder. Key rings: ``AUTHMODELS_HASH_KEYS`` and ``AUTHMODELS_ENCRYPTION_KEYS`` are
-generated for the run (random, never written to disk) unless already set.
+generated for the run (random, never written to disk) unless already set. When
+``AUTHMODELS_KEY_PROVIDER`` names a ``file`` or ``pkcs11`` provider, nothing is generated: the run's
+rings are the provider's, unwrapped once at the start (its store must have a hash and an
+encryption ring).
 
 The production roles: once per run, three roles with names unique to the run are created on the
 server (so its user needs ``CREATEROLE``): ``app`` and ``service`` (``NOLOGIN``) and ``login``
@@ -87,6 +94,7 @@ from authmodels.testing.roles import (
     drop_test_roles,
     grant_test_roles,
 )
+from authmodels.testing.softhsm import SoftHsm, SoftHsmUnavailable, start_softhsm
 
 if TYPE_CHECKING:
     from authmodels.testing.factories import ServicePathUserFactory, UserFactory
@@ -122,6 +130,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    provider = (os.environ.get(am_config.KEY_PROVIDER_VAR) or "").strip()
+    if provider not in ("", "env"):
+        settings = am_config.Settings.from_env()
+        config.stash[_KEYS] = TestKeys(
+            hash_keys=settings.require_hash_keys(),
+            encryption_keys=settings.require_encryption_keys(),
+        )
+        return
     saved: dict[str, str | None] = {}
     rings: dict[str, am_config.KeyRing] = {}
     for var, current_var in (
@@ -155,6 +171,28 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 def authmodels_keys(pytestconfig: pytest.Config) -> TestKeys:
     """The key rings of this test run."""
     return pytestconfig.stash[_KEYS]
+
+
+@pytest.fixture(scope="session")
+def authmodels_softhsm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SoftHsm]:
+    """A fresh SoftHSM2 token for this run; ``SOFTHSM2_CONF`` names it until the run ends.
+
+    SoftHSM2 reads ``SOFTHSM2_CONF`` when its module is first loaded in the process, so one
+    token serves the whole run: give each test KEKs of its own labels.
+    """
+    try:
+        token = start_softhsm(tmp_path_factory.mktemp("softhsm"))
+    except SoftHsmUnavailable as exc:
+        pytest.fail(f"the PKCS#11 tests need SoftHSM2: {exc}", pytrace=False)
+    previous = os.environ.get("SOFTHSM2_CONF")
+    os.environ["SOFTHSM2_CONF"] = str(token.conf)
+    try:
+        yield token
+    finally:
+        if previous is None:
+            os.environ.pop("SOFTHSM2_CONF", None)
+        else:
+            os.environ["SOFTHSM2_CONF"] = previous
 
 
 @pytest.fixture(scope="session")
@@ -376,4 +414,4 @@ def null_pool_engine(url: URL, **kwargs: Any) -> Engine:
     return create_db_engine(url, poolclass=pool.NullPool, **kwargs)
 
 
-__all__ = ["TestKeys", "TestRoles", "null_pool_engine", "url_database"]
+__all__ = ["SoftHsm", "TestKeys", "TestRoles", "null_pool_engine", "url_database"]
