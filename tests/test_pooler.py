@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from authmodels import errors, rls
 from authmodels.db import POOLER_VAR, create_db_engine, pooler_of
 from authmodels.migrations import alembic_config
+from authmodels.retention import load_policies, purge, select_policies
 from authmodels.services import FlowSettings, passwords, sessions, use_settings
 from authmodels.testing.database import TestServer
 from authmodels.testing.factories import (
@@ -320,3 +321,37 @@ def test_psycopg_reports_the_pooler_as_the_server_it_reaches(
     assert version is not None and int(str(version[0])) == reported
     [(version_line,)] = authmodels_pgbouncer.admin("SHOW VERSION")
     assert str(version_line).startswith("PgBouncer ")
+
+
+def test_the_retention_purge_runs_through_the_pooler(
+    authmodels_pgbouncer: PgBouncer,
+    authmodels_fresh_database: URL,
+    authmodels_fresh_engine: Engine,
+    settings: FlowSettings,
+) -> None:
+    """The owner's purge, batch by batch, each batch a transaction of its own through PgBouncer
+    (the purge functions take transaction-level locks only, revision 0020)."""
+    with Session(authmodels_fresh_engine) as owner:
+        use_settings(owner, settings)
+        ada = UserFactory(owner)()
+        for _ in range(5):
+            sessions.create_session(owner, ada, ttl=timedelta(hours=1))
+        owner.execute(
+            text(
+                "UPDATE auth.sessions SET created_at = now() - interval '401 days', "
+                "expires_at = now() - interval '400 days'"
+            )
+        )
+        owner.commit()
+    engine = create_db_engine(authmodels_pgbouncer.url(authmodels_fresh_database))
+    try:
+        with engine.connect() as conn:
+            assert pooler_of(conn) == "transaction"
+            chosen = select_policies(load_policies(conn), only=["sessions"])
+        report = purge(engine, policies=chosen, batch_size=2)
+    finally:
+        engine.dispose()
+    [sessions_report] = report.policies
+    assert (sessions_report.rows, sessions_report.batches) == (5, 3) and sessions_report.finished
+    with authmodels_fresh_engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM auth.sessions")).scalar() == 0

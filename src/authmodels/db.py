@@ -15,6 +15,13 @@ URL resolution order (:func:`locate_database`, :func:`resolve_url`):
 
 Every resolved URL carries where it came from (:class:`DatabaseLocation`), so that an error
 about it can say which setting to fix.
+
+Beyond one machine (``docs/scaling.md``): :func:`create_db_engine` finds out whether it goes
+through a transaction-mode pooler, or is told (``pooler=``, ``AUTHMODELS_POOLER``), and behaves
+accordingly (:func:`configure_pooler`, :func:`require_direct_connection`); ``durable_url`` gives
+the flows' autonomous writes a pool of their own there (:func:`set_durable_url`).
+:func:`create_replicated` adds streaming read replicas, to which :class:`ReplicatedDatabase`
+routes the credential lookups (:data:`REPLICA_FLOWS`).
 """
 
 from __future__ import annotations
