@@ -14,7 +14,7 @@ measured is the route, not row-level security):
      until it refuses the session; the lag is the time from the revoking call's return to the
      first refused question (0 when the first is refused), with the count of *stale answers*
      (validations accepted after the return). With the rule off (the replica applies the commit
-     when it gets to it, as without authmodels' ``remote_apply``) the lag is the replay delay;
+     when it gets to it, as without revision 0060's ``remote_apply``) the lag is the replay delay;
      with it on it must be 0, and the price moves into the revoking call, whose latency is
      printed both ways (p50/p99 of ``--revocations``);
    - *validations/s*: ``--threads`` threads validating for ``--seconds`` on the primary alone,
@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from alembic import command
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 
@@ -130,9 +130,11 @@ def revocation_lag(primary: Engine, replica: Engine, settings: FlowSettings, cou
     first validation the replica refused: 0 when the first one asked already refused."""
     lags, calls = [], []
     stale = [0]
-    real = sessions.revocation_waits_for_replicas
-    if not rule:
-        sessions.revocation_waits_for_replicas = lambda db: None  # type: ignore[assignment]
+    with primary.begin() as conn:  # revision 0060's rule, on or off
+        state = "ENABLE" if rule else "DISABLE"
+        conn.execute(
+            text(f"ALTER TABLE auth.sessions {state} TRIGGER revocation_waits_for_replicas")
+        )
     try:
         with Session(primary, expire_on_commit=False) as db, Session(replica) as ro:
             use_settings(db, settings)
@@ -165,7 +167,10 @@ def revocation_lag(primary: Engine, replica: Engine, settings: FlowSettings, cou
                 lags.append(max(0.0, asked - returned) * 1000 if stale_before < stale[0] else 0.0)
                 calls.append((returned - started) * 1000)
     finally:
-        sessions.revocation_waits_for_replicas = real  # type: ignore[assignment]
+        with primary.begin() as conn:
+            conn.execute(
+                text("ALTER TABLE auth.sessions ENABLE TRIGGER revocation_waits_for_replicas")
+            )
     return lags, calls, stale[0]
 
 

@@ -291,11 +291,11 @@ def _as(app: App, db: Session, user: User, flow: Callable[..., object], *args: o
 
 
 def test_a_revocation_returns_only_once_the_replica_applied_it(
-    app: App, standby: Standby, monkeypatch: pytest.MonkeyPatch
+    app: App, standby: Standby, authmodels_fresh_engine: Engine
 ) -> None:
-    """With the replica's replay paused, a logout waits; without the rule (the commit left
-    asynchronous), it returns at once and the replica keeps accepting the revoked session --
-    what the test above would catch."""
+    """With the replica's replay paused, a logout waits; without the rule (revision 0060's
+    trigger disabled: the commit left asynchronous), it returns at once and the replica keeps
+    accepting the revoked session -- what the test above would catch."""
     with app.primary() as db, _service(app, db):
         ada = app.user(db)
         first = sessions.create_session(db, ada, ttl=TTL)
@@ -326,10 +326,33 @@ def test_a_revocation_returns_only_once_the_replica_applied_it(
     waiting.join(10)
     assert not waiting.is_alive() and not accepted(first.session_token)
 
-    monkeypatch.setattr(sessions, "revocation_waits_for_replicas", lambda db: None)
+    with authmodels_fresh_engine.begin() as owner:  # the rule of revision 0060, switched off
+        owner.execute(
+            text("ALTER TABLE auth.sessions DISABLE TRIGGER revocation_waits_for_replicas")
+        )
+    standby.catch_up()
     standby.pause_replay()
     try:
         logout(second.session.id)  # returns at once
         assert accepted(second.session_token)  # the stale answer the rule prevents
     finally:
         standby.pause_replay(False)
+
+
+def test_replica_urls_come_from_the_argument_or_the_environment(
+    authmodels_fresh_database: URL, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = authmodels_fresh_database
+    monkeypatch.setenv("AUTHMODELS_REPLICA_URLS", f"{url.render_as_string(False)}, {url}")
+    listed = create_replicated(url)
+    assert len(listed.replicas) == 2
+    with listed.replica_session() as db:
+        assert db.info["authmodels.db.replica_of"] is listed.primary
+    listed.dispose()
+    monkeypatch.delenv("AUTHMODELS_REPLICA_URLS")
+    alone = create_replicated(url)
+    with alone.replica_session() as db:  # no replica: the primary, unmarked
+        assert alone.replicas == [] and "authmodels.db.replica_of" not in db.info
+    alone.dispose()
+    with pytest.raises(errors.ConfigurationError, match=r"replica 2"):
+        create_replicated(url, [url, "mysql://nope@host/db"])

@@ -573,8 +573,8 @@ class ReplicatedDatabase:
     What a replica may answer: a credential revoked on the primary is refused on every replica
     once the revoking call has returned, provided each replica that serves lookups is a
     synchronous standby of the primary (``synchronous_standby_names`` requires all of them):
-    the revocations commit with ``synchronous_commit = remote_apply``
-    (``docs/scaling.md``, "Read replicas").
+    the revocations commit with ``synchronous_commit = remote_apply`` (revision 0060;
+    ``docs/scaling.md``, "Read replicas").
 
     Attributes:
         primary: the primary's Engine.

@@ -1,35 +1,23 @@
-"""Read replicas: the revocation rule, and the lookups' writes sent to the primary.
+"""Read replicas: the lookups' writes go to the primary.
 
-**The rule.** A credential revoked on the primary is never accepted on a replica once the call
-that revoked it has returned. Every statement that revokes what a replica may look up (a
-session, an access token, an API key) first runs :func:`revocation_waits_for_replicas` in its
-transaction: ``synchronous_commit = remote_apply`` for that transaction only, so its commit
-returns once every synchronous standby of the primary has *applied* it -- made it visible to
-queries there (PostgreSQL: "Synchronous Replication"). It holds for the replicas the primary's
-``synchronous_standby_names`` requires; with none listed it is an ordinary (flushed) commit.
-
-**The lookups.** :data:`authmodels.db.REPLICA_FLOWS` may run on a replica session
+:data:`authmodels.db.REPLICA_FLOWS` may run on a replica session
 (:meth:`authmodels.db.ReplicatedDatabase.replica_session`). What they write -- a touch of
 ``last_activity_at``/``last_used_at``, a refusal's records -- goes to the primary in a
 transaction of its own (:func:`authmodels.services.durable.durable` connects to the primary for
-a replica session).
+a replica session), and so does the lookup of a credential the replica does not know yet.
+
+The other half of the replicas' contract is the database's: revision 0060 makes every
+transaction that revokes a session, an access token or an API key commit with
+``synchronous_commit = remote_apply``, whoever revokes (``docs/scaling.md``).
 """
 
 from __future__ import annotations
 
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from authmodels.db import replica_primary
 
-__all__ = ["on_replica", "revocation_waits_for_replicas"]
-
-_REMOTE_APPLY = text("SELECT set_config('synchronous_commit', 'remote_apply', true)")
-
-
-def revocation_waits_for_replicas(db: Session) -> None:
-    """Make the current transaction's commit wait until the synchronous standbys applied it."""
-    db.execute(_REMOTE_APPLY)
+__all__ = ["on_replica"]
 
 
 def on_replica(db: Session) -> bool:

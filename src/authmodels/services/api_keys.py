@@ -52,7 +52,7 @@ from authmodels.security.hashing import new_token
 from authmodels.services import _inputs, audit, security_events
 from authmodels.services._cooling_off import refuse_during_cooling_off
 from authmodels.services._database_errors import database_errors
-from authmodels.services._replicas import on_replica, revocation_waits_for_replicas
+from authmodels.services._replicas import on_replica
 from authmodels.services.durable import durable
 from authmodels.services.settings import settings_for
 
@@ -283,7 +283,6 @@ def revoke(db: Session, user: User | uuid.UUID, api_key_id: uuid.UUID) -> bool:
     """
     user_id = _inputs.user_id_of(user)
     _inputs.identifier(api_key_id, "api_key_id")
-    revocation_waits_for_replicas(db)  # once committed, no replica accepts the key
     prefix = db.execute(_REVOKE, {"id": api_key_id, "user_id": user_id}).scalar_one_or_none()
     if prefix is None:
         return False

@@ -83,7 +83,7 @@ from authmodels.security.hashing import mac, new_token
 from authmodels.services import _inputs, audit, security_events
 from authmodels.services._database_errors import database_errors
 from authmodels.services._fastpath import Statement, columns_of, load_instance
-from authmodels.services._replicas import on_replica, revocation_waits_for_replicas
+from authmodels.services._replicas import on_replica
 from authmodels.services.durable import durable
 from authmodels.services.settings import FlowSettings, settings_for
 from authmodels.services.tokens import (
@@ -712,8 +712,6 @@ def _revoke_sessions(
     """Revoke sessions with their refresh and access tokens; the ids actually revoked now."""
     ids = session_ids if session_ids is not None else [session_id]
     params = {"session_ids": ids, "reason": reason}
-    # the rule of read replicas: once this commits, no replica accepts these tokens
-    revocation_waits_for_replicas(db)
     db.execute(_REVOKE_REFRESH_TOKENS, params)
     revoked = list(db.execute(_REVOKE_SESSIONS, params).scalars())
     db.execute(_REVOKE_ACCESS_TOKENS, params)

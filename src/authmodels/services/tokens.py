@@ -50,7 +50,7 @@ from authmodels.security.dpop import DPoPProof, normalize_htu, verify_proof
 from authmodels.security.hashing import new_token
 from authmodels.services import _inputs, audit, security_events
 from authmodels.services._database_errors import database_errors
-from authmodels.services._replicas import on_replica, revocation_waits_for_replicas
+from authmodels.services._replicas import on_replica
 from authmodels.services.durable import durable
 from authmodels.services.settings import settings_for
 
@@ -373,7 +373,6 @@ def revoke_access_token(db: Session, token: str) -> bool:
         _inputs.presented(token, "access token")
     except InvalidTokenError:
         return False
-    revocation_waits_for_replicas(db)  # once committed, no replica accepts the token
     row = db.execute(
         _REVOKE_ACCESS_TOKEN, {"candidates": settings_for(db).hasher.candidates(token)}
     ).first()
