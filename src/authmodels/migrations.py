@@ -136,7 +136,9 @@ def run_environment(
     - one transaction per revision (the batched backfills commit between steps);
     - ``lock_timeout`` (default 5s, ``-x lock_timeout=...``), ``statement_timeout`` (default
       30min, ``-x statement_timeout=...``), and an advisory lock held for the whole run, shared
-      with ``authmodels db``, so two migrators never run at once;
+      with ``authmodels db``, so two migrators never run at once; so a connection through a
+      transaction-mode pooler (PgBouncer) is refused
+      (:class:`~authmodels.errors.TransactionPoolerError`): migrate on a direct connection;
     - autogenerate (``alembic check``, ``revision --autogenerate``) compares authmodels' models
       in schema ``auth`` and the service's metadata in the schemas its tables use, nothing else;
     - the logging sections of the ``.ini`` file, when it has them, configure logging (as the
@@ -322,7 +324,11 @@ def _run_on(connection: Connection, options: dict[str, Any]) -> None:
     from alembic import context
     from sqlalchemy.exc import DBAPIError
 
-    # Session-level (not SET LOCAL): these outlive each per-revision transaction.
+    from authmodels.db import require_direct_connection
+
+    # Session-level (not SET LOCAL): these outlive each per-revision transaction, which a
+    # transaction-mode pooler would run on different server connections.
+    require_direct_connection(connection, "migrating schema auth")
     connection.execute(text("SELECT pg_advisory_lock(:k)"), {"k": ADVISORY_LOCK_KEY})
     try:
         connection.execute(

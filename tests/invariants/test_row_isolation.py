@@ -1,10 +1,17 @@
 """Users cannot reach each other's rows, probed as the application's login role on every table
-and view the catalog shows (tests/invariants/isolation.py says how)."""
+and view the catalog shows (tests/invariants/isolation.py says how) -- connected directly, then
+through PgBouncer in transaction mode."""
 
 from __future__ import annotations
 
-from sqlalchemy import Connection
+from collections.abc import Iterator
 
+import pytest
+from sqlalchemy import Connection, Engine
+from sqlalchemy.engine import URL
+
+from authmodels.db import create_db_engine, pooler_of
+from authmodels.testing.roles import TestRoles
 from tests.invariants.conftest import Seeded
 from tests.invariants.isolation import (
     other_users_rows_reachable,
@@ -14,6 +21,23 @@ from tests.invariants.isolation import (
     tables_without_rows_of,
     views_showing_other_users,
 )
+
+
+@pytest.fixture(scope="module", params=["direct", "pgbouncer"])
+def invariants_app_engine(
+    request: pytest.FixtureRequest, invariants_database: URL, authmodels_roles: TestRoles
+) -> Iterator[Engine]:
+    """The suite's engine of the login role, direct and through the run's PgBouncer."""
+    url = authmodels_roles.url(invariants_database)
+    if request.param == "pgbouncer":
+        url = request.getfixturevalue("authmodels_pgbouncer").url(url)
+    engine = create_db_engine(url)
+    try:
+        with engine.connect() as conn:
+            assert pooler_of(conn) == ("transaction" if request.param == "pgbouncer" else "direct")
+        yield engine
+    finally:
+        engine.dispose()
 
 
 def _report(violations: list[str]) -> str:

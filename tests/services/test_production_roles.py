@@ -36,10 +36,12 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import Engine, text
+from sqlalchemy.engine import URL as DatabaseURL
 from sqlalchemy.orm import Session
 from webauthn import verify_registration_response
 
 from authmodels import errors, rls
+from authmodels.db import create_db_engine, pooler_of
 from authmodels.locking import RowNotFoundError
 from authmodels.models import User
 from authmodels.security import e2ee as e2ee_keys
@@ -75,6 +77,7 @@ from authmodels.testing.factories import (
     TEST_PASSWORD_HASHER,
     ServicePathUserFactory,
 )
+from authmodels.testing.pgbouncer import PgBouncer
 from authmodels.testing.roles import TestRoles
 from tests.services.test_webauthn import ORIGIN, RP_ID, SoftwareAuthenticator
 
@@ -83,6 +86,33 @@ URL = "https://api.example.com/resource"
 IP = "203.0.113.9"
 
 COVERED: set[str] = set()
+
+
+# --- every test twice: on a direct connection, and through PgBouncer in transaction mode -------
+
+
+@pytest.fixture(scope="module", params=["direct", "pgbouncer"])
+def authmodels_connect_url(request: pytest.FixtureRequest) -> Callable[[DatabaseURL], DatabaseURL]:
+    """The plugin's engine fixtures connect directly, then through a real PgBouncer
+    (``pool_mode = transaction``): each transaction may run on another server connection."""
+    if request.param == "direct":
+        return lambda url: url
+    bouncer: PgBouncer = request.getfixturevalue("authmodels_pgbouncer")
+    return bouncer.url
+
+
+@pytest.fixture(scope="module")
+def authmodels_app_engine(
+    authmodels_database_url: DatabaseURL,
+    authmodels_roles: TestRoles,
+    authmodels_connect_url: Callable[[DatabaseURL], DatabaseURL],
+) -> Iterator[Engine]:
+    """The plugin's fixture again, at the scope of the route above."""
+    engine = create_db_engine(authmodels_connect_url(authmodels_roles.url(authmodels_database_url)))
+    try:
+        yield engine
+    finally:
+        engine.dispose()
 
 
 def covers(*flows: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
@@ -135,6 +165,16 @@ def prod(
 def owner_count(engine: Engine, sql: str, **params: Any) -> int:
     with engine.connect() as conn:
         return int(conn.execute(text(sql), params).scalar_one())
+
+
+def test_the_flows_take_the_route_the_module_names(
+    authmodels_app_engine: Engine, request: pytest.FixtureRequest
+) -> None:
+    route = request.node.callspec.params["authmodels_connect_url"]
+    with authmodels_app_engine.connect() as conn:
+        assert pooler_of(conn) == {"direct": "direct", "pgbouncer": "transaction"}[route]
+        prepared = conn.connection.driver_connection.prepare_threshold
+    assert (prepared is None) == (route == "pgbouncer")
 
 
 # --- sign in, sessions, refresh ---------------------------------------------------------------

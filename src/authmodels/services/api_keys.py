@@ -52,6 +52,8 @@ from authmodels.security.hashing import new_token
 from authmodels.services import _inputs, audit, security_events
 from authmodels.services._cooling_off import refuse_during_cooling_off
 from authmodels.services._database_errors import database_errors
+from authmodels.services._replicas import on_replica
+from authmodels.services.durable import durable
 from authmodels.services.settings import settings_for
 
 __all__ = ["CreatedApiKey", "authenticate", "create", "require_scopes", "revoke"]
@@ -176,6 +178,10 @@ _TOUCH = text(
 def authenticate(db: Session, presented: str, *, scopes: Iterable[str] = ()) -> ApiKey:
     """The live API key ``presented`` is, with the ``scopes`` it must have.
 
+    It may run on a read replica (:meth:`authmodels.db.ReplicatedDatabase.replica_session`):
+    a key the replica does not know yet is looked up again on the primary, and the touch of
+    ``last_used_at`` goes to the primary, each in a transaction of its own.
+
     Args:
         db: the session.
         presented: the key as sent (``<prefix>.<secret>``).
@@ -200,9 +206,11 @@ def authenticate(db: Session, presented: str, *, scopes: Iterable[str] = ()) -> 
     prefix, _, secret = presented.partition(".")
     row = None
     if PREFIX_PATTERN.fullmatch(prefix) and secret:
-        row = db.execute(
-            _BY_PREFIX, {"prefix": prefix, "touch": settings.api_key_touch_interval}
-        ).first()
+        params = {"prefix": prefix, "touch": settings.api_key_touch_interval}
+        row = db.execute(_BY_PREFIX, params).first()
+        if row is None and on_replica(db):  # maybe newer than the replica's replay
+            with durable(db) as primary:
+                row = primary.execute(_BY_PREFIX, params).first()
     if row is None:
         hasher.matches(_DUMMY_KEY, hasher.digest(presented))
         raise InvalidApiKeyError("the API key is not valid: check the key that was sent")
@@ -217,10 +225,18 @@ def authenticate(db: Session, presented: str, *, scopes: Iterable[str] = ()) -> 
     if row.expired:
         raise ApiKeyExpiredError("the API key expired: create a new one")
     if row.touch_due:
-        db.execute(_TOUCH, {"id": row.id, "touch": settings.api_key_touch_interval})
+        touch_params = {"id": row.id, "touch": settings.api_key_touch_interval}
+        if on_replica(db):  # a replica refuses writes: the touch is the primary's
+            with durable(db) as primary:
+                primary.execute(_TOUCH, touch_params)
+        else:
+            db.execute(_TOUCH, touch_params)
     api_key = db.execute(
         select(ApiKey).where(ApiKey.id == row.id).execution_options(populate_existing=True)
-    ).scalar_one()
+    ).scalar_one_or_none()
+    if api_key is None:  # on a replica that has not replayed it yet
+        with durable(db) as primary:
+            api_key = db.merge(primary.get_one(ApiKey, row.id), load=False)
     require_scopes(api_key, wanted)
     return api_key
 

@@ -7,9 +7,10 @@ would also commit whatever the caller had done before, end its ``SET LOCAL ROLE`
 path of row-level security) and break ``Session.begin()`` blocks. So these writes go through
 :func:`durable`, an autonomous transaction: a second connection of the same engine, from a pool
 of its own (a pool shared with the caller's could be exhausted by requests that each hold one
-connection and wait for a second), running as the caller runs -- the same ``current_user`` (so
-the service path stays the service path) and the same ``auth.uid()`` -- and committed when the
-block ends.
+connection and wait for a second; behind a transaction-mode pooler, a pool of its own there
+too: :func:`authmodels.db.set_durable_url`), running as the caller runs -- the same
+``current_user`` (so the service path stays the service path) and the same ``auth.uid()`` --
+and committed when the block ends.
 
 Rules for the flows that use it:
 
@@ -37,6 +38,8 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import Pool
+
+from authmodels.db import create_db_engine, durable_target, replica_primary
 
 __all__ = ["CALLER_TRANSACTION", "DURABLE_WRITES_KEY", "OWN_TRANSACTION", "after_commit", "durable"]
 
@@ -74,7 +77,11 @@ def _autonomous_engine(engine: Engine) -> Engine:
     with _engines_lock:
         found = _engines.get(engine.pool)
         if found is None:
-            found = create_engine(engine.url, pool=engine.pool.recreate())
+            target = durable_target(engine)
+            if target is None:
+                found = create_engine(engine.url, pool=engine.pool.recreate())
+            else:  # a pool of its own at the pooler too (authmodels.db.set_durable_url)
+                found = create_db_engine(target.url, pooler=target.pooler)
             _engines[engine.pool] = found
 
             @event.listens_for(engine, "engine_disposed")
@@ -107,7 +114,8 @@ def durable(db: Session) -> Iterator[Session]:
         return
 
     identity = db.execute(_IDENTITY).one()
-    engine = _autonomous_engine(db.connection().engine)
+    # a replica session's writes go to its primary (authmodels.db.ReplicatedDatabase)
+    engine = _autonomous_engine(replica_primary(db) or db.connection().engine)
     info: dict[Any, Any] = {**db.info, _CALLBACKS: []}
     with Session(engine, info=info, expire_on_commit=False) as side, side.begin():
         side.execute(

@@ -83,6 +83,7 @@ from authmodels.security.hashing import mac, new_token
 from authmodels.services import _inputs, audit, security_events
 from authmodels.services._database_errors import database_errors
 from authmodels.services._fastpath import Statement, columns_of, load_instance
+from authmodels.services._replicas import on_replica
 from authmodels.services.durable import durable
 from authmodels.services.settings import FlowSettings, settings_for
 from authmodels.services.tokens import (
@@ -267,6 +268,9 @@ def validate_session(db: Session, token: str, *, dpop_jkt: str | None = None) ->
     clock.
     Nothing is written, except ``last_activity_at`` once per touch interval (see the module
     docstring). A session issued before revision 0005 (legacy SHA-256 digest) validates too.
+    It may run on a read replica (:meth:`authmodels.db.ReplicatedDatabase.replica_session`):
+    a token the replica does not know (issued after what it has replayed) is looked up again on
+    the primary, and the touch goes to the primary, each in a transaction of its own.
 
     Args:
         db: the session.
@@ -288,14 +292,15 @@ def validate_session(db: Session, token: str, *, dpop_jkt: str | None = None) ->
     _inputs.presented(token, "session token", hint=": sign in again")
     _inputs.jkt(dpop_jkt)
     settings = settings_for(db)
-    row = _LOOKUP_SESSION.first(
-        db,
-        {
-            **token_lookup_params(settings.hasher, token),
-            "idle": settings.session_idle_timeout,
-            "touch": settings.session_touch_interval,
-        },
-    )
+    params = {
+        **token_lookup_params(settings.hasher, token),
+        "idle": settings.session_idle_timeout,
+        "touch": settings.session_touch_interval,
+    }
+    row = _LOOKUP_SESSION.first(db, params)
+    if row is None and on_replica(db):  # maybe newer than the replica's replay: ask the primary
+        with durable(db) as primary:
+            row = _LOOKUP_SESSION.first(primary, params)
     if row is None:
         raise InvalidTokenError("the session token is not valid: sign in again")
     values, (expired, idle, touch_due) = row[:_N], row[_N:]
@@ -315,9 +320,12 @@ def validate_session(db: Session, token: str, *, dpop_jkt: str | None = None) ->
         )  # fmt: skip
     session = load_instance(db, SessionModel, _SESSION_COLUMNS, values)
     if touch_due:
-        touched = _TOUCH_IF_DUE.first(
-            db, {"id": session.id, "touch": settings.session_touch_interval}
-        )
+        touch_params = {"id": session.id, "touch": settings.session_touch_interval}
+        if on_replica(db):  # a replica refuses writes: the touch is the primary's
+            with durable(db) as primary:
+                touched = _TOUCH_IF_DUE.first(primary, touch_params)
+        else:
+            touched = _TOUCH_IF_DUE.first(db, touch_params)
         if touched is not None:
             set_committed_value(session, "last_activity_at", touched[0])
     return session

@@ -50,6 +50,7 @@ from authmodels.security.dpop import DPoPProof, normalize_htu, verify_proof
 from authmodels.security.hashing import new_token
 from authmodels.services import _inputs, audit, security_events
 from authmodels.services._database_errors import database_errors
+from authmodels.services._replicas import on_replica
 from authmodels.services.durable import durable
 from authmodels.services.settings import settings_for
 
@@ -293,7 +294,9 @@ _LOOKUP_ACCESS_TOKEN = (
 def validate_access_token(db: Session, token: str, *, dpop_jkt: str | None = None) -> AccessToken:
     """The live access token ``token``, checked against the DPoP key it is bound to.
 
-    One indexed query (``uq_access_tokens_token_hash``), no write on success.
+    One indexed query (``uq_access_tokens_token_hash``), no write on success: it may run on
+    a read replica (:meth:`authmodels.db.ReplicatedDatabase.replica_session`), where a token
+    the replica does not know yet is looked up again on the primary.
 
     Args:
         db: the session.
@@ -315,15 +318,20 @@ def validate_access_token(db: Session, token: str, *, dpop_jkt: str | None = Non
     _inputs.presented(token, "access token", hint=": request a new one")
     dpop_jkt = _inputs.jkt(dpop_jkt)
     settings = settings_for(db)
-    row = db.execute(
-        _LOOKUP_ACCESS_TOKEN, {"candidates": settings.hasher.candidates(token)}
-    ).first()
+    params = {"candidates": settings.hasher.candidates(token)}
+    row = db.execute(_LOOKUP_ACCESS_TOKEN, params).first()
+    if row is None and on_replica(db):  # maybe newer than the replica's replay: ask the primary
+        with durable(db) as primary:
+            row = primary.execute(_LOOKUP_ACCESS_TOKEN, params).first()
+            if row is not None:
+                found = db.merge(row[0], load=False)
     if row is None:
         raise InvalidTokenError("the access token is not valid: request a new one")
-    access: AccessToken = row[0]
-    if access.revoked_at is not None or row.session_revoked:
+    access: AccessToken = row[0] if row[0] in db else found
+    expired, session_revoked = row[1:3]
+    if access.revoked_at is not None or session_revoked:
         raise TokenRevokedError("the access token was revoked: request a new one")
-    if row.expired:
+    if expired:
         raise TokenExpiredError("the access token expired: refresh it")
     if access.dpop_jkt is not None and access.dpop_jkt != dpop_jkt:
         refuse_dpop_binding(

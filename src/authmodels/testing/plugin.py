@@ -40,7 +40,20 @@ fixture                          scope       what it gives
                                              the service path, as a sign-up does
 ``authmodels_app_fresh_engine``  function    Engine (40 pooled connections) as the login role
                                              on ``authmodels_fresh_database``
+``authmodels_pgbouncer``         session     a real PgBouncer in transaction mode in front of
+                                             the test server, knowing the owner and the login
+                                             role (:class:`~authmodels.testing.pgbouncer.
+                                             PgBouncer`; ``.url(direct_url)``)
+``authmodels_connect_url``       session     maps a direct URL to the one the engine fixtures
+                                             connect to: itself, or through PgBouncer with
+                                             ``--authmodels-pgbouncer``
 ===============================  ==========  ==================================================
+
+With ``--authmodels-pgbouncer`` (or ``AUTHMODELS_TEST_PGBOUNCER=1``) every engine fixture above
+connects through ``authmodels_pgbouncer``: a downstream suite runs as its service does behind a
+transaction pooler (migrations still run on a direct connection: a transaction pooler cannot
+hold their advisory lock). PgBouncer must be installed (``apt-get install pgbouncer``); a test
+that needs it fails when it cannot start, it is never skipped.
 
 The server: ``--authmodels-db-url`` / ``AUTHMODELS_TEST_DATABASE_URL``, else a testcontainers
 PostgreSQL when Docker answers (``--authmodels-no-docker`` skips that), else an embedded PostgreSQL
@@ -88,6 +101,7 @@ from authmodels.testing.database import (
     url_database,
 )
 from authmodels.testing.migrations import MigrationRunner
+from authmodels.testing.pgbouncer import PgBouncer
 from authmodels.testing.roles import (
     TestRoles,
     create_test_roles,
@@ -110,6 +124,9 @@ class TestKeys:
     encryption_keys: am_config.KeyRing
 
 
+#: Environment variable turning ``--authmodels-pgbouncer`` on.
+PGBOUNCER_VAR = "AUTHMODELS_TEST_PGBOUNCER"
+
 _KEYS = pytest.StashKey[TestKeys]()
 _SAVED_ENV = pytest.StashKey[dict[str, str | None]]()
 
@@ -120,6 +137,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--authmodels-db-url",
         default=None,
         help=f"PostgreSQL URL of a server the run may create databases on (env {TEST_URL_VAR})",
+    )
+    group.addoption(
+        "--authmodels-pgbouncer",
+        action="store_true",
+        default=os.environ.get(PGBOUNCER_VAR, "") not in ("", "0"),
+        help=f"connect every engine fixture through a PgBouncer in transaction mode "
+        f"(env {PGBOUNCER_VAR}=1)",
     )
     group.addoption(
         "--authmodels-no-docker",
@@ -269,9 +293,44 @@ def authmodels_database_url(
 
 
 @pytest.fixture(scope="session")
-def authmodels_engine(authmodels_database_url: URL) -> Iterator[Engine]:
+def authmodels_pgbouncer(
+    authmodels_test_server: TestServer, authmodels_roles: TestRoles
+) -> Iterator[PgBouncer]:
+    """A PgBouncer in transaction mode in front of the test server, for the run.
+
+    It knows the server's user (the tables' owner) and the run's login role. Starting it fails
+    (:class:`~authmodels.errors.ConfigurationError`) when ``pgbouncer`` is not installed.
+    """
+    owner = authmodels_test_server.url.username or "postgres"
+    bouncer = PgBouncer(
+        authmodels_test_server.url,
+        {
+            owner: authmodels_test_server.url.password or secrets.token_urlsafe(16),
+            authmodels_roles.login: authmodels_roles.password,
+        },
+    ).start()
+    try:
+        yield bouncer
+    finally:
+        bouncer.stop()
+
+
+@pytest.fixture(scope="session")
+def authmodels_connect_url(pytestconfig: pytest.Config, request: pytest.FixtureRequest) -> Any:
+    """The URL the engine fixtures connect to, for a direct one: itself, or the same database
+    through :func:`authmodels_pgbouncer` with ``--authmodels-pgbouncer``."""
+    if not pytestconfig.getoption("--authmodels-pgbouncer"):
+        return lambda url: url
+    bouncer: PgBouncer = request.getfixturevalue("authmodels_pgbouncer")
+    return bouncer.url
+
+
+@pytest.fixture(scope="session")
+def authmodels_engine(
+    authmodels_database_url: URL, authmodels_connect_url: Callable[[URL], URL]
+) -> Iterator[Engine]:
     """Engine on the run's shared test database."""
-    engine = create_db_engine(authmodels_database_url)
+    engine = create_db_engine(authmodels_connect_url(authmodels_database_url))
     try:
         yield engine
     finally:
@@ -321,9 +380,13 @@ def authmodels_fresh_database(
 
 
 @pytest.fixture
-def authmodels_fresh_engine(authmodels_fresh_database: URL) -> Iterator[Engine]:
+def authmodels_fresh_engine(
+    authmodels_fresh_database: URL, authmodels_connect_url: Callable[[URL], URL]
+) -> Iterator[Engine]:
     """Engine (pool of real connections) on :func:`authmodels_fresh_database`."""
-    engine = create_db_engine(authmodels_fresh_database, pool_size=40, max_overflow=0)
+    engine = create_db_engine(
+        authmodels_connect_url(authmodels_fresh_database), pool_size=40, max_overflow=0
+    )
     try:
         yield engine
     finally:
@@ -357,10 +420,12 @@ def authmodels_user_factory(authmodels_session: Session) -> UserFactory:
 
 @pytest.fixture(scope="session")
 def authmodels_app_engine(
-    authmodels_database_url: URL, authmodels_roles: TestRoles
+    authmodels_database_url: URL,
+    authmodels_roles: TestRoles,
+    authmodels_connect_url: Callable[[URL], URL],
 ) -> Iterator[Engine]:
     """Engine on the run's shared test database, connected as the login role."""
-    engine = create_db_engine(authmodels_roles.url(authmodels_database_url))
+    engine = create_db_engine(authmodels_connect_url(authmodels_roles.url(authmodels_database_url)))
     try:
         yield engine
     finally:
@@ -392,7 +457,9 @@ def authmodels_app_user_factory(
 
 @pytest.fixture
 def authmodels_app_fresh_engine(
-    authmodels_fresh_database: URL, authmodels_roles: TestRoles
+    authmodels_fresh_database: URL,
+    authmodels_roles: TestRoles,
+    authmodels_connect_url: Callable[[URL], URL],
 ) -> Iterator[Engine]:
     """Engine (40 pooled connections) as the login role on :func:`authmodels_fresh_database`.
 
@@ -401,7 +468,9 @@ def authmodels_app_fresh_engine(
     checks.
     """
     engine = create_db_engine(
-        authmodels_roles.url(authmodels_fresh_database), pool_size=40, max_overflow=0
+        authmodels_connect_url(authmodels_roles.url(authmodels_fresh_database)),
+        pool_size=40,
+        max_overflow=0,
     )
     try:
         yield engine
@@ -414,4 +483,4 @@ def null_pool_engine(url: URL, **kwargs: Any) -> Engine:
     return create_db_engine(url, poolclass=pool.NullPool, **kwargs)
 
 
-__all__ = ["SoftHsm", "TestKeys", "TestRoles", "null_pool_engine", "url_database"]
+__all__ = ["PgBouncer", "SoftHsm", "TestKeys", "TestRoles", "null_pool_engine", "url_database"]
