@@ -47,3 +47,15 @@ async def test_a_reused_refresh_token_revokes_the_family(
         await sessions.validate_session(adb, issued.session_token)
     events = await adb.execute(text("SELECT event_type FROM auth.security_events"))
     assert events.scalars().all() == ["refresh_token.reused"]
+
+
+@pytest.mark.asyncio
+async def test_a_twin_takes_its_session_by_keyword_and_refuses_bad_input_before_the_database(
+    adb: AsyncSession,
+) -> None:
+    with pytest.raises(errors.InvalidTokenError, match="sign in again"):
+        await sessions.validate_session(db=adb, token="")
+    with pytest.raises(errors.InvalidInputError) as refused:
+        await sessions.validate_session(adb, "x" * 43, dpop_jkt="not a thumbprint\x00")
+    assert refused.value.field == "dpop_jkt"
+    assert not adb.in_transaction()  # refused before any statement
