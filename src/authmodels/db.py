@@ -22,10 +22,15 @@ accordingly (:func:`configure_pooler`, :func:`require_direct_connection`); ``dur
 the flows' autonomous writes a pool of their own there (:func:`set_durable_url`).
 :func:`create_replicated` adds streaming read replicas, to which :class:`ReplicatedDatabase`
 routes the credential lookups (:data:`REPLICA_FLOWS`).
+
+Async engines (:func:`create_async_db_engine`, for :mod:`authmodels.aio`) resolve their URL the
+same way and run on psycopg 3's asyncio connection (``postgresql+psycopg_async``); they need
+``greenlet`` (the ``async`` extra), as every SQLAlchemy asyncio engine does.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import re
@@ -55,9 +60,13 @@ from authmodels.errors import (
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
+    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
 _log = logging.getLogger(__name__)
 
 DRIVER = "postgresql+psycopg"
+#: The driver of async engines: psycopg 3's ``AsyncConnection``.
+ASYNC_DRIVER = "postgresql+psycopg_async"
 #: The folder of an embedded server, found upward from the working directory.
 HOME_DIR = ".authmodels"
 #: Files or folders that mark the root of a project, where ``.authmodels/`` may be created.
@@ -442,6 +451,60 @@ def driver_message(exc: BaseException) -> str:
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     """A session factory bound to ``engine`` (objects stay readable after commit)."""
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def async_sqlalchemy_url(url: str | URL, *, source: str | None = None) -> URL:
+    """Return ``url`` as a SQLAlchemy URL on psycopg 3's asyncio driver (:data:`ASYNC_DRIVER`).
+
+    Accepts what :func:`sqlalchemy_url` accepts (and a URL already naming a psycopg driver).
+
+    Raises:
+        ConfigurationError: ``url`` is not a URL, or not a PostgreSQL one.
+    """
+    return sqlalchemy_url(url, source=source).set(drivername=ASYNC_DRIVER)
+
+
+def create_async_db_engine(url: str | URL | None = None, **kwargs: Any) -> AsyncEngine:
+    """Create an :class:`~sqlalchemy.ext.asyncio.AsyncEngine` on psycopg 3's asyncio driver.
+
+    The URL is resolved as :func:`create_db_engine` resolves it (argument, environment, the
+    embedded server); ``pool_pre_ping`` is on. Use it with :mod:`authmodels.aio`.
+
+    Args:
+        url: database URL; resolved with :func:`resolve_url` when None.
+        **kwargs: passed to :func:`sqlalchemy.ext.asyncio.create_async_engine`.
+
+    Raises:
+        ConfigurationError: the URL is not a PostgreSQL URL, or ``greenlet`` is missing
+            (install ``authmodels[async]``).
+    """
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    require_greenlet()
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_async_engine(async_sqlalchemy_url(resolve_url(url)), **kwargs)
+
+
+def async_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """An :class:`~sqlalchemy.ext.asyncio.AsyncSession` factory bound to ``engine`` (objects
+    stay readable after commit, as with :func:`session_factory`)."""
+    from sqlalchemy.ext.asyncio import async_sessionmaker
+
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def require_greenlet() -> None:
+    """Check that ``greenlet`` is importable (SQLAlchemy's asyncio bridge needs it).
+
+    Raises:
+        ConfigurationError: it is not installed; the message says to install
+            ``authmodels[async]``.
+    """
+    if importlib.util.find_spec("greenlet") is None:
+        raise ConfigurationError(
+            "async engines need greenlet, which SQLAlchemy's asyncio extension runs on: "
+            "install authmodels[async] (or pip install greenlet)"
+        )
 
 
 @dataclass

@@ -1,29 +1,5 @@
 """The authentication flows, on top of the models: one module per flow.
 
-module                the flow
-====================  =======================================================================
-``sessions``          create, validate, touch, rotate refresh tokens (reuse detection, grace
-                      window), revoke one or all sessions
-``tokens``            access tokens (issue, validate, revoke, DPoP binding, lineage) and DPoP
-                      proof checks with a ``jti`` replay store
-``device_flow``       the OAuth 2.0 device authorization grant (RFC 8628)
-``step_up``           step-up tokens: issued after a re-authentication, spent exactly once
-``admin``             role changes: step-up token, admin guards (MA001/MA002), audited
-``passwords``         login (attempts, lockout, rehash) and password changes (history)
-``mfa``               TOTP (encrypted seed, replay refusal) and single-use backup codes
-``webauthn``          passkeys from py_webauthn results; sign-count regression policy
-                      (needs the ``webauthn`` extra)
-``api_keys``          API keys: public prefix, digest, scopes, expiry, revocation
-``oauth``             provider tokens encrypted, the refresh-due query
-``reencryption``      every encrypted column moved to the newest key, in committed batches
-``e2ee``              E2EE device keys (register, rotate) and key-exchange audit
-``audit``             the one writer of ``auth.audit_logs`` entries the flows share
-``security_events``   refusals with a severity (``auth.security_events``), the alert hook
-``durable``           writes in a transaction of their own, as the caller runs (refusals)
-``settings``          lifetimes, windows and limits (:class:`FlowSettings`), per session or
-                      process
-====================  =======================================================================
-=======
 ======================  =======================================================================
 module                  the flow
 ======================  =======================================================================
@@ -84,7 +60,8 @@ is known, **on the service path** (:func:`authmodels.rls.service_role`): each mo
 says which. ``tests/services/test_production_roles.py`` runs every public flow that way.
 
 Import the modules you use (``from authmodels.services import sessions``); this package imports
-none of them eagerly.
+none of them eagerly. The same flows for an ``AsyncSession`` are in :mod:`authmodels.aio`
+(``await aio.sessions.validate_session(db, token)``), one implementation: these.
 """
 
 from __future__ import annotations

@@ -10,6 +10,11 @@ statements (unless the connection disables prepared statements, ``prepare_thresh
 behind a transaction-mode pooler). SQLAlchemy's ``before_cursor_execute``-style events and echo
 do not see them. With another driver than psycopg 3 the statements go through SQLAlchemy.
 
+On an async engine (``postgresql+psycopg_async``, :mod:`authmodels.aio`) the flows run inside
+``AsyncSession.run_sync``, in a greenlet of SQLAlchemy's; the connection underneath is then a
+``psycopg.AsyncConnection``, and the statement is awaited on it with SQLAlchemy's
+``await_only`` -- the same prepared statement, the event loop free while the server answers.
+
 The ORM object a lookup returns is built from the row without a second query
 (:func:`load_instance`).
 
@@ -32,6 +37,7 @@ from sqlalchemy import TextClause, inspect, text
 from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
 from sqlalchemy.orm import Session, configure_mappers
 from sqlalchemy.orm.attributes import instance_state, set_committed_value
+from sqlalchemy.util.concurrency import await_only
 
 from authmodels.models.base import Base
 
@@ -77,10 +83,30 @@ class Statement:
                         cursor.execute(f"SAVEPOINT {savepoint}")
                         cursor.execute(self.psycopg_sql, params, prepare=prepare)
                 return cursor.fetchone()
+        async_driver = psycopg_async_connection(db)
+        if async_driver is not None:
+            return await_only(self._first_async(async_driver, params, savepoint))
         if savepoint is not None:
             db.execute(text(f"SAVEPOINT {savepoint}"))
         row = db.execute(self.clause, params).first()
         return None if row is None else tuple(row)
+
+    async def _first_async(
+        self,
+        driver: psycopg.AsyncConnection[Any],
+        params: Mapping[str, Any],
+        savepoint: str | None,
+    ) -> Sequence[Any] | None:
+        """:meth:`first` on psycopg's asyncio connection (awaited from a ``run_sync`` greenlet)."""
+        prepare = None if driver.prepare_threshold is None else True
+        async with driver.cursor() as cursor:
+            if savepoint is None:
+                await cursor.execute(self.psycopg_sql, params, prepare=prepare)
+            else:
+                async with driver.pipeline():
+                    await cursor.execute(f"SAVEPOINT {savepoint}")
+                    await cursor.execute(self.psycopg_sql, params, prepare=prepare)
+            return await cursor.fetchone()
 
 
 def psycopg_connection(db: Session) -> psycopg.Connection[Any] | None:
@@ -88,6 +114,13 @@ def psycopg_connection(db: Session) -> psycopg.Connection[Any] | None:
     then go through SQLAlchemy: :meth:`Statement.first`'s fallback)."""
     driver = db.connection().connection.driver_connection
     return driver if isinstance(driver, psycopg.Connection) else None
+
+
+def psycopg_async_connection(db: Session) -> psycopg.AsyncConnection[Any] | None:
+    """The psycopg 3 asyncio connection under the session's (an async engine's session, inside
+    ``AsyncSession.run_sync``), or None."""
+    driver = db.connection().connection.driver_connection
+    return driver if isinstance(driver, psycopg.AsyncConnection) else None
 
 
 def columns_of(model: type[Base]) -> list[str]:

@@ -20,6 +20,12 @@ Rules for the flows that use it:
 - The flows expect READ COMMITTED (PostgreSQL's default): the caller's next statement sees what
   the block committed.
 
+Under :mod:`authmodels.aio` (an async engine, the flow inside ``AsyncSession.run_sync``) the
+second engine is made the same way from the async engine's: the same ``psycopg_async`` URL and
+a recreated asyncio pool, used from the flow's greenlet. Waiting for one of its connections, or
+for a row lock, is then an ``await``: the event loop serves other requests meanwhile
+(``tests/aio/test_event_loop.py`` holds the row lock from a coroutine of the same loop).
+
 When a session's whole transaction is thrown away anyway (the pytest plugin's sessions, whose
 outer transaction is rolled back at teardown, and ``authmodels demo``), set
 ``db.info[DURABLE_WRITES_KEY] = CALLER_TRANSACTION``: the block is then a SAVEPOINT of the

@@ -73,6 +73,7 @@ from authmodels.security.passwords import SCHEME_PREFIXES, hash_scheme, is_usabl
 from authmodels.services import _inputs, audit, security_events
 from authmodels.services._cooling_off import refuse_during_cooling_off
 from authmodels.services._database_errors import database_errors
+from authmodels.services._off_loop import off_loop
 from authmodels.services.durable import durable
 from authmodels.services.sessions import revoke_all_sessions
 from authmodels.services.settings import settings_for
@@ -230,7 +231,7 @@ def replace_password(
     readable = {"argon2", *hasher.legacy_schemes}
 
     for stored in [current, *former]:
-        if hash_scheme(stored) in readable and hasher.verify(stored, new_password):
+        if hash_scheme(stored) in readable and off_loop(hasher.verify, stored, new_password):
             raise PasswordReusedError(
                 f"this password was used recently (the current one or one of the last {history})"
                 ": choose another"
@@ -240,7 +241,7 @@ def replace_password(
         db.execute(_KEEP_OLD_HASH, {"id": user_id, "h": current})
     db.execute(
         _UNLOCK_AND_SET_HASH if unlock else _SET_HASH,
-        {"id": user_id, "h": hasher.hash(new_password)},
+        {"id": user_id, "h": off_loop(hasher.hash, new_password)},
     )
     revoked = revoke_all_sessions(db, user_id, reason=reason, except_session=except_session)
     audit.record(db, audit_event, user_id=user_id, details={"sessions_revoked": revoked})
@@ -373,13 +374,13 @@ def authenticate(
 
     account = db.execute(_FIND_ACCOUNT, {"email": identifier}).first()
     if account is None:
-        hasher.verify_dummy(password)
+        off_loop(hasher.verify_dummy, password)
         with durable(db) as side:
             attempt.record(side, None, LoginAttemptResult.FAILED_UNKNOWN_IDENTIFIER,
                            "unknown identifier")  # fmt: skip
         raise InvalidCredentialsError("the e-mail address or the password is wrong")
     if account.deleted:
-        hasher.verify_dummy(password)
+        off_loop(hasher.verify_dummy, password)
         _refuse_deleted(db, attempt, account.id)
 
     # the counter, committed before the password is checked
@@ -412,7 +413,7 @@ def authenticate(
         own_transaction = False
         counted = db.execute(_COUNT_ATTEMPT, count).one()
 
-    ok, new_hash = hasher.verify_and_update(counted.password_hash, password)
+    ok, new_hash = off_loop(hasher.verify_and_update, counted.password_hash, password)
     if not ok:
         with durable(db) if own_transaction else nullcontext(db) as side:
             attempt.record(side, account.id, LoginAttemptResult.FAILED_PASSWORD, "wrong password")

@@ -45,6 +45,7 @@ from sqlalchemy.orm import Session
 from authmodels.models.users import User
 from authmodels.services import _inputs, _request_limits, audit, delivery
 from authmodels.services._database_errors import database_errors
+from authmodels.services._off_loop import off_loop
 from authmodels.services.delivery import Delivery
 from authmodels.services.email_verification import VerificationLink, issue
 from authmodels.services.passwords import check_new_password
@@ -135,7 +136,7 @@ def register(
     _inputs.ip_address(ip)
     settings = settings_for(db)
     _request_limits.admit(db, "signup", email=address, ip=ip, user_id=None)
-    password_hash = settings.password_hasher.hash(chosen)  # on both paths: the same time
+    password_hash = off_loop(settings.password_hasher.hash, chosen)  # on both paths: the same time
     row = db.execute(_CREATE, {"email": address, "password_hash": password_hash}).one()
     if row.created is None:
         notice = delivery.write(

@@ -55,6 +55,12 @@ transaction pooler (migrations still run on a direct connection: a transaction p
 hold their advisory lock). PgBouncer must be installed (``apt-get install pgbouncer``); a test
 that needs it fails when it cannot start, it is never skipped.
 
+Their async counterparts, for :mod:`authmodels.aio` (``authmodels_async_engine``,
+``authmodels_async_session``, ``authmodels_app_async_engine``, ``authmodels_app_async_session``,
+``authmodels_async_fresh_engine``, ``authmodels_app_async_fresh_engine``), are described in
+:mod:`authmodels.testing.async_fixtures`: they work with pytest-asyncio in its strict and auto
+modes, or with anyio's plugin.
+
 The server: ``--authmodels-db-url`` / ``AUTHMODELS_TEST_DATABASE_URL``, else a testcontainers
 PostgreSQL when Docker answers (``--authmodels-no-docker`` skips that), else an embedded PostgreSQL
 in a temporary folder. Key rings: ``AUTHMODELS_HASH_KEYS`` and ``AUTHMODELS_ENCRYPTION_KEYS`` are
@@ -92,6 +98,14 @@ from sqlalchemy.orm import Session
 from authmodels import config as am_config
 from authmodels.db import create_db_engine
 from authmodels.services.durable import CALLER_TRANSACTION, DURABLE_WRITES_KEY
+from authmodels.testing.async_fixtures import (
+    authmodels_app_async_engine,
+    authmodels_app_async_fresh_engine,
+    authmodels_app_async_session,
+    authmodels_async_engine,
+    authmodels_async_fresh_engine,
+    authmodels_async_session,
+)
 from authmodels.testing.database import (
     TEST_URL_VAR,
     TestServer,
@@ -483,4 +497,17 @@ def null_pool_engine(url: URL, **kwargs: Any) -> Engine:
     return create_db_engine(url, poolclass=pool.NullPool, **kwargs)
 
 
-__all__ = ["PgBouncer", "SoftHsm", "TestKeys", "TestRoles", "null_pool_engine", "url_database"]
+__all__ = [
+    "PgBouncer",
+    "SoftHsm",
+    "TestKeys",
+    "TestRoles",
+    "authmodels_app_async_engine",
+    "authmodels_app_async_fresh_engine",
+    "authmodels_app_async_session",
+    "authmodels_async_engine",
+    "authmodels_async_fresh_engine",
+    "authmodels_async_session",
+    "null_pool_engine",
+    "url_database",
+]

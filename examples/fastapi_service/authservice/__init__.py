@@ -1,0 +1,1 @@
+"""authservice: a small FastAPI service on authmodels' async API (see ../README.md)."""
