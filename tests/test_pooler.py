@@ -9,6 +9,7 @@ Every public flow runs through it too: ``tests/services/test_production_roles.py
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import threading
@@ -20,13 +21,22 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Session
 
 from authmodels import errors, rls
-from authmodels.db import POOLER_VAR, create_db_engine, pooler_of
+from authmodels.aio import sessions as aio_sessions
+from authmodels.db import (
+    POOLER_VAR,
+    async_session_factory,
+    create_async_db_engine,
+    create_db_engine,
+    pooler_of,
+)
 from authmodels.migrations import alembic_config
 from authmodels.retention import load_policies, purge, select_policies
 from authmodels.services import FlowSettings, passwords, sessions, use_settings
+from authmodels.services.settings import SETTINGS_KEY
 from authmodels.testing.database import TestServer
 from authmodels.testing.factories import (
     TEST_PASSWORD_HASHER,
@@ -137,6 +147,61 @@ def test_the_hot_path_needs_prepared_statements_off_behind_the_pooler(
     assert broken and all("prepared statement" in failure for failure in broken), broken[:3]
     for engine in _engine(url, pool_size=8, max_overflow=0):  # detected
         assert _validate_in_threads(engine, settings, issued.session_token) == []
+
+
+async def _validate_concurrently(
+    engine: AsyncEngine, settings: FlowSettings, token: str
+) -> list[str]:
+    """8 coroutines, each on a connection of its own, 25 validations each, each in a
+    transaction of its own; the errors seen."""
+    failures: list[str] = []
+    Db = async_session_factory(engine)
+    Db.configure(info={SETTINGS_KEY: settings})
+
+    async def worker() -> None:
+        for _ in range(25):
+            async with Db() as db:
+                try:
+                    await aio_sessions.validate_session(db, token)
+                    await db.commit()
+                except DBAPIError as exc:
+                    failures.append(str(exc.orig).splitlines()[0])
+                except psycopg.Error as exc:  # the fast path's own statements
+                    failures.append(str(exc).splitlines()[0])
+
+    await asyncio.gather(*(worker() for _ in range(8)))
+    await engine.dispose()
+    return failures
+
+
+@pytest.mark.asyncio
+async def test_async_engines_detect_the_pooler_too(
+    authmodels_pgbouncer: PgBouncer,
+    authmodels_fresh_database: URL,
+    authmodels_fresh_engine: Engine,
+    settings: FlowSettings,
+) -> None:
+    """An async engine through the pooler turns prepared statements off like a sync one (the
+    hot path prepares on the asyncio connection too); declared ``direct``, it breaks."""
+    with Session(authmodels_fresh_engine, expire_on_commit=False) as owner:
+        use_settings(owner, settings)
+        ada = UserFactory(owner)()
+        issued = sessions.create_session(owner, ada, ttl=timedelta(hours=1))
+        owner.commit()
+    url = authmodels_pgbouncer.url(authmodels_fresh_database)
+    wrong = create_async_db_engine(url, pool_size=8, max_overflow=0, pooler="direct")
+    broken = await _validate_concurrently(wrong, settings, issued.session_token)
+    assert broken and all("prepared statement" in failure for failure in broken), broken[:3]
+    detected = create_async_db_engine(url, pool_size=8, max_overflow=0)
+    async with detected.connect() as conn:
+        assert await conn.run_sync(pooler_of) == "transaction"
+        raw = (await conn.get_raw_connection()).driver_connection
+        assert raw is not None and raw.prepare_threshold is None
+    assert await _validate_concurrently(detected, settings, issued.session_token) == []
+    direct = create_async_db_engine(authmodels_fresh_database, pooler=None)
+    async with direct.connect() as conn:
+        assert await conn.run_sync(pooler_of) == "direct"
+    await direct.dispose()
 
 
 # --- what a transaction pooler cannot do ------------------------------------------------------

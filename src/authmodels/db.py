@@ -47,6 +47,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import Pool
+from sqlalchemy.util.concurrency import await_only
 
 from authmodels.config import DATABASE_URL_VARS, HOME_VAR, Settings
 from authmodels.errors import (
@@ -351,10 +352,14 @@ def configure_pooler(engine: Engine, pooler: str | None = None) -> None:
 
     @event.listens_for(engine, "connect")
     def _record_pooler(dbapi_connection: Any, record: Any) -> None:
-        mode = _detect_pooler(dbapi_connection) if chosen == "detect" else chosen
+        # psycopg's own connection: sync, or asyncio under an AsyncEngine's adapter
+        driver = record.driver_connection
+        mode = _detect_pooler(driver) if chosen == "detect" else chosen
         record.info[POOLER_KEY] = mode
-        if mode == "transaction" and isinstance(dbapi_connection, psycopg.Connection):
-            dbapi_connection.prepare_threshold = None
+        if mode == "transaction" and isinstance(
+            driver, psycopg.Connection | psycopg.AsyncConnection
+        ):
+            driver.prepare_threshold = None
 
 
 def pooler_of(connection: Connection) -> str:
@@ -367,8 +372,7 @@ def pooler_of(connection: Connection) -> str:
     if POOLER_KEY not in info:
         mode = _pooler_setting(None)
         if mode == "detect":
-            raw = connection.connection.driver_connection
-            mode = _detect_pooler(raw) if isinstance(raw, psycopg.Connection) else "direct"
+            mode = _detect_pooler(connection.connection.driver_connection)
         info[POOLER_KEY] = mode
     return str(info[POOLER_KEY])
 
@@ -405,16 +409,33 @@ def _pooler_setting(pooler: str | None) -> str:
     return pooler
 
 
-def _detect_pooler(dbapi_connection: Any) -> str:
-    if not isinstance(dbapi_connection, psycopg.Connection):
+def _detect_pooler(driver: Any) -> str:
+    if isinstance(driver, psycopg.AsyncConnection):
+        # an AsyncEngine's events and run_sync callers run inside SQLAlchemy's greenlet bridge
+        return await_only(_detect_pooler_async(driver))
+    if not isinstance(driver, psycopg.Connection):
         return "direct"
-    given = dbapi_connection.info.backend_pid
-    idle = dbapi_connection.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
-    with dbapi_connection.cursor() as cursor:
-        cursor.execute("SELECT pg_backend_pid()", prepare=False)
+    given = driver.info.backend_pid
+    idle = driver.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    with driver.cursor() as cursor:
+        cursor.execute(_BACKEND_PID, prepare=False)
         row = cursor.fetchone()
-    if idle and not dbapi_connection.autocommit:
-        dbapi_connection.rollback()  # hand the server connection back to the pooler
+    if idle and not driver.autocommit:
+        driver.rollback()  # hand the server connection back to the pooler
+    return "direct" if row is not None and row[0] == given else "transaction"
+
+
+_BACKEND_PID = "SELECT pg_backend_pid()"
+
+
+async def _detect_pooler_async(driver: psycopg.AsyncConnection[Any]) -> str:
+    given = driver.info.backend_pid
+    idle = driver.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    async with driver.cursor() as cursor:
+        await cursor.execute(_BACKEND_PID, prepare=False)
+        row = await cursor.fetchone()
+    if idle and not driver.autocommit:
+        await driver.rollback()
     return "direct" if row is not None and row[0] == given else "transaction"
 
 
@@ -464,25 +485,32 @@ def async_sqlalchemy_url(url: str | URL, *, source: str | None = None) -> URL:
     return sqlalchemy_url(url, source=source).set(drivername=ASYNC_DRIVER)
 
 
-def create_async_db_engine(url: str | URL | None = None, **kwargs: Any) -> AsyncEngine:
+def create_async_db_engine(
+    url: str | URL | None = None, *, pooler: str | None = None, **kwargs: Any
+) -> AsyncEngine:
     """Create an :class:`~sqlalchemy.ext.asyncio.AsyncEngine` on psycopg 3's asyncio driver.
 
     The URL is resolved as :func:`create_db_engine` resolves it (argument, environment, the
-    embedded server); ``pool_pre_ping`` is on. Use it with :mod:`authmodels.aio`.
+    embedded server); ``pool_pre_ping`` is on; a transaction-mode pooler is detected or declared
+    as for :func:`create_db_engine` (:func:`configure_pooler`: server-side prepared statements
+    off behind one). Use it with :mod:`authmodels.aio`.
 
     Args:
         url: database URL; resolved with :func:`resolve_url` when None.
+        pooler: one of :data:`POOLERS`; None reads ``AUTHMODELS_POOLER`` (default ``"detect"``).
         **kwargs: passed to :func:`sqlalchemy.ext.asyncio.create_async_engine`.
 
     Raises:
-        ConfigurationError: the URL is not a PostgreSQL URL, or ``greenlet`` is missing
-            (install ``authmodels[async]``).
+        ConfigurationError: the URL is not a PostgreSQL URL, ``pooler`` is not one of
+            :data:`POOLERS`, or ``greenlet`` is missing (install ``authmodels[async]``).
     """
     from sqlalchemy.ext.asyncio import create_async_engine
 
     require_greenlet()
     kwargs.setdefault("pool_pre_ping", True)
-    return create_async_engine(async_sqlalchemy_url(resolve_url(url)), **kwargs)
+    engine = create_async_engine(async_sqlalchemy_url(resolve_url(url)), **kwargs)
+    configure_pooler(engine.sync_engine, pooler)
+    return engine
 
 
 def async_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
