@@ -13,10 +13,11 @@ import pytest
 from psycopg import sql
 from sqlalchemy import Engine, create_engine, func, select, text
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Session
 
 from authmodels import rls
-from authmodels.db import EmbeddedServer, libpq_url, sqlalchemy_url
+from authmodels.db import EmbeddedServer, libpq_url, pooler_of, sqlalchemy_url
 from authmodels.models import User
 from authmodels.security.hashing import TokenHasher
 from authmodels.testing.factories import (
@@ -377,3 +378,22 @@ def test_app_fixtures_work_on_a_server_given_by_url_that_checks_passwords(
         assert left == (0, 0)
     finally:
         server.stop()
+
+
+@pytest.mark.asyncio
+async def test_engine_fixtures_connect_where_the_options_say(
+    request: pytest.FixtureRequest,
+    authmodels_engine: Engine,
+    authmodels_app_engine: Engine,
+    authmodels_async_engine: AsyncEngine,
+    authmodels_app_async_engine: AsyncEngine,
+) -> None:
+    """Directly, or through PgBouncer in transaction mode with ``--authmodels-pgbouncer``
+    (``tests/test_pooler.py`` runs this file so), sync and async alike."""
+    expected = "transaction" if request.config.getoption("--authmodels-pgbouncer") else "direct"
+    for engine in (authmodels_engine, authmodels_app_engine):
+        with engine.connect() as conn:
+            assert pooler_of(conn) == expected
+    for async_engine in (authmodels_async_engine, authmodels_app_async_engine):
+        async with async_engine.connect() as aconn:
+            assert await aconn.run_sync(pooler_of) == expected

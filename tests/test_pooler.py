@@ -359,12 +359,13 @@ def _failures(engine: Engine, email: str) -> int:
 
 
 def test_the_plugin_fixtures_run_through_the_pooler(authmodels_server_url: URL) -> None:
-    """A downstream suite run with ``--authmodels-pgbouncer``: every engine fixture goes
-    through PgBouncer, and the isolation the fixtures promise holds there."""
+    """A downstream suite run with ``--authmodels-pgbouncer``: every engine fixture, sync and
+    async, goes through PgBouncer, and the isolation the fixtures promise holds there."""
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--authmodels-pgbouncer",
          f"--authmodels-db-url={authmodels_server_url.render_as_string(hide_password=False)}",
-         "tests/test_plugin.py", "-k", "not slow and not password_server"],
+         "tests/test_plugin.py", "tests/aio/test_flows.py",
+         "tests/aio/test_rls_locking_retention.py", "-k", "not slow and not password_server"],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]

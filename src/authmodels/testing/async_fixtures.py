@@ -69,31 +69,40 @@ def _engine(url: URL) -> AsyncEngine:
 
 
 @pytest.fixture(scope="session")
-def authmodels_async_engine(authmodels_database_url: URL) -> AsyncEngine:
-    """AsyncEngine (``postgresql+psycopg_async``, no pooling) on the run's shared test database."""
-    return _engine(authmodels_database_url)
+def authmodels_async_engine(
+    authmodels_database_url: URL, authmodels_connect_url: Callable[[URL], URL]
+) -> AsyncEngine:
+    """AsyncEngine (``postgresql+psycopg_async``, no pooling) on the run's shared test database
+    (through PgBouncer with ``--authmodels-pgbouncer``, as every engine fixture)."""
+    return _engine(authmodels_connect_url(authmodels_database_url))
 
 
 @pytest.fixture(scope="session")
 def authmodels_app_async_engine(
-    authmodels_database_url: URL, authmodels_roles: TestRoles
+    authmodels_database_url: URL,
+    authmodels_roles: TestRoles,
+    authmodels_connect_url: Callable[[URL], URL],
 ) -> AsyncEngine:
     """AsyncEngine on the run's shared test database, connected as the login role."""
-    return _engine(authmodels_roles.url(authmodels_database_url))
+    return _engine(authmodels_connect_url(authmodels_roles.url(authmodels_database_url)))
 
 
 @pytest.fixture
-def authmodels_async_fresh_engine(authmodels_fresh_database: URL) -> Iterator[AsyncEngine]:
+def authmodels_async_fresh_engine(
+    authmodels_fresh_database: URL, authmodels_connect_url: Callable[[URL], URL]
+) -> Iterator[AsyncEngine]:
     """AsyncEngine on :func:`authmodels_fresh_database` (each checkout a real connection)."""
-    yield _engine(authmodels_fresh_database)
+    yield _engine(authmodels_connect_url(authmodels_fresh_database))
 
 
 @pytest.fixture
 def authmodels_app_async_fresh_engine(
-    authmodels_fresh_database: URL, authmodels_roles: TestRoles
+    authmodels_fresh_database: URL,
+    authmodels_roles: TestRoles,
+    authmodels_connect_url: Callable[[URL], URL],
 ) -> Iterator[AsyncEngine]:
     """AsyncEngine as the login role on :func:`authmodels_fresh_database`."""
-    yield _engine(authmodels_roles.url(authmodels_fresh_database))
+    yield _engine(authmodels_connect_url(authmodels_roles.url(authmodels_fresh_database)))
 
 
 @_async_fixture
