@@ -43,7 +43,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from authmodels.db import create_async_db_engine
-from authmodels.services.durable import CALLER_TRANSACTION, DURABLE_WRITES_KEY
+from authmodels.testing.database import rolled_back_session_options
 from authmodels.testing.roles import TestRoles
 
 try:
@@ -139,14 +139,7 @@ async def rolled_back_async_session(engine: AsyncEngine) -> AsyncIterator[AsyncS
     (the code in the block may commit: a commit releases a SAVEPOINT)."""
     async with engine.connect() as connection:
         transaction = await connection.begin()
-        session = AsyncSession(
-            bind=connection,
-            join_transaction_mode="create_savepoint",
-            expire_on_commit=False,
-            # the flows' own-transaction writes (refusals) become SAVEPOINTs: they see the
-            # test's rows and are rolled back with them
-            info={DURABLE_WRITES_KEY: CALLER_TRANSACTION},
-        )
+        session = AsyncSession(bind=connection, **rolled_back_session_options())
         try:
             yield session
         finally:

@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -27,6 +28,7 @@ from sqlalchemy.engine import URL, make_url
 
 from authmodels.db import EmbeddedServer, libpq_url, sqlalchemy_url
 from authmodels.errors import ConfigurationError
+from authmodels.services.durable import CALLER_TRANSACTION, DURABLE_WRITES_KEY
 
 _log = logging.getLogger(__name__)
 
@@ -161,3 +163,14 @@ def url_database(url: str | URL) -> str:
     if not name:
         raise ConfigurationError(f"{url!s} names no database")
     return name
+
+
+def rolled_back_session_options() -> dict[str, Any]:
+    """How a test's session joins the transaction rolled back at teardown (sync and async): a
+    commit in the code under test releases a SAVEPOINT, and the flows' own-transaction writes
+    (refusals) become SAVEPOINTs too, which see the test's rows and are rolled back with them."""
+    return {
+        "join_transaction_mode": "create_savepoint",
+        "expire_on_commit": False,
+        "info": {DURABLE_WRITES_KEY: CALLER_TRANSACTION},
+    }

@@ -97,7 +97,6 @@ from sqlalchemy.orm import Session
 
 from authmodels import config as am_config
 from authmodels.db import create_db_engine
-from authmodels.services.durable import CALLER_TRANSACTION, DURABLE_WRITES_KEY
 from authmodels.testing.async_fixtures import (
     authmodels_app_async_engine,
     authmodels_app_async_fresh_engine,
@@ -110,6 +109,7 @@ from authmodels.testing.database import (
     TEST_URL_VAR,
     TestServer,
     resolve_test_server,
+    rolled_back_session_options,
     temporary_database,
     unique_name,
     url_database,
@@ -367,14 +367,7 @@ def authmodels_session(authmodels_engine: Engine) -> Iterator[Session]:
 def _rolled_back_session(engine: Engine) -> Iterator[Session]:
     connection = engine.connect()
     transaction = connection.begin()
-    session = Session(
-        bind=connection,
-        join_transaction_mode="create_savepoint",
-        expire_on_commit=False,
-        # the flows' own-transaction writes (refusals) become SAVEPOINTs: they see the test's
-        # rows and are rolled back with them
-        info={DURABLE_WRITES_KEY: CALLER_TRANSACTION},
-    )
+    session = Session(bind=connection, **rolled_back_session_options())
     try:
         yield session
     finally:
