@@ -103,7 +103,7 @@ def alembic_config(
 
 
 def packaged_head() -> str:
-    """The head revision of the packaged chain (``0028_owner_maintenance``...)."""
+    """The head revision of the packaged chain (``0035_replica_revocations`` today)."""
     from alembic.script import ScriptDirectory
 
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
