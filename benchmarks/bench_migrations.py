@@ -210,7 +210,8 @@ def _probe_loop(
             params["id"] = conn.execute(find_id).fetchone()[0]  # type: ignore[index]
         ready.set()
         next_at = time.monotonic()
-        while not stop.is_set():
+        parent = os.getppid()
+        while not stop.is_set() and os.getppid() == parent:  # ends with the benchmark
             started = time.monotonic()
             error = None
             try:
@@ -372,6 +373,7 @@ def _run(url: URL, until: str | None, probe_timeout: float, report: dict[str, An
             started = time.monotonic()
             command.upgrade(cfg, revision)
             windows.append((revision, started, time.monotonic()))
+            print(f"  {revision:<30} {windows[-1][2] - started:9.1f} s", flush=True)
     probes = prober.results()
 
     print(f"\n{'revision':<30} {'seconds':>9} {'max probe wait':>15} {'probes':>7} {'errors':>7}")
