@@ -28,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar, cast
 
 import psycopg
+from psycopg.pq import TransactionStatus
 from sqlalchemy import TextClause, inspect, text
 from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
 from sqlalchemy.orm import Session, configure_mappers
@@ -81,6 +82,34 @@ class Statement:
             db.execute(text(f"SAVEPOINT {savepoint}"))
         row = db.execute(self.clause, params).first()
         return None if row is None else tuple(row)
+
+    def first_alone(self, db: Session, params: Mapping[str, Any]) -> Sequence[Any] | None:
+        """Execute as a transaction of its own when the session has none open: one round trip.
+
+        When the session's connection has no transaction in progress (its first statement, or
+        after a commit), the statement runs in autocommit -- no ``BEGIN``, no ``COMMIT``: what it
+        writes is committed when it returns, whatever the caller does afterwards -- and the
+        connection is left as it was (psycopg switches autocommit without a round trip; the
+        session's later statements start a transaction as usual). Inside an open transaction
+        it runs in that transaction, like :meth:`first`.
+
+        Args:
+            db: the session.
+            params: the bind parameters.
+        """
+        driver = psycopg_connection(db)
+        if driver is None or driver.autocommit:
+            return self.first(db, params)
+        if driver.info.transaction_status != TransactionStatus.IDLE:
+            return self.first(db, params)
+        prepare = None if driver.prepare_threshold is None else True
+        driver.autocommit = True
+        try:
+            with driver.cursor() as cursor:
+                cursor.execute(self.psycopg_sql, params, prepare=prepare)
+                return cursor.fetchone()
+        finally:
+            driver.autocommit = False
 
 
 def psycopg_connection(db: Session) -> psycopg.Connection[Any] | None:
