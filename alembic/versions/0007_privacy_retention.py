@@ -25,6 +25,7 @@ from authmodels.revision_ops import (
     NIL_UUID,
     backfill_computed,
     batched,
+    create_catch_up_index,
     fill_computed_now,
     finish_not_null,
     prepare_not_null,
@@ -229,6 +230,10 @@ def upgrade() -> None:
         apply,
     )
     prepare_not_null("device_flows", "retention_expires_at")
+
+    # The sessions written since the backfill, found under the lock below without a scan
+    # (online only); the index goes with the raw columns its condition names.
+    create_catch_up_index("sessions", fill["where"])
 
     # The revision's final transaction. Writers wait (readers do not) while sessions written
     # since the backfill are hashed; then the raw columns go, instantly.

@@ -438,6 +438,46 @@ def drop_index_concurrently(name: str) -> None:
         op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {SCHEMA}.{name}")
 
 
+def create_catch_up_index(table: str, where: str) -> None:
+    """A temporary partial index over the rows a catch-up under a lock must find (online only).
+
+    A catch-up that runs under a lock keeping writers out (``fill_computed_now`` after ``LOCK
+    TABLE ... IN SHARE ROW EXCLUSIVE MODE``) looks for the few rows written since the backfill
+    with a condition such as ``token_hash_keyed IS NULL``; without an index that is a scan of
+    the whole table, and writers wait for all of it (over a second at a million rows). This
+    index, ``ix_<table>_catch_up`` on ``id WHERE <where>``, is built concurrently (writers keep
+    flowing; it holds only the rows not converted yet, a handful after the backfill), so that
+    the catch-up finds its rows through it. Drop it after the catch-up with
+    :func:`drop_catch_up_index`, or let the revision drop it with a column its condition names.
+
+    Offline nothing is rendered: like the catch-up it serves, it needs the data, and it leaves
+    nothing behind.
+    """
+    if is_offline():
+        return
+    name = f"ix_{table}_catch_up"
+    with op.get_context().autocommit_block():
+        if _index_is_invalid(name):
+            op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {SCHEMA}.{name}")
+        op.execute(
+            f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON {SCHEMA}.{table} (id) WHERE {where}"
+        )
+
+
+def drop_catch_up_index(table: str) -> None:
+    """Drop :func:`create_catch_up_index`'s index, concurrently (online only)."""
+    if not is_offline():
+        drop_index_concurrently(f"ix_{table}_catch_up")
+
+
+@contextmanager
+def catch_up_index(table: str, where: str) -> Iterator[None]:
+    """:func:`create_catch_up_index` before the block, :func:`drop_catch_up_index` after it."""
+    create_catch_up_index(table, where)
+    yield
+    drop_catch_up_index(table)
+
+
 # --- NOT NULL and foreign keys without long exclusive locks ----------------------------------
 
 #: Reason given to squawk where a recipe drops a constraint before adding it again.
@@ -1026,12 +1066,15 @@ __all__ = [
     "allow_data_loss",
     "backfill_computed",
     "batched",
+    "catch_up_index",
     "column_exists",
     "constraint_exists",
+    "create_catch_up_index",
     "create_index_concurrently",
     "create_partitioned_index_concurrently",
     "create_write_log",
     "drain_write_log",
+    "drop_catch_up_index",
     "drop_index_concurrently",
     "drop_write_log",
     "explicit_transaction",
