@@ -374,7 +374,10 @@ def validate_session_alone(db: Session, token: str, *, dpop_jkt: str | None = No
     transaction open -- a ``Session`` made for the request, before its first query -- that
     statement runs on its own in autocommit: no ``BEGIN``, no ``COMMIT``, one round trip, and
     the touch is committed when this returns, whatever the request does afterwards. Inside an
-    open transaction it runs in that transaction.
+    open transaction it runs in that transaction. This needs psycopg 3's synchronous
+    connection under the session: on another driver (an ``AsyncSession`` through ``run_sync``
+    included) the statement runs in a transaction of the session's, and the touch is kept only
+    if the caller commits.
 
     Under row-level security the lookup happens before the user is known: connect as a role
     registered with ``auth.grant_service_role`` (a pool of its own for validations), or call it
