@@ -365,6 +365,7 @@ _VALIDATE_AND_TOUCH = Statement(
 _LAST_ACTIVITY = _SESSION_COLUMNS.index("last_activity_at")
 
 
+@database_errors
 def validate_session_alone(db: Session, token: str, *, dpop_jkt: str | None = None) -> SessionModel:
     """:func:`validate_session` in one round trip to the server: for a web request's dependency.
 
