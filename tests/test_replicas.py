@@ -117,6 +117,7 @@ def test_sessions_access_tokens_and_api_keys_validate_on_the_replica(app: App) -
         assert sessions.validate_session(db, issued.session_token).user_id == ada.id
         assert tokens.validate_access_token(db, access.token).user_id == ada.id
         assert api_keys.authenticate(db, key.key, scopes=["read"]).user_id == ada.id
+        assert sessions.validate_session_alone(db, issued.session_token).user_id == ada.id
 
 
 def test_the_touches_of_a_lookup_on_the_replica_land_on_the_primary(app: App) -> None:

@@ -25,6 +25,7 @@ from authmodels.revision_ops import (
     add_check_not_valid,
     add_foreign_key,
     backfill_computed,
+    catch_up_index,
     create_index_concurrently,
     drop_index_concurrently,
     fill_computed_now,
@@ -141,9 +142,10 @@ def upgrade() -> None:
     ]:
         op.execute(f"ALTER TABLE auth.{table} ADD COLUMN IF NOT EXISTS {column}")
 
+    # page by page: the same rows and digests (docs/benchmarks.md, "Migrations on a large database")
     for table in LEGACY:
-        backfill_computed(table, **_legacy_fill(table, hasher))
-    backfill_computed("access_tokens", **_access_fill(hasher))
+        backfill_computed(table, **_legacy_fill(table, hasher), walk_pages=True)
+    backfill_computed("access_tokens", **_access_fill(hasher), walk_pages=True)
     _redact_quarantine(hasher)
 
     for name, (table, column, where) in LEGACY_INDEXES.items():
@@ -160,7 +162,8 @@ def upgrade() -> None:
     add_foreign_key("access_tokens", "rotated_from", "access_tokens", ondelete="SET NULL")
 
     for table, legacy in LEGACY.items():
-        with step():
+        # the rows written since the backfill, found under the lock without a scan (online only)
+        with catch_up_index(table, _legacy_fill(table, hasher)["where"]), step():
             # Writers wait (readers do not) while rows written since the backfill are converted
             # and the checks start applying to new rows.
             op.execute(f"LOCK TABLE auth.{table} IN SHARE ROW EXCLUSIVE MODE")
@@ -175,7 +178,7 @@ def upgrade() -> None:
         prepare_not_null(table, f"{legacy[0]}_keyed", check_added=True)
         with step():
             validate_constraint(table, f"ck_{table}_digest_scheme_known")
-    with step():
+    with catch_up_index("access_tokens", _access_fill(hasher)["where"]), step():
         op.execute("LOCK TABLE auth.access_tokens IN SHARE ROW EXCLUSIVE MODE")
         fill_computed_now("access_tokens", **_access_fill(hasher))
         add_check_not_valid(

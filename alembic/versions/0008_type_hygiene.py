@@ -22,6 +22,7 @@ from alembic import op
 from authmodels.revision_ops import (
     IndexSpec,
     add_check_not_valid,
+    catch_up_index,
     finish_swap,
     quarantine_statement,
     refuse,
@@ -243,7 +244,10 @@ def upgrade() -> None:
             )
 
     for check in CHECKS:
-        with step():
+        # the rows that break the check, found under the lock without a scan of the table
+        # (online only): a partial index over them, built concurrently before the lock
+        violations = f"NOT ({check.condition.format(t='')})"
+        with catch_up_index(check.table, violations), step():
             # Writers wait (readers do not) while the rows that break the check are moved out
             # and the check starts applying to new rows.
             op.execute(f"LOCK TABLE auth.{check.table} IN SHARE ROW EXCLUSIVE MODE")

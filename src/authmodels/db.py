@@ -647,6 +647,7 @@ REPLICA_OF_KEY = "authmodels.db.replica_of"
 #: replica's transaction (their touch and their refusals' records go to the primary).
 REPLICA_FLOWS = (
     "sessions.validate_session",
+    "sessions.validate_session_alone",
     "tokens.validate_access_token",
     "api_keys.authenticate",
 )

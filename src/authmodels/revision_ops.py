@@ -213,12 +213,36 @@ class BackfillReport:
     seconds: float = 0.0
 
 
+@dataclass(frozen=True)
+class PageWalk:
+    """How :func:`batched` walks a table in physical order (page ranges) instead of by key.
+
+    A walk by key over a random key (a UUID) reaches the rows of each batch through the primary
+    key, on pages spread over the whole table: once the table and its indexes outgrow
+    ``shared_buffers``, nearly every row read is a buffer miss and nearly every page written is
+    evicted dirty by the backend itself, written again after each checkpoint with a full-page
+    image (``docs/benchmarks.md``, "Why 0002 grew faster than its data"). A walk by page range
+    reads each page once, in order: the work grows with the table, not faster.
+
+    Attributes:
+        table: the table in schema ``auth``.
+        select: a SELECT over ``auth.<table>`` whose first column is the key, with ``{pages}``
+            in its WHERE clause, where the walk puts the batch's page range (a ``ctid`` range:
+            PostgreSQL's TID range scan). It selects the same rows as the key walk's SELECT,
+            without the key condition, order and limit.
+    """
+
+    table: str
+    select: str
+
+
 def batched(
     select_batch: str,
     apply_batch: Callable[[Connection, Sequence[Any]], None],
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
     params: dict[str, Any] | None = None,
+    walk: PageWalk | None = None,
 ) -> BackfillReport:
     """Run a backfill in short transactions, walking the table by key (keyset pagination).
 
@@ -229,6 +253,13 @@ def batched(
     Alembic's autocommit block, so no lock outlives a batch and a crash loses at most one batch
     (the revision is re-run from the start, and every backfill is written to be idempotent).
 
+    With ``walk`` the table is walked in physical order instead (:class:`PageWalk`): each batch
+    is the rows ``walk.select`` finds in a range of pages holding about ``batch_size`` rows, up
+    to the table's last page when the walk started. A row that a concurrent update moves behind
+    the walk, like a row written after it, is left to the revision's catch-up (the statement it
+    runs under its lock, or a later pass): a walk converts what it finds and is idempotent.
+    ``select_batch`` is then what offline mode renders (the same rows, selected by key).
+
     In offline mode (``--sql``) nothing runs: the backfill needs the data.
     """
     report = BackfillReport()
@@ -236,24 +267,78 @@ def batched(
         op.execute(f"-- batched backfill runs online only: {select_batch.splitlines()[0]}")
         return report
     started = time.perf_counter()
-    after: Any = None
     with op.get_context().autocommit_block():
         bind = op.get_bind()
-        while True:
-            with explicit_transaction(bind):
-                rows = bind.execute(
-                    text(select_batch), {"after": after, "limit": batch_size, **(params or {})}
-                ).all()
-                if not rows:
-                    break
-                apply_batch(bind, rows)
-            after = rows[-1][0]
-            report.rows += len(rows)
-            report.batches += 1
-            if len(rows) < batch_size:
-                break
+        if walk is not None:
+            _walk_pages(bind, walk, apply_batch, batch_size, params or {}, report)
+        else:
+            _walk_keys(bind, select_batch, apply_batch, batch_size, params or {}, report)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _walk_keys(
+    bind: Connection,
+    select_batch: str,
+    apply_batch: Callable[[Connection, Sequence[Any]], None],
+    batch_size: int,
+    params: dict[str, Any],
+    report: BackfillReport,
+) -> None:
+    after: Any = None
+    while True:
+        with explicit_transaction(bind):
+            rows = bind.execute(
+                text(select_batch), {"after": after, "limit": batch_size, **params}
+            ).all()
+            if not rows:
+                break
+            apply_batch(bind, rows)
+        after = rows[-1][0]
+        report.rows += len(rows)
+        report.batches += 1
+        if len(rows) < batch_size:
+            break
+
+
+#: Rows per page assumed when the table has never been analysed (a narrow row of ~150 bytes).
+_ROWS_PER_PAGE_UNKNOWN = 50
+
+
+def _walk_pages(
+    bind: Connection,
+    walk: PageWalk,
+    apply_batch: Callable[[Connection, Sequence[Any]], None],
+    batch_size: int,
+    params: dict[str, Any],
+    report: BackfillReport,
+) -> None:
+    pages, rows_per_page = bind.execute(
+        text(
+            "SELECT pg_relation_size(c.oid) / current_setting('block_size')::int, "
+            "CASE WHEN c.reltuples > 0 AND c.relpages > 0 THEN c.reltuples / c.relpages END "
+            "FROM pg_class AS c WHERE c.oid = CAST(:t AS regclass)"
+        ),
+        {"t": f"{SCHEMA}.{walk.table}"},
+    ).one()
+    step = max(1, int(batch_size // (rows_per_page or _ROWS_PER_PAGE_UNKNOWN)))
+    select = text(
+        walk.select.replace(
+            "{pages}", "ctid >= CAST(:first_page AS tid) AND ctid < CAST(:end_page AS tid)"
+        )
+    )
+    for first in range(0, int(pages), step):
+        with explicit_transaction(bind):
+            rows = bind.execute(
+                select, {"first_page": f"({first},0)", "end_page": f"({first + step},0)", **params}
+            ).all()
+            if rows:
+                # in key order, as a key walk gives them: a statement that reaches them with
+                # ``key = ANY(:keys)`` in a nested loop sorts that array on every probe, which
+                # costs nothing when it is sorted already
+                apply_batch(bind, sorted(rows, key=lambda row: row[0]))
+        report.rows += len(rows)
+        report.batches += 1
 
 
 # --- indexes built without blocking writes ----------------------------------------------------
@@ -351,6 +436,46 @@ def drop_index_concurrently(name: str) -> None:
     """``DROP INDEX CONCURRENTLY IF EXISTS`` outside the revision's transaction."""
     with op.get_context().autocommit_block():
         op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {SCHEMA}.{name}")
+
+
+def create_catch_up_index(table: str, where: str) -> None:
+    """A temporary partial index over the rows a catch-up under a lock must find (online only).
+
+    A catch-up that runs under a lock keeping writers out (``fill_computed_now`` after ``LOCK
+    TABLE ... IN SHARE ROW EXCLUSIVE MODE``) looks for the few rows written since the backfill
+    with a condition such as ``token_hash_keyed IS NULL``; without an index that is a scan of
+    the whole table, and writers wait for all of it (over a second at a million rows). This
+    index, ``ix_<table>_catch_up`` on ``id WHERE <where>``, is built concurrently (writers keep
+    flowing; it holds only the rows not converted yet, a handful after the backfill), so that
+    the catch-up finds its rows through it. Drop it after the catch-up with
+    :func:`drop_catch_up_index`, or let the revision drop it with a column its condition names.
+
+    Offline nothing is rendered: like the catch-up it serves, it needs the data, and it leaves
+    nothing behind.
+    """
+    if is_offline():
+        return
+    name = f"ix_{table}_catch_up"
+    with op.get_context().autocommit_block():
+        if _index_is_invalid(name):
+            op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {SCHEMA}.{name}")
+        op.execute(
+            f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON {SCHEMA}.{table} (id) WHERE {where}"
+        )
+
+
+def drop_catch_up_index(table: str) -> None:
+    """Drop :func:`create_catch_up_index`'s index, concurrently (online only)."""
+    if not is_offline():
+        drop_index_concurrently(f"ix_{table}_catch_up")
+
+
+@contextmanager
+def catch_up_index(table: str, where: str) -> Iterator[None]:
+    """:func:`create_catch_up_index` before the block, :func:`drop_catch_up_index` after it."""
+    create_catch_up_index(table, where)
+    yield
+    drop_catch_up_index(table)
 
 
 # --- NOT NULL and foreign keys without long exclusive locks ----------------------------------
@@ -534,12 +659,15 @@ def backfill_computed(
     where: str = "true",
     key: str = "id",
     batch_size: int | None = None,
+    walk_pages: bool = False,
 ) -> BackfillReport:
     """Fill ``targets`` of ``auth.<table>`` from ``sources``, computing each value in Python.
 
     The table is walked by ``key`` (a UUID) in batches, each in its own short transaction; each
     batch is one ``UPDATE ... FROM unnest(:keys, :values...)``. Idempotent: ``where`` should
-    exclude rows already done (``target IS NULL``), so a re-run only does what is left.
+    exclude rows already done (``target IS NULL``), so a re-run only does what is left. With
+    ``walk_pages`` the table is walked in physical order instead (:class:`PageWalk`: the same
+    rows and values, read page by page; offline the key walk is rendered as before).
 
     Args:
         table: table name in schema ``auth``.
@@ -549,6 +677,7 @@ def backfill_computed(
         where: SQL condition selecting the rows to fill.
         key: the UUID key column.
         batch_size: rows per batch (default :data:`DEFAULT_BATCH_SIZE`).
+        walk_pages: walk the table by page range rather than by key.
     """
     select = (
         f"SELECT {key}, {', '.join(sources)} FROM {SCHEMA}.{table} "  # noqa: S608
@@ -561,6 +690,12 @@ def backfill_computed(
         _apply_computed(conn, update, rows, targets, compute)
 
     kwargs: dict[str, Any] = {} if batch_size is None else {"batch_size": batch_size}
+    if walk_pages:
+        kwargs["walk"] = PageWalk(
+            table,
+            f"SELECT {key}, {', '.join(sources)} FROM {SCHEMA}.{table} "  # noqa: S608
+            f"WHERE {{pages}} AND ({where})",
+        )
     report = batched(select, apply, **kwargs)
     _log_report(f"{table}: {', '.join(c for c, _ in targets)}", report)
     return report
@@ -925,17 +1060,21 @@ __all__ = [
     "SCHEMA",
     "BackfillReport",
     "IndexSpec",
+    "PageWalk",
     "add_check_not_valid",
     "add_foreign_key",
     "allow_data_loss",
     "backfill_computed",
     "batched",
+    "catch_up_index",
     "column_exists",
     "constraint_exists",
+    "create_catch_up_index",
     "create_index_concurrently",
     "create_partitioned_index_concurrently",
     "create_write_log",
     "drain_write_log",
+    "drop_catch_up_index",
     "drop_index_concurrently",
     "drop_write_log",
     "explicit_transaction",

@@ -174,6 +174,7 @@ VALID: dict[str, Resolver] = {
     "details": lambda w: {"k": "v"},
     # sessions
     "sessions.validate_session:token": lambda w: w.session.session_token,
+    "sessions.validate_session_alone:token": lambda w: w.session.session_token,
     "sessions.rotate_refresh_token:refresh_token": lambda w: w.session.refresh_token,
     # tokens
     "tokens.check_dpop_proof:proof": lambda w: w.proof(),
@@ -276,6 +277,7 @@ RECORDED_REFUSALS: dict[str, tuple[type[errors.AuthModelsError], ...]] = {
     "device_flow.deny": (errors.InvalidUserCode, errors.TooManyUserCodeAttempts),
     # a binding mismatch is audited and committed
     "sessions.validate_session": (errors.DPoPBindingMismatch,),
+    "sessions.validate_session_alone": (errors.DPoPBindingMismatch,),
     "sessions.rotate_refresh_token": (errors.DPoPBindingMismatch, errors.RefreshTokenReused),
     "tokens.validate_access_token": (errors.DPoPBindingMismatch,),
     "tokens.check_dpop_proof": (errors.DPoPReplayError,),

@@ -209,6 +209,24 @@ def test_sign_in_refresh_and_sign_out(prod: Production) -> None:
         sessions.validate_session(db, issued.session_token)
 
 
+@covers("sessions.validate_session_alone")
+def test_a_request_validates_its_session_alone_only_on_the_service_path(prod: Production) -> None:
+    ada = prod.users()
+    with prod.service() as db:
+        issued = sessions.create_session(db, ada, ttl=TTL)
+    with prod.service() as db:  # inside the service path's transaction
+        session = sessions.validate_session_alone(db, issued.session_token)
+    assert session.user_id == ada.id and prod.role() == prod.roles.login
+    prod.db.commit()
+    # on its own as the application's role, the lookup sees no session: refused, not an error
+    with pytest.raises(errors.InvalidTokenError):
+        sessions.validate_session_alone(prod.db, issued.session_token)
+    with prod.as_user(ada) as db:
+        assert sessions.revoke_session(db, session.id, reason="logout") is True
+    with prod.service() as db, pytest.raises(errors.SessionRevokedError):
+        sessions.validate_session_alone(db, issued.session_token)
+
+
 @covers("sessions.revoke_all_sessions", "passwords.set_password")
 def test_a_password_change_signs_the_user_out_everywhere(prod: Production) -> None:
     ada = prod.users()

@@ -14,6 +14,7 @@ __all__ = [
     "rotate_refresh_token",
     "touch",
     "validate_session",
+    "validate_session_alone",
 ]
 
 create_session = mirror(_sync.create_session)
@@ -22,3 +23,4 @@ revoke_session = mirror(_sync.revoke_session)
 rotate_refresh_token = mirror(_sync.rotate_refresh_token)
 touch = mirror(_sync.touch)
 validate_session = mirror(_sync.validate_session)
+validate_session_alone = mirror(_sync.validate_session_alone)

@@ -17,7 +17,6 @@ so a digest is ``2 + len(kid) + 32`` bytes long.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 
@@ -67,7 +66,9 @@ def mac(key: bytes, raw: str) -> bytes:
         key: the HMAC key.
         raw: the token text.
     """
-    return hmac.new(key, raw.encode("utf-8"), hashlib.sha256).digest()
+    # hmac.digest: OpenSSL's one-shot HMAC, the same bytes as hmac.new(...).digest() in a third
+    # of the time (it runs for every token check and every row a migration digests)
+    return hmac.digest(key, raw.encode("utf-8"), "sha256")
 
 
 class TokenHasher(KeyedPrimitive):

