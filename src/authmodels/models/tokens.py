@@ -36,9 +36,11 @@ from sqlalchemy import (
     any_,
     bindparam,
     case,
+    cast,
     column,
     func,
     literal_column,
+    select,
     text,
 )
 from sqlalchemy import table as sql_table
@@ -85,9 +87,17 @@ def _lookup_condition(
     candidates: BindParameter[Any],
     raw_candidates: BindParameter[Any],
 ) -> ColumnElement[bool]:
-    """The rule, once: the token is a candidate, and its scheme is the matching candidate's."""
+    """The rule, once: the token is a candidate, and its scheme is the matching candidate's.
+
+    The candidates reach the index condition through a scalar subquery: the planner then cannot
+    see the array's contents, so a prepared statement's custom plans cost the same as its
+    generic plan and PostgreSQL keeps the generic one (``plan_cache_mode = auto``) instead of
+    planning the statement again on every execution -- which cost the session lookup about
+    two thirds of its server time (``docs/benchmarks.md``, "One round trip on the hot path").
+    """
+    hidden = cast(select(cast(candidates, _CANDIDATES_TYPE)).scalar_subquery(), _CANDIDATES_TYPE)
     return and_(
-        token_hash == any_(candidates),
+        token_hash == any_(hidden),
         digest_scheme
         == case(
             (token_hash == any_(raw_candidates), literal_column(str(DIGEST_SCHEME_RAW))),
