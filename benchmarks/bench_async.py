@@ -9,6 +9,10 @@ request at a time, each request one transaction:
   db.commit()``, the session closed -- on an engine of ``create_async_db_engine`` (one pooled
   connection), once with its defaults (``pool_pre_ping`` on: a ping per checkout) and once with
   ``pool_pre_ping=False``;
+- **aio validate_session_alone**: the same request with
+  ``aio.sessions.validate_session_alone`` (pre-ping off): the lookup and its touch in one
+  statement, in autocommit on the request's fresh connection -- one round trip, where the other
+  sides pay three (``BEGIN``, the lookup, ``COMMIT``);
 - **raw async psycopg**: the same lookup hand-written on one ``psycopg.AsyncConnection``: the
   same candidates, the same state computed in SQL, a prepared statement, the same checks in
   Python (``bench_sessions.raw_validate``'s), then ``COMMIT``;
@@ -156,6 +160,11 @@ async def measure(url: URL, args: argparse.Namespace) -> dict[str, Any]:
             await aio_sessions.validate_session(db, picks[i])
             await db.commit()
 
+    async def aio_alone_request(i: int) -> None:  # the one-round-trip validation
+        async with AioDbNoPing() as db:
+            await aio_sessions.validate_session_alone(db, picks[i])
+            await db.commit()
+
     async def raw_request(i: int) -> None:
         await raw_validate(raw, settings, picks[i], None)
         await raw.commit()
@@ -179,6 +188,7 @@ async def measure(url: URL, args: argparse.Namespace) -> dict[str, Any]:
     sides = {
         "aio": aio_request,
         "aio, pool_pre_ping off": aio_request_no_ping,
+        "aio validate_session_alone, pool_pre_ping off": aio_alone_request,
         "raw async psycopg": raw_request,
         "raw lookup in an AsyncSession": raw_in_session_request,
         "sync": sync_request,
@@ -209,6 +219,8 @@ async def measure(url: URL, args: argparse.Namespace) -> dict[str, Any]:
             "raw lookup in an AsyncSession"
         ]
         / spent["aio, pool_pre_ping off"],
+        "aio validate_session_alone / raw async psycopg": spent["raw async psycopg"]
+        / spent["aio validate_session_alone, pool_pre_ping off"],
         "raw lookup in an AsyncSession / raw async psycopg": spent["raw async psycopg"]
         / spent["raw lookup in an AsyncSession"],
         "aio / sync": spent["sync"] / spent["aio"],
@@ -218,7 +230,7 @@ async def measure(url: URL, args: argparse.Namespace) -> dict[str, Any]:
     }
     print(f"\nvalidate_session, one request (one session, one transaction) at a time, n = {n:,}")
     for name, seconds in spent.items():
-        print(f"  {name:<32} {n / seconds:8,.0f} /s  ({seconds * 1e6 / n:7.1f} us each)")
+        print(f"  {name:<46} {n / seconds:8,.0f} /s  ({seconds * 1e6 / n:7.1f} us each)")
     for name, ratio in ratios.items():
         print(f"  {name:<58} {ratio:5.2f}")
     print(f"  statements prepared on the aio session's connection: {prepared}")

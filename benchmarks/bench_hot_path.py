@@ -97,7 +97,8 @@ TOKENS_PER_CLIENT = 20_000
 
 # --- the hand-written side ---------------------------------------------------------------------
 
-#: The statement of ``validate_session_alone``, written out (psycopg placeholders).
+#: The statement of ``validate_session_alone``, written out (psycopg placeholders), its
+#: candidates behind a scalar subquery as authmodels' are (the same generic plan).
 RAW_VALIDATE_ALONE = """
 WITH found AS (
     SELECT id, user_id, token_hash, refresh_token_hash, digest_scheme, dpop_jkt,
@@ -107,7 +108,7 @@ WITH found AS (
            last_activity_at <= now() - %(idle)s::interval AS idle,
            last_activity_at <= now() - %(touch)s::interval AS touch_due
       FROM auth.sessions
-     WHERE token_hash = ANY(%(candidates)s)
+     WHERE token_hash = ANY(CAST((SELECT CAST(%(candidates)s AS bytea[])) AS bytea[]))
        AND digest_scheme = CASE WHEN token_hash = ANY(%(raw_candidates)s) THEN 1 ELSE 2 END
 ), touched AS (
     UPDATE auth.sessions AS s SET last_activity_at = now()

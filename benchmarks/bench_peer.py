@@ -14,9 +14,8 @@ authmodels' side, on a database at head with 100,000 sessions (``bench_sessions.
 client, driven the same way -- a new ORM session per request from a session factory:
 
 - **sync**: :func:`~authmodels.services.sessions.validate_session_alone` with a new ``Session``;
-- **async**: the same call from a new ``AsyncSession`` (psycopg's async driver) through
-  ``AsyncSession.run_sync``: this branch has no ``authmodels.aio`` yet, so this is how an async
-  service calls it today;
+- **async**: :func:`authmodels.aio.sessions.validate_session_alone` with a new ``AsyncSession``
+  (psycopg's asyncio driver, ``create_async_db_engine``): the same one round trip;
 - and, for reference, the same two with :func:`~authmodels.services.sessions.validate_session`
   and a commit (the way to validate before ``validate_session_alone``).
 
@@ -49,7 +48,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -59,11 +58,12 @@ from alembic import command
 from bench_sessions import on_a_new_database, populate
 from psycopg import sql
 from sqlalchemy.engine import URL
-from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session, sessionmaker
 
+from authmodels.aio import sessions as aio_sessions
 from authmodels.config import Settings
-from authmodels.db import create_db_engine, libpq_url
+from authmodels.db import create_async_db_engine, create_db_engine, libpq_url
 from authmodels.migrations import alembic_config
 from authmodels.security.hashing import TokenHasher
 from authmodels.services import FlowSettings, sessions
@@ -81,11 +81,11 @@ PEER = "fastapi-users get_by_token (async)"
 SIDES = [
     PEER,
     "authmodels validate_session_alone (sync)",
-    "authmodels validate_session_alone (async, run_sync)",
+    "authmodels validate_session_alone (async, aio)",
     "authmodels validate_session + commit (sync)",
-    "authmodels validate_session + commit (async, run_sync)",
+    "authmodels validate_session + commit (async, aio)",
     "authmodels validate_session_alone (sync, generic plan)",
-    "authmodels validate_session_alone (async, run_sync, generic plan)",
+    "authmodels validate_session_alone (async, aio, generic plan)",
 ]
 #: libpq's ``options`` of the ", generic plan" sides (see bench_hot_path.py).
 GENERIC_PLAN = "-c plan_cache_mode=force_generic_plan"
@@ -140,12 +140,6 @@ class Peer:
 
 
 def run(url: URL, args: argparse.Namespace) -> None:
-    try:
-        import greenlet  # noqa: F401  (SQLAlchemy's asyncio needs it)
-    except ImportError:
-        raise SystemExit(
-            "bench_peer.py needs greenlet for SQLAlchemy's asyncio: pip install greenlet"
-        ) from None
     command.upgrade(alembic_config(url), "head")
     settings = FlowSettings(
         hash_keys=Settings.from_env().require_hash_keys(),
@@ -166,9 +160,8 @@ def run(url: URL, args: argparse.Namespace) -> None:
         False: sessionmaker(engine, info={SETTINGS_KEY: settings}),
         True: sessionmaker(generic_engine, info={SETTINGS_KEY: settings}),
     }
-    async_url = url.set(drivername="postgresql+psycopg")
-    async_engine = create_async_engine(async_url)
-    generic_async_engine = create_async_engine(async_url, connect_args=generic)
+    async_engine = create_async_db_engine(url, pool_pre_ping=False)
+    generic_async_engine = create_async_db_engine(url, pool_pre_ping=False, connect_args=generic)
     async_factories = {
         False: async_sessionmaker(async_engine, info={SETTINGS_KEY: settings}),
         True: async_sessionmaker(generic_async_engine, info={SETTINGS_KEY: settings}),
@@ -192,7 +185,9 @@ def run(url: URL, args: argparse.Namespace) -> None:
         return measure
 
     def async_side(
-        validate: Callable[[Session, str], Any], commit: bool, generic_plan: bool = False
+        validate: Callable[[AsyncSession, str], Awaitable[Any]],
+        commit: bool,
+        generic_plan: bool = False,
     ) -> Callable[[int], float]:
         async_factory = async_factories[generic_plan]
 
@@ -200,7 +195,7 @@ def run(url: URL, args: argparse.Namespace) -> None:
             started = time.perf_counter()
             for _ in range(n):
                 async with async_factory() as db:
-                    await db.run_sync(validate, draw(tokens))
+                    await validate(db, draw(tokens))
                     if commit:
                         await db.commit()
             return time.perf_counter() - started
@@ -211,11 +206,11 @@ def run(url: URL, args: argparse.Namespace) -> None:
     measures: dict[str, Callable[[int], float]] = {
         PEER: peer.measure,
         SIDES[1]: sync_side(sessions.validate_session_alone, commit=False),
-        SIDES[2]: async_side(sessions.validate_session_alone, commit=False),
+        SIDES[2]: async_side(aio_sessions.validate_session_alone, commit=False),
         SIDES[3]: sync_side(sessions.validate_session, commit=True),
-        SIDES[4]: async_side(sessions.validate_session, commit=True),
+        SIDES[4]: async_side(aio_sessions.validate_session, commit=True),
         SIDES[5]: sync_side(sessions.validate_session_alone, commit=False, generic_plan=True),
-        SIDES[6]: async_side(sessions.validate_session_alone, commit=False, generic_plan=True),
+        SIDES[6]: async_side(aio_sessions.validate_session_alone, commit=False, generic_plan=True),
     }
     report: dict[str, Any] = {
         "benchmark": "bench_peer.py",
@@ -224,7 +219,7 @@ def run(url: URL, args: argparse.Namespace) -> None:
         "rounds": args.rounds,
         "session_touch_interval_s": args.touch_interval,
         "peer_packages": peer_versions(python),
-        "authmodels_async": "AsyncSession.run_sync (no authmodels.aio on this branch)",
+        "authmodels_async": "authmodels.aio (AsyncSession per request, psycopg asyncio driver)",
         "cpus": os.cpu_count(),
         "load_average_before": os.getloadavg(),
     }

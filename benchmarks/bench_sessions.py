@@ -64,6 +64,9 @@ LEGACY_EVERY = 10  # one session in ten carries a seed-004 digest (scheme 2)
 
 # --- the hand-written side ---------------------------------------------------------------------
 
+# The candidates go through a scalar subquery, as in authmodels' lookups (token_lookup_sql): a
+# careful hand-written statement keeps its generic plan too, so the comparison is of the code
+# around the statement, not of the statement's plan.
 RAW_VALIDATE = """
 SELECT id, user_id, token_hash, refresh_token_hash, digest_scheme, dpop_jkt, last_rotated_at,
        ip_hash, ua_hash, device_fingerprint, device_id, is_active, expires_at, last_activity_at,
@@ -72,7 +75,7 @@ SELECT id, user_id, token_hash, refresh_token_hash, digest_scheme, dpop_jkt, las
        last_activity_at <= now() - %(idle)s::interval AS idle,
        last_activity_at <= now() - %(touch)s::interval AS touch_due
   FROM auth.sessions
- WHERE token_hash = ANY(%(candidates)s)
+ WHERE token_hash = ANY(CAST((SELECT CAST(%(candidates)s AS bytea[])) AS bytea[]))
    AND digest_scheme = CASE WHEN token_hash = ANY(%(raw_candidates)s) THEN 1 ELSE 2 END
 """
 
@@ -86,7 +89,7 @@ RAW_ROTATE = """
 WITH used AS (
     UPDATE auth.refresh_tokens AS rt SET used_at = now()
       FROM auth.sessions AS s
-     WHERE rt.token_hash = ANY(%(candidates)s)
+     WHERE rt.token_hash = ANY(CAST((SELECT CAST(%(candidates)s AS bytea[])) AS bytea[]))
        AND rt.digest_scheme = CASE WHEN rt.token_hash = ANY(%(raw_candidates)s) THEN 1 ELSE 2 END
        AND rt.used_at IS NULL AND rt.revoked_at IS NULL AND rt.expires_at > now()
        AND (rt.dpop_jkt IS NULL OR rt.dpop_jkt = %(dpop_jkt)s)
