@@ -71,6 +71,18 @@ _ADMIT = text(
 )
 
 
+#: The live account an address names (one per lower-cased address among live accounts: the
+#: unique index of revision 0023).
+_LIVE_ACCOUNT = text("SELECT id FROM auth.users WHERE lower(email) = :email AND deleted_at IS NULL")
+
+
+def live_account(db: Session, address: str) -> uuid.UUID | None:
+    """The id of the live account whose e-mail is ``address`` (already normalised), or None:
+    what a request for that address is counted against, and what it acts on."""
+    found: uuid.UUID | None = db.execute(_LIVE_ACCOUNT, {"email": address}).scalar()
+    return found
+
+
 def admit(
     db: Session,
     flow: str,

@@ -34,7 +34,6 @@ Under row-level security both run on the service path (:func:`authmodels.rls.ser
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from ipaddress import IPv4Address, IPv6Address
@@ -81,7 +80,6 @@ class MagicLinkRequest:
         return f"MagicLinkRequest(expires_at={self.expires_at}, {self.message!r}, token=<hidden>)"
 
 
-_FIND_ACCOUNT = text("SELECT id FROM auth.users WHERE lower(email) = :email AND deleted_at IS NULL")
 _ISSUE = text(
     """
     WITH superseded AS (
@@ -139,7 +137,7 @@ def request(
     _inputs.user_agent(user_agent)
     _inputs.ip_address(ip)
     settings = settings_for(db)
-    user_id: uuid.UUID | None = db.execute(_FIND_ACCOUNT, {"email": address}).scalar()
+    user_id = _request_limits.live_account(db, address)
     _request_limits.admit(db, "magic_link", email=address, ip=ip, user_id=user_id)
     raw = new_token()
     expires_at = db.execute(

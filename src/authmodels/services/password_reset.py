@@ -93,7 +93,6 @@ class ResetCompleted:
     notice: Delivery
 
 
-_FIND_ACCOUNT = text("SELECT id FROM auth.users WHERE lower(email) = :email AND deleted_at IS NULL")
 # the account's links not used yet go, the new one is stored; for no account, nothing
 _ISSUE = text(
     """
@@ -146,7 +145,7 @@ def request(
     _inputs.user_agent(user_agent)
     _inputs.ip_address(ip)
     settings = settings_for(db)
-    user_id: uuid.UUID | None = db.execute(_FIND_ACCOUNT, {"email": address}).scalar()
+    user_id = _request_limits.live_account(db, address)
     _request_limits.admit(db, "password_reset", email=address, ip=ip, user_id=user_id)
     raw = new_token()
     expires_at = db.execute(
