@@ -84,8 +84,7 @@ async def test_the_session_lookup_bypasses_sqlalchemy_on_the_async_driver(
 @pytest.fixture
 def fallback(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every ``Statement`` takes its SQLAlchemy path, on the async driver too."""
-    monkeypatch.setattr(_fastpath, "psycopg_connection", lambda db: None)
-    monkeypatch.setattr(_fastpath, "psycopg_async_connection", lambda db: None)
+    monkeypatch.setattr(_fastpath, "_driver", lambda db: None)
 
 
 @pytest.mark.asyncio

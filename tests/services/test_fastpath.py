@@ -31,7 +31,7 @@ TTL = timedelta(hours=8)
 @pytest.fixture
 def fallback(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every statement takes the SQLAlchemy path, as with a driver other than psycopg 3."""
-    monkeypatch.setattr(_fastpath, "psycopg_connection", lambda db: None)
+    monkeypatch.setattr(_fastpath, "_driver", lambda db: None)
 
 
 @pytest.fixture

@@ -73,20 +73,18 @@ class Statement:
                 locks it took -- with ``ROLLBACK TO SAVEPOINT``. It is not released here: it
                 ends with the transaction (or an enclosing savepoint).
         """
-        driver = psycopg_connection(db)
-        if driver is not None:
-            prepare = None if driver.prepare_threshold is None else True
+        driver = _driver(db)
+        if isinstance(driver, psycopg.Connection):
             with driver.cursor() as cursor:
                 if savepoint is None:
-                    cursor.execute(self.psycopg_sql, params, prepare=prepare)
+                    cursor.execute(self.psycopg_sql, params, prepare=_prepare(driver))
                 else:
                     with driver.pipeline():
                         cursor.execute(f"SAVEPOINT {savepoint}")
-                        cursor.execute(self.psycopg_sql, params, prepare=prepare)
+                        cursor.execute(self.psycopg_sql, params, prepare=_prepare(driver))
                 return cursor.fetchone()
-        async_driver = psycopg_async_connection(db)
-        if async_driver is not None:
-            return await_only(self._first_async(async_driver, params, savepoint))
+        if isinstance(driver, psycopg.AsyncConnection):
+            return await_only(self._first_async(driver, params, savepoint))
         if savepoint is not None:
             db.execute(text(f"SAVEPOINT {savepoint}"))
         row = db.execute(self.clause, params).first()
@@ -99,7 +97,7 @@ class Statement:
         savepoint: str | None,
     ) -> Sequence[Any] | None:
         """:meth:`first` on psycopg's asyncio connection (awaited from a ``run_sync`` greenlet)."""
-        prepare = None if driver.prepare_threshold is None else True
+        prepare = _prepare(driver)
         async with driver.cursor() as cursor:
             if savepoint is None:
                 await cursor.execute(self.psycopg_sql, params, prepare=prepare)
@@ -124,54 +122,59 @@ class Statement:
             db: the session.
             params: the bind parameters.
         """
-        driver = psycopg_connection(db)
-        if driver is not None:
-            if driver.autocommit or driver.info.transaction_status != TransactionStatus.IDLE:
-                return self.first(db, params)
-            prepare = None if driver.prepare_threshold is None else True
-            driver.autocommit = True
-            try:
-                with driver.cursor() as cursor:
-                    cursor.execute(self.psycopg_sql, params, prepare=prepare)
-                    return cursor.fetchone()
-            finally:
-                driver.autocommit = False
-        async_driver = psycopg_async_connection(db)
-        if async_driver is not None:
-            if (
-                async_driver.autocommit
-                or async_driver.info.transaction_status != TransactionStatus.IDLE
-            ):
-                return self.first(db, params)
-            return await_only(self._first_alone_async(async_driver, params))
-        return self.first(db, params)
+        driver = _driver(db)
+        if (
+            not isinstance(driver, psycopg.Connection | psycopg.AsyncConnection)
+            or driver.autocommit
+            or driver.info.transaction_status != TransactionStatus.IDLE
+        ):
+            return self.first(db, params)
+        if isinstance(driver, psycopg.AsyncConnection):
+            return await_only(self._first_alone_async(driver, params))
+        driver.autocommit = True
+        try:
+            with driver.cursor() as cursor:
+                cursor.execute(self.psycopg_sql, params, prepare=_prepare(driver))
+                return cursor.fetchone()
+        finally:
+            driver.autocommit = False
 
     async def _first_alone_async(
         self, driver: psycopg.AsyncConnection[Any], params: Mapping[str, Any]
     ) -> Sequence[Any] | None:
         """:meth:`first_alone` on psycopg's asyncio connection (awaited from a ``run_sync``
         greenlet)."""
-        prepare = None if driver.prepare_threshold is None else True
         await driver.set_autocommit(True)
         try:
             async with driver.cursor() as cursor:
-                await cursor.execute(self.psycopg_sql, params, prepare=prepare)
+                await cursor.execute(self.psycopg_sql, params, prepare=_prepare(driver))
                 return await cursor.fetchone()
         finally:
             await driver.set_autocommit(False)
 
 
+def _driver(db: Session) -> Any:
+    """The DBAPI driver's own connection under the session's (psycopg's, on our engines)."""
+    return db.connection().connection.driver_connection
+
+
+def _prepare(driver: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> bool | None:
+    """``prepare=`` for the hot statements: server-side prepared, unless the connection turns
+    prepared statements off (``prepare_threshold=None``, behind a transaction pooler)."""
+    return None if driver.prepare_threshold is None else True
+
+
 def psycopg_connection(db: Session) -> psycopg.Connection[Any] | None:
     """The psycopg 3 connection under the session's, or None with another driver (the statements
     then go through SQLAlchemy: :meth:`Statement.first`'s fallback)."""
-    driver = db.connection().connection.driver_connection
+    driver = _driver(db)
     return driver if isinstance(driver, psycopg.Connection) else None
 
 
 def psycopg_async_connection(db: Session) -> psycopg.AsyncConnection[Any] | None:
     """The psycopg 3 asyncio connection under the session's (an async engine's session, inside
     ``AsyncSession.run_sync``), or None."""
-    driver = db.connection().connection.driver_connection
+    driver = _driver(db)
     return driver if isinstance(driver, psycopg.AsyncConnection) else None
 
 
