@@ -22,6 +22,7 @@ from sqlalchemy.orm.attributes import instance_state
 from authmodels.errors import RefreshTokenReused, SessionRevokedError
 from authmodels.models import Session as SessionModel
 from authmodels.models import User
+from authmodels.models.tokens import Candidates, token_lookup_params
 from authmodels.services import FlowSettings, _fastpath, sessions, use_settings
 from tests.services.helpers import count
 
@@ -213,3 +214,21 @@ def test_pin_load_instance_gives_what_the_orm_loads(db: Session, user: User) -> 
     loaded.revoked_reason = "manual"
     db.flush()
     assert _row(db, session_id)["revoked_reason"] == "manual"
+
+
+def test_candidates_reach_the_server_as_the_bytes_they_are(
+    db: Session, settings: FlowSettings
+) -> None:
+    """The digests a lookup sends are written as one ``bytea[]`` literal (``Candidates``), not
+    element by element: every byte value, both ways of sending, the same array at the server."""
+    digests = [bytes(range(256)), b"", b"\x00", b'"\\{},', bytes(range(255, -1, -1)) * 3]
+    driver = _fastpath.psycopg_connection(db)
+    assert driver is not None
+    for prepare in (False, True):
+        sent_as_list, sent_as_candidates = driver.execute(
+            "SELECT CAST(%s AS bytea[]), CAST(%s AS bytea[])",
+            (list(digests), Candidates(digests)),
+            prepare=prepare,
+        ).fetchone() or (None, None)
+        assert sent_as_candidates == sent_as_list == digests
+    assert isinstance(token_lookup_params(settings.hasher, "t")["candidates"], Candidates)

@@ -22,6 +22,9 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+import psycopg
+from psycopg import postgres
+from psycopg.adapt import Dumper
 from sqlalchemy import (
     BindParameter,
     CheckConstraint,
@@ -60,11 +63,36 @@ DIGEST_SCHEME_RAW = 1
 DIGEST_SCHEME_LEGACY_SHA256_HEX = 2
 
 
+class Candidates(list[bytes]):
+    """The digests a presented token is looked up by: a ``list`` of ``bytes``, sent to
+    PostgreSQL as one ``bytea[]`` literal.
+
+    psycopg adapts a ``list`` element by element in Python, which cost a validation about as
+    much time as the statement's round trip (``benchmarks/bench_hot_path.py``); a list of this
+    type is written as the array's text form in one pass (:class:`_CandidatesDumper`). It is
+    still a list wherever else it goes (SQLAlchemy's ``ARRAY`` binds, comparisons).
+    """
+
+    __slots__ = ()
+
+
+class _CandidatesDumper(Dumper):
+    """A :class:`Candidates` as the text form of a ``bytea[]``: ``{"\\x<hex>",...}``."""
+
+    oid = postgres.types["bytea"].array_oid
+
+    def dump(self, obj: Any) -> bytes:
+        return b"{" + b",".join(b'"\\\\x' + digest.hex().encode() + b'"' for digest in obj) + b"}"
+
+
+psycopg.adapters.register_dumper(Candidates, _CandidatesDumper)
+
+
 def token_lookup_params(hasher: TokenHasher, raw: str) -> dict[str, list[bytes]]:
     """The bind parameters of :func:`token_lookup_sql` for the presented token ``raw``.
 
     ``candidates`` holds the digests of both schemes under every key of ``hasher``;
-    ``raw_candidates`` the scheme-1 ones among them.
+    ``raw_candidates`` the scheme-1 ones among them (each a :class:`Candidates`).
 
     Raises:
         InvalidTokenError: ``raw`` is not text that can be a token (not a string, or not
@@ -76,8 +104,8 @@ def token_lookup_params(hasher: TokenHasher, raw: str) -> dict[str, list[bytes]]
         raise InvalidTokenError("the token is not one this server issued") from None
     raw_candidates = hasher.candidates(raw)
     return {
-        "candidates": [*raw_candidates, *hasher.candidates(legacy_hex)],
-        "raw_candidates": raw_candidates,
+        "candidates": Candidates([*raw_candidates, *hasher.candidates(legacy_hex)]),
+        "raw_candidates": Candidates(raw_candidates),
     }
 
 
