@@ -21,7 +21,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 
 from authmodels import errors, rls
-from authmodels.db import ReplicatedDatabase, create_replicated
+from authmodels.db import ReplicatedDatabase, create_db_engine, create_replicated
 from authmodels.models import User
 from authmodels.services import (
     FlowSettings,
@@ -231,6 +231,23 @@ def _revoke_while_validating(
     before = sum(1 for started, accepted in hammer.seen if started < returned and accepted)
     refused = sum(1 for started, accepted in hammer.seen if started > returned and not accepted)
     return before, hammer.accepted_after(returned), refused
+
+
+def test_a_session_validator_on_the_replica_is_refused_with_a_typed_error(
+    app: App, standby: Standby, authmodels_fresh_database: URL
+) -> None:
+    """The validator's touch is a write: on a standby's engine it names the fix."""
+    with app.primary() as db, db.begin(), rls.service_role(db, app.roles.service):
+        issued = sessions.create_session(db, app.user(db), ttl=TTL)
+    standby.catch_up()
+    replica = create_db_engine(standby.url(authmodels_fresh_database))
+    try:
+        validator = sessions.SessionValidator(replica, settings=app.settings)
+        with pytest.raises(errors.ReplicaWriteError, match="the primary's engine"):
+            validator.validate(issued.session_token)
+        validator.close()
+    finally:
+        replica.dispose()
 
 
 def test_a_revocation_is_never_accepted_on_the_replica_after_the_call_returned(

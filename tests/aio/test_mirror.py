@@ -72,6 +72,32 @@ def pairs() -> list[tuple[str, ModuleType, ModuleType, str]]:
 PAIRS = pairs()
 
 
+def made_on_an_engine(value: Any) -> bool:
+    """A class whose instances hold an engine (their methods reach the database)."""
+    return inspect.isclass(value) and "engine" in inspect.signature(value.__init__).parameters
+
+
+def _check_async_class(flow: str, original: type, mirrored: Any) -> None:
+    """The twin of a class made on an engine: a class of its own, made on an ``AsyncEngine``
+    with the same other arguments, whose public methods are coroutine functions with the
+    original's parameters."""
+    assert inspect.isclass(mirrored) and mirrored is not original, flow
+    sync_init = inspect.signature(original.__init__).parameters
+    async_init = inspect.signature(mirrored.__init__).parameters
+    assert list(async_init) == list(sync_init), flow
+    assert async_init["engine"].annotation in ("AsyncEngine", AsyncEngine), flow
+    methods = {
+        name for name, _ in inspect.getmembers(original, inspect.isfunction)
+        if not name.startswith("_")
+    }  # fmt: skip
+    for method in methods:
+        twin_method = getattr(mirrored, method, None)
+        assert inspect.iscoroutinefunction(twin_method), f"{flow}.{method} must be awaitable"
+        assert list(inspect.signature(twin_method).parameters) == list(
+            inspect.signature(getattr(original, method)).parameters
+        ), f"{flow}.{method}"
+
+
 def takes_a_connection(function: Any) -> bool:
     if not inspect.isfunction(function):
         return False
@@ -92,6 +118,9 @@ def test_each_name_has_its_async_twin(
 ) -> None:
     original, mirrored = getattr(sync, name), getattr(twin, name, None)
     assert mirrored is not None, f"authmodels.aio has no {flow}"
+    if made_on_an_engine(original):
+        _check_async_class(flow, original, mirrored)
+        return
     if not takes_a_connection(original):
         assert mirrored is original, f"aio's {flow} should be the sync module's own object"
         return

@@ -79,6 +79,7 @@ from authmodels.testing.factories import (
 )
 from authmodels.testing.pgbouncer import PgBouncer
 from authmodels.testing.roles import TestRoles
+from tests.services.test_sessions import JKT
 from tests.services.test_webauthn import ORIGIN, RP_ID, SoftwareAuthenticator
 
 TTL = timedelta(hours=1)
@@ -225,6 +226,70 @@ def test_a_request_validates_its_session_alone_only_on_the_service_path(prod: Pr
         assert sessions.revoke_session(db, session.id, reason="logout") is True
     with prod.service() as db, pytest.raises(errors.SessionRevokedError):
         sessions.validate_session_alone(db, issued.session_token)
+
+
+@covers("sessions.SessionValidator.validate")
+def test_a_validator_finds_sessions_only_through_a_service_role_login(
+    prod: Production,
+    authmodels_fresh_engine: Engine,
+    authmodels_fresh_database: DatabaseURL,
+    authmodels_connect_url: Callable[[DatabaseURL], DatabaseURL],
+    authmodels_test_server: Any,
+    settings: FlowSettings,
+) -> None:
+    """The validator's pool logs in as a role registered with ``auth.grant_service_role`` (what
+    docs/flows.md sets up); the application's login role finds no session before the user is
+    known. Through PgBouncer when this module's route is (a pooler that knows the new login)."""
+    with Session(authmodels_fresh_engine, expire_on_commit=False) as owner:
+        use_settings(owner, settings)
+        ada = ServicePathUserFactory(owner, prod.roles.service)()
+        issued = sessions.create_session(owner, ada, ttl=TTL, dpop_jkt=JKT)
+        owner.execute(text("UPDATE auth.sessions SET last_activity_at = now() - interval '3 min'"))
+        owner.commit()
+    role, password = f"lookup_{uuid.uuid4().hex[:10]}", secrets.token_urlsafe(16)
+    with authmodels_fresh_engine.begin() as conn:
+        conn.execute(text(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'"))
+        conn.execute(text("SELECT auth.grant_service_role(:r)"), {"r": role})
+    lookup_url = authmodels_fresh_database.set(username=role, password=password)
+    app_url = prod.roles.url(authmodels_fresh_database)
+    bouncer = None
+    if authmodels_connect_url(app_url) != app_url:  # this module's PgBouncer route
+        bouncer = PgBouncer(
+            authmodels_test_server.url, {role: password, prod.roles.login: prod.roles.password}
+        ).start()
+        lookup_url, app_url = bouncer.url(lookup_url), bouncer.url(app_url)
+    lookups, app = create_db_engine(lookup_url), create_db_engine(app_url)
+    try:
+        validator = sessions.SessionValidator(lookups, settings=settings)
+        for _ in range(8):  # past psycopg's prepare threshold
+            assert validator.validate(issued.session_token, dpop_jkt=JKT).user_id == ada.id
+        with pytest.raises(errors.DPoPBindingMismatch):  # audited on the service path too
+            validator.validate(issued.session_token)
+        validator.close()
+        as_app = sessions.SessionValidator(app, settings=settings)
+        with pytest.raises(errors.InvalidTokenError):
+            as_app.validate(issued.session_token)
+        as_app.close()
+    finally:
+        lookups.dispose()
+        app.dispose()
+        if bouncer is not None:
+            bouncer.stop()
+        with authmodels_fresh_engine.begin() as conn:
+            conn.execute(text("SELECT auth.revoke_service_role(:r)"), {"r": role})
+            conn.execute(text(f"DROP OWNED BY {role}"))
+            conn.execute(text(f"DROP ROLE {role}"))
+    touched, audited = (
+        owner_count(
+            authmodels_fresh_engine,
+            "SELECT count(*) FROM auth.sessions WHERE last_activity_at > now() - interval '1 min'",
+        ),
+        owner_count(
+            authmodels_fresh_engine,
+            "SELECT count(*) FROM auth.session_audits WHERE action = 'dpop_mismatch'",
+        ),
+    )
+    assert (touched, audited) == (1, 1)
 
 
 @covers("sessions.revoke_all_sessions", "passwords.set_password")
@@ -784,10 +849,19 @@ def _public_flows() -> set[str]:
             continue
         module = import_module(f"authmodels.services.{info.name}")
         for name in getattr(module, "__all__", ()):
-            function = getattr(module, name)
-            if not inspect.isfunction(function):
+            value = getattr(module, name)
+            if inspect.isclass(value):  # made on an engine: its public methods reach it
+                init = inspect.signature(value.__init__).parameters
+                if "engine" in init:
+                    flows.update(
+                        f"{info.name}.{name}.{method}"
+                        for method, _ in inspect.getmembers(value, inspect.isfunction)
+                        if not method.startswith("_") and method != "close"
+                    )
                 continue
-            first = next(iter(inspect.signature(function).parameters.values()), None)
+            if not inspect.isfunction(value):
+                continue
+            first = next(iter(inspect.signature(value).parameters.values()), None)
             if first is not None and first.name == "db":  # it reaches the database
                 flows.add(f"{info.name}.{name}")
     return flows
@@ -814,8 +888,11 @@ def test_every_public_flow_turns_database_refusals_into_typed_errors() -> None:
 
 
 def _function(flow: str) -> Any:
-    module, name = flow.split(".")
-    return getattr(import_module(f"authmodels.services.{module}"), name)
+    module, *names = flow.split(".")
+    found: Any = import_module(f"authmodels.services.{module}")
+    for name in names:
+        found = getattr(found, name)
+    return found
 
 
 def test_every_public_flow_runs_under_the_production_roles() -> None:

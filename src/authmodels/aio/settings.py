@@ -10,9 +10,16 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from authmodels.services import settings as _sync
-from authmodels.services.settings import SETTINGS_KEY, FlowSettings, configure
+from authmodels.services.settings import SETTINGS_KEY, FlowSettings, configure, default_settings
 
-__all__ = ["SETTINGS_KEY", "FlowSettings", "configure", "settings_for", "use_settings"]
+__all__ = [
+    "SETTINGS_KEY",
+    "FlowSettings",
+    "configure",
+    "default_settings",
+    "settings_for",
+    "use_settings",
+]
 
 
 def settings_for(db: AsyncSession) -> FlowSettings:

@@ -77,11 +77,11 @@ class Statement:
         if isinstance(driver, psycopg.Connection):
             with driver.cursor() as cursor:
                 if savepoint is None:
-                    cursor.execute(self.psycopg_sql, params, prepare=_prepare(driver))
+                    cursor.execute(self.psycopg_sql, params, prepare=prepare_for(driver))
                 else:
                     with driver.pipeline():
                         cursor.execute(f"SAVEPOINT {savepoint}")
-                        cursor.execute(self.psycopg_sql, params, prepare=_prepare(driver))
+                        cursor.execute(self.psycopg_sql, params, prepare=prepare_for(driver))
                 return cursor.fetchone()
         if isinstance(driver, psycopg.AsyncConnection):
             return await_only(self._first_async(driver, params, savepoint))
@@ -97,7 +97,7 @@ class Statement:
         savepoint: str | None,
     ) -> Sequence[Any] | None:
         """:meth:`first` on psycopg's asyncio connection (awaited from a ``run_sync`` greenlet)."""
-        prepare = _prepare(driver)
+        prepare = prepare_for(driver)
         async with driver.cursor() as cursor:
             if savepoint is None:
                 await cursor.execute(self.psycopg_sql, params, prepare=prepare)
@@ -134,7 +134,7 @@ class Statement:
         driver.autocommit = True
         try:
             with driver.cursor() as cursor:
-                cursor.execute(self.psycopg_sql, params, prepare=_prepare(driver))
+                cursor.execute(self.psycopg_sql, params, prepare=prepare_for(driver))
                 return cursor.fetchone()
         finally:
             driver.autocommit = False
@@ -147,7 +147,7 @@ class Statement:
         await driver.set_autocommit(True)
         try:
             async with driver.cursor() as cursor:
-                await cursor.execute(self.psycopg_sql, params, prepare=_prepare(driver))
+                await cursor.execute(self.psycopg_sql, params, prepare=prepare_for(driver))
                 return await cursor.fetchone()
         finally:
             await driver.set_autocommit(False)
@@ -158,7 +158,7 @@ def _driver(db: Session) -> Any:
     return db.connection().connection.driver_connection
 
 
-def _prepare(driver: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> bool | None:
+def prepare_for(driver: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> bool | None:
     """``prepare=`` for the hot statements: server-side prepared, unless the connection turns
     prepared statements off (``prepare_threshold=None``, behind a transaction pooler)."""
     return None if driver.prepare_threshold is None else True

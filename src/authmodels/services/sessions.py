@@ -40,7 +40,9 @@ Decisions:
 The two hot statements (the validation lookup and the rotation) run as prepared statements on
 the session's own psycopg connection, in its transaction, and the session row is attached to the
 ORM session without a second query (:mod:`authmodels.services._fastpath`): the helper keeps the
-speed of hand-written SQL (``benchmarks/bench_sessions.py``).
+speed of hand-written SQL (``benchmarks/bench_sessions.py``). :class:`SessionValidator` runs the
+validation without an ORM session at all, in autocommit on connections of its own: one round
+trip and nothing else per request, for a web request's dependency (``benchmarks/bench_hot_path.py``).
 
 Lock order, everywhere rows are locked: refresh tokens, then the session, then access tokens.
 Rotation locks the presented refresh token (its UPDATE), then the session (``last_rotated_at``);
@@ -59,20 +61,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from ipaddress import IPv4Address, IPv6Address
-from typing import Any, NoReturn
+from typing import Any
 
 import psycopg
-from sqlalchemy import func, insert, text
+from sqlalchemy import Engine, func, insert, text
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from authmodels.errors import (
-    DPoPBindingMismatch,
+    ConfigurationError,
     InvalidTokenError,
     NotAuthorizedError,
     RefreshTokenReused,
     SessionExpiredError,
-    SessionIdleTimeoutError,
     SessionRevokedError,
     TokenExpiredError,
     TokenRevokedError,
@@ -84,19 +85,32 @@ from authmodels.models.tokens import DIGEST_SCHEME_RAW, token_lookup_params, tok
 from authmodels.models.users import User
 from authmodels.security.hashing import mac, new_token
 from authmodels.services import _inputs, audit, security_events
+from authmodels.services._autocommit_pool import AutocommitConnections
 from authmodels.services._database_errors import database_errors
-from authmodels.services._fastpath import Statement, columns_of, load_instance
+from authmodels.services._fastpath import Statement, load_instance
 from authmodels.services._replicas import on_replica
+from authmodels.services._session_validation import (
+    NO_SUCH_SESSION,
+    SESSION_COLUMNS,
+    VALIDATE_FOR_REQUEST,
+    ValidatorCore,
+    ValidSession,
+    bound_elsewhere,
+    refuse_dpop,
+    refuse_unless_open,
+    validate_and_touch,
+)
 from authmodels.services.durable import durable
 from authmodels.services.settings import FlowSettings, settings_for
 from authmodels.services.tokens import (
     IssuedTokens,
-    refuse_dpop_binding,
     token_type,
 )
 
 __all__ = [
     "IssuedSession",
+    "SessionValidator",
+    "ValidSession",
     "create_session",
     "revoke_all_sessions",
     "revoke_session",
@@ -241,11 +255,10 @@ def create_session(
 
 
 #: The session's columns, then its state computed with the database's clock.
-_SESSION_COLUMNS = columns_of(SessionModel)
-_N = len(_SESSION_COLUMNS)
+_N = len(SESSION_COLUMNS)
 _LOOKUP_SESSION = Statement(
     f"""
-    SELECT {", ".join(_SESSION_COLUMNS)},
+    SELECT {", ".join(SESSION_COLUMNS)},
            expires_at <= now() AS expired,
            -- NULL (not idle) when the idle timeout is disabled
            last_activity_at <= now() - CAST(:idle AS interval) AS idle,
@@ -308,7 +321,7 @@ def validate_session(db: Session, token: str, *, dpop_jkt: str | None = None) ->
     _refuse_unless_live(db, settings, row, dpop_jkt)
     assert row is not None  # _refuse_unless_live raised otherwise
     values, touch_due = row[:_N], row[_N + 2]
-    session = load_instance(db, SessionModel, _SESSION_COLUMNS, values)
+    session = load_instance(db, SessionModel, SESSION_COLUMNS, values)
     if touch_due:
         touch_params = {"id": session.id, "touch": settings.session_touch_interval}
         if on_replica(db):  # a replica refuses writes: the touch is the primary's
@@ -326,51 +339,18 @@ def _refuse_unless_live(
 ) -> None:
     """The checks of a validation, on a row of :data:`_LOOKUP_SESSION`'s shape (or None)."""
     if row is None:
-        raise InvalidTokenError("the session token is not valid: sign in again")
-    found = dict(zip(_SESSION_COLUMNS, row[:_N], strict=True))
-    expired, idle = row[_N], row[_N + 1]
-    if found["revoked_at"] is not None or (not found["is_active"] and not expired):
-        raise SessionRevokedError("the session was revoked: sign in again")
-    if expired:
-        raise SessionExpiredError("the session expired: sign in again")
-    if idle:
-        raise SessionIdleTimeoutError(
-            f"the session was idle for longer than {settings.session_idle_timeout}: sign in again"
-        )
+        raise InvalidTokenError(NO_SUCH_SESSION)
+    found = dict(zip(SESSION_COLUMNS, row[:_N], strict=True))
+    refuse_unless_open(settings, found["revoked_at"], found["is_active"], row[_N], row[_N + 1])
     if found["dpop_jkt"] is not None and found["dpop_jkt"] != dpop_jkt:
-        _refuse_dpop(
+        refuse_dpop(
             db, found["user_id"], {"session_id": str(found["id"])}, dpop_jkt,
             session_id=found["id"],
         )  # fmt: skip
 
 
-#: The lookup of :data:`_LOOKUP_SESSION` and the touch of :data:`_TOUCH_IF_DUE` in one statement:
-#: the touch happens only when every check of :func:`_refuse_unless_live` passes, so a refused
-#: validation writes nothing.
-_VALIDATE_AND_TOUCH = Statement(
-    f"""
-    WITH found AS (
-        SELECT {", ".join(_SESSION_COLUMNS)},
-               expires_at <= now() AS expired,
-               last_activity_at <= now() - CAST(:idle AS interval) AS idle,
-               last_activity_at <= now() - CAST(:touch AS interval) AS touch_due
-          FROM auth.sessions
-         WHERE {token_lookup_sql("sessions")}
-    ), touched AS (
-        UPDATE auth.sessions AS s SET last_activity_at = now()
-          FROM found
-         WHERE s.id = found.id AND found.touch_due
-           -- the checks: live, not idle, and the request's DPoP key when the session has one
-           AND found.revoked_at IS NULL AND found.is_active AND NOT found.expired
-           AND found.idle IS NOT TRUE
-           AND (found.dpop_jkt IS NULL OR found.dpop_jkt = CAST(:dpop_jkt AS text))
-           AND s.last_activity_at <= now() - CAST(:touch AS interval)
-        RETURNING s.last_activity_at
-    )
-    SELECT found.*, (SELECT last_activity_at FROM touched) FROM found
-    """  # noqa: S608 (constant fragments, no input)
-)
-_LAST_ACTIVITY = _SESSION_COLUMNS.index("last_activity_at")
+_VALIDATE_AND_TOUCH = validate_and_touch("found.*")
+_LAST_ACTIVITY = SESSION_COLUMNS.index("last_activity_at")
 
 
 @database_errors
@@ -437,7 +417,115 @@ def validate_session_alone(db: Session, token: str, *, dpop_jkt: str | None = No
     touched = row[_N + 3]
     if touched is not None:
         values = (*values[:_LAST_ACTIVITY], touched, *values[_LAST_ACTIVITY + 1 :])
-    return load_instance(db, SessionModel, _SESSION_COLUMNS, values)
+    return load_instance(db, SessionModel, SESSION_COLUMNS, values)
+
+
+class SessionValidator:
+    """Validate session tokens without an ORM ``Session``: a web request's dependency, in one
+    round trip.
+
+    :meth:`validate` runs the statement of :func:`validate_session_alone` -- the same lookup,
+    checks, errors and touch (at most once per ``FlowSettings.session_touch_interval``, only
+    when every check passes) -- in autocommit, and returns a :class:`ValidSession`. No
+    ``Session`` is created, no ``BEGIN`` or ``COMMIT`` is sent: a request costs what a
+    hand-written psycopg validation costs (``benchmarks/bench_hot_path.py``), and the touch is
+    committed when it returns. Thread-safe: make one validator per process and share it.
+
+    The validator keeps up to ``max_connections`` connections of its own, made by ``engine``
+    (its URL, ``connect_args`` and pool events apply) and kept in autocommit; a request waits up
+    to ``timeout`` seconds for one. A connection that died while idle (the server restarted) is
+    replaced and the statement run again once. :meth:`close` closes the idle ones.
+
+    ``engine`` must be a synchronous engine on psycopg 3 (:func:`authmodels.db.create_db_engine`)
+    connected to the primary: the touch is a write, which a hot standby refuses
+    (:class:`~authmodels.errors.ReplicaWriteError`). Under row-level security the lookup happens
+    before the user is known: give the validator an engine whose role is registered with
+    ``auth.grant_service_role``. Behind PgBouncer in transaction mode, an engine made with
+    ``pooler="transaction"`` (no server-side prepared statements) works as is.
+
+    Args:
+        engine: the engine that makes the validator's connections.
+        settings: the flows' settings; by default the process's
+            (:func:`authmodels.services.settings.default_settings`).
+        max_connections: the most connections open at once (requests beyond wait).
+        timeout: seconds a request waits for a connection before
+            :class:`~authmodels.errors.DatabaseUnavailableError`.
+
+    Raises:
+        ConfigurationError: ``engine`` is not a synchronous psycopg 3 engine, ``settings`` is
+            not a :class:`FlowSettings`, or ``max_connections``/``timeout`` is not positive.
+            (:class:`authmodels.aio.sessions.SessionValidator` takes an async engine.)
+        MissingKeyError: no settings are given, none are configured, and
+            ``AUTHMODELS_HASH_KEYS`` is not set.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        settings: FlowSettings | None = None,
+        max_connections: int = 10,
+        timeout: float = 30.0,
+    ) -> None:
+        if not isinstance(engine, Engine) or engine.dialect.driver != "psycopg":
+            raise ConfigurationError(
+                "SessionValidator needs a synchronous SQLAlchemy engine on psycopg 3 "
+                "(authmodels.db.create_db_engine, a postgresql+psycopg:// URL), not "
+                f"{type(engine).__name__}"
+                + (f" on {engine.dialect.driver}" if isinstance(engine, Engine) else "")
+            )
+        self._core = ValidatorCore("SessionValidator", settings, max_connections, timeout)
+        self._engine = engine
+        self._connections = AutocommitConnections(
+            engine, max_connections=max_connections, timeout=float(timeout)
+        )
+
+    def __repr__(self) -> str:
+        return f"SessionValidator({self._engine!r})"
+
+    def close(self) -> None:
+        """Close the validator's idle connections (it opens new ones if used again)."""
+        self._connections.close()
+
+    @database_errors
+    def validate(self, token: str, *, dpop_jkt: str | None = None) -> ValidSession:
+        """The live session whose token is ``token`` (see the class docstring).
+
+        Args:
+            token: the raw session token as presented.
+            dpop_jkt: the thumbprint of the request's verified DPoP proof, if any.
+
+        Returns:
+            The session, touched if its touch was due.
+
+        Raises:
+            InvalidTokenError: no session has this token.
+            SessionRevokedError: the session was revoked (or deactivated).
+            SessionExpiredError: the session reached its ``expires_at``.
+            SessionIdleTimeoutError: no request for longer than
+                ``FlowSettings.session_idle_timeout``.
+            DPoPBindingMismatch: the session is bound to a DPoP key and the request's proof is
+                missing or made with another key (audited and committed on its own).
+            InvalidInputError: ``dpop_jkt`` is not a JWK thumbprint.
+            NotAuthorizedError: the engine's role may not read sessions (row-level security,
+                and a role not registered with ``auth.grant_service_role``).
+            ReplicaWriteError: the engine is connected to a hot standby.
+            DatabaseUnavailableError: every connection stayed busy for ``timeout`` seconds.
+        """
+        params = self._core.params(token, dpop_jkt)
+        try:
+            row = self._connections.first(VALIDATE_FOR_REQUEST, params)
+        except psycopg.Error as exc:
+            refusal = self._core.refusal(exc)
+            if refusal is None:
+                raise
+            raise refusal from None
+        found = self._core.session(row)
+        if bound_elsewhere(found, dpop_jkt):
+            with Session(self._engine) as db:
+                refuse_dpop(db, found.user_id, {"session_id": str(found.id)}, dpop_jkt,
+                            session_id=found.id)  # fmt: skip
+        return found
 
 
 _TOUCH = text(
@@ -656,7 +744,7 @@ def rotate_refresh_token(
         if token is None:
             raise InvalidTokenError("the refresh token is not valid: sign in again")
         if token.dpop_jkt is not None and token.dpop_jkt != dpop_jkt:
-            _refuse_dpop(
+            refuse_dpop(
                 db, token.user_id, {"refresh_token_id": str(token.id)}, dpop_jkt,
                 session_id=token.session_id,
             )  # fmt: skip
@@ -749,22 +837,6 @@ def _grace_replay(settings: FlowSettings, token: Any, presented: str) -> IssuedT
         session_id=token.session_id,
         user_id=token.user_id,
         scope=token.access_scope,
-    )
-
-
-def _refuse_dpop(
-    db: Session,
-    user_id: uuid.UUID,
-    details: dict[str, Any],
-    presented: str | None,
-    *,
-    session_id: uuid.UUID,
-) -> NoReturn:
-    refuse_dpop_binding(db, user_id, details, presented, session_id=session_id)
-    raise DPoPBindingMismatch(
-        "this token is bound to a DPoP key: send a DPoP proof made with that key"
-        if presented is None
-        else "the DPoP proof was made with another key than the one this token is bound to"
     )
 
 

@@ -32,7 +32,14 @@ from authmodels.security.passwords import PasswordHasher
 from authmodels.security.privacy import PrivacyHasher
 from authmodels.services.alerts import SecurityEventAlert
 
-__all__ = ["SETTINGS_KEY", "FlowSettings", "configure", "settings_for", "use_settings"]
+__all__ = [
+    "SETTINGS_KEY",
+    "FlowSettings",
+    "configure",
+    "default_settings",
+    "settings_for",
+    "use_settings",
+]
 
 #: Key of :attr:`sqlalchemy.orm.Session.info` that holds a session's :class:`FlowSettings`.
 SETTINGS_KEY = "authmodels.services.settings"
@@ -329,6 +336,15 @@ def settings_for(db: Session) -> FlowSettings:
     configured = db.info.get(SETTINGS_KEY)
     if configured is not None:
         return configured  # type: ignore[no-any-return]
+    return default_settings()
+
+
+def default_settings() -> FlowSettings:
+    """The process-wide default settings: :func:`configure`'s, or else the environment's.
+
+    Raises:
+        MissingKeyError: nothing is configured and ``AUTHMODELS_HASH_KEYS`` is not set.
+    """
     global _default
     if _default is None:
         with _lock:
