@@ -6,24 +6,24 @@ from seed 004's SHA-256 digests, as in ``bench_sessions.py``) and a pgbench data
 size (``pgbench -i -s 1``: 100,000 accounts), then, with 2 and 4 client processes
 (``--clients``), measures requests per second of:
 
-- **pgbench**: ``pgbench -S -M prepared`` (one indexed SELECT per transaction, C client; the
-  server's ceiling for a one-probe request on this machine);
-- **raw**: hand-written psycopg doing what ``validate_session_alone`` does -- the same
+- **pgbench**: ``pgbench -S -M prepared`` (one indexed SELECT of a 4-byte key per transaction,
+  C client);
+- **pgbench, validation statement**: pgbench's C client running the validation's statement
+  (prepared), the candidates of a random token read from a table of precomputed ones in the same
+  statement (two probes by integer key that a real validation does not pay): what the server
+  allows the statement itself;
+- **psycopg, pgbench's statement**: pgbench's ``-S`` statement from Python (psycopg, prepared,
+  autocommit, one connection per process): the floor of any Python client on this machine;
+- **raw**: hand-written psycopg doing what ``SessionValidator.validate`` does -- the same
   statement (lookup and conditional touch), prepared, in autocommit on one connection per
   process, the same candidates and the same checks in Python;
+- **validator**: :class:`authmodels.services.sessions.SessionValidator` (one per process, its
+  own connections in autocommit);
 - **alone**: :func:`authmodels.services.sessions.validate_session_alone` with a new ORM
   ``Session`` per request, as a web request's dependency makes it (``sessionmaker``; the engine
   has ``pool_pre_ping`` off: a ping would be a round trip of its own per request);
-- **alone, one Session**: the same with one ``Session`` per process, reused;
-- **raw, generic plan** and **alone, generic plan**: the same two on connections whose
-  ``plan_cache_mode`` is ``force_generic_plan``. Under the default (``auto``) PostgreSQL plans
-  the statement again on every execution: the generic plan's estimate for ``token_hash = ANY``
-  of an array of unknown length is above that of the custom plan for the request's own
-  candidates, so the cached generic plan is never chosen, and planning costs more than running
-  it. A validation pool can have its role set it (``ALTER ROLE ... SET plan_cache_mode``);
 - **validate_session**: :func:`~authmodels.services.sessions.validate_session` with a new
-  ``Session`` per request and its commit (``BEGIN``, lookup, ``COMMIT``: three round trips), the
-  way to validate before ``validate_session_alone``.
+  ``Session`` per request and its commit (``BEGIN``, lookup, ``COMMIT``: three round trips).
 
 Sessions are written with ``last_activity_at = now()`` and the flows' ``session_touch_interval``
 is ``--touch-interval`` (20 minutes, longer than the run; the default is 60 s): no request of the
@@ -51,8 +51,10 @@ import multiprocessing
 import os
 import random
 import re
+import shutil
 import statistics
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -83,27 +85,28 @@ from authmodels.services.settings import SETTINGS_KEY
 RESULTS = Path(__file__).resolve().parent / "results"
 SIDES = [
     "pgbench",
+    "pgbench, validation statement",
+    "psycopg, pgbench's statement",
     "raw",
+    "validator",
     "alone",
-    "raw, generic plan",
-    "alone, generic plan",
-    "alone, one Session",
     "validate_session",
 ]
-#: What a side ending in ", generic plan" adds to its connections (libpq's ``options``).
-GENERIC_PLAN = "-c plan_cache_mode=force_generic_plan"
+#: Rows of ``pgbench -i -s 1``'s ``pgbench_accounts``.
+PGBENCH_ACCOUNTS = 100_000
 #: Tokens each client process draws from (at random).
 TOKENS_PER_CLIENT = 20_000
 
 # --- the hand-written side ---------------------------------------------------------------------
 
-#: The statement of ``validate_session_alone``, written out (psycopg placeholders), its
-#: candidates behind a scalar subquery as authmodels' are (the same generic plan).
-RAW_VALIDATE_ALONE = """
+#: The statement of ``SessionValidator.validate``, written out (psycopg placeholders): the lookup
+#: and conditional touch of ``validate_session_alone``, returning what the validator returns and
+#: what its checks need; the candidates behind a scalar subquery as authmodels' are (the same
+#: generic plan).
+RAW_VALIDATE = """
 WITH found AS (
-    SELECT id, user_id, token_hash, refresh_token_hash, digest_scheme, dpop_jkt,
-           last_rotated_at, ip_hash, ua_hash, device_fingerprint, device_id, is_active,
-           expires_at, last_activity_at, revoked_at, revoked_reason, created_at,
+    SELECT id, user_id, created_at, expires_at, last_activity_at, device_id, dpop_jkt,
+           revoked_at, is_active,
            expires_at <= now() AS expired,
            last_activity_at <= now() - %(idle)s::interval AS idle,
            last_activity_at <= now() - %(touch)s::interval AS touch_due
@@ -120,24 +123,26 @@ WITH found AS (
        AND s.last_activity_at <= now() - %(touch)s::interval
     RETURNING s.last_activity_at
 )
-SELECT found.*, (SELECT last_activity_at FROM touched) FROM found
+SELECT id, user_id, created_at, expires_at, last_activity_at, device_id, dpop_jkt,
+       revoked_at, is_active, expired, idle, (SELECT last_activity_at FROM touched)
+  FROM found
 """
 
 
-def raw_validate_alone(
+def raw_validate(
     conn: psycopg.Connection[Any], settings: FlowSettings, token: str, dpop_jkt: str | None
 ) -> tuple[Any, ...]:
-    """The hand-written ``validate_session_alone``: one prepared statement, the same checks."""
+    """The hand-written validation: one prepared statement in autocommit, the same checks."""
     if not token or len(token) > 512:
         raise InvalidTokenError("invalid")
     params: dict[str, Any] = raw_lookup(settings.hasher, token)
     params["idle"] = settings.session_idle_timeout
     params["touch"] = settings.session_touch_interval
     params["dpop_jkt"] = dpop_jkt
-    row = conn.execute(RAW_VALIDATE_ALONE, params, prepare=True).fetchone()
+    row = conn.execute(RAW_VALIDATE, params, prepare=True).fetchone()
     if row is None:
         raise InvalidTokenError("invalid")
-    revoked_at, active, expired, idle, jkt = row[14], row[11], row[17], row[18], row[5]
+    revoked_at, active, expired, idle, jkt = row[7], row[8], row[9], row[10], row[6]
     if revoked_at is not None or (not active and not expired):
         raise SessionRevokedError("revoked")
     if expired:
@@ -147,6 +152,40 @@ def raw_validate_alone(
     if jkt is not None and jkt != dpop_jkt:
         raise DPoPBindingMismatch("dpop")
     return tuple(row)
+
+
+#: pgbench's script running the same statement from pgbench's C client: the candidates of the
+#: token drawn come from a table of precomputed ones (two probes by integer key in the same
+#: statement, which the validation itself does not pay).
+PGBENCH_VALIDATE = """\\set i random(1, {count})
+WITH found AS (
+    SELECT id, user_id, created_at, expires_at, last_activity_at, device_id, dpop_jkt,
+           revoked_at, is_active,
+           expires_at <= now() AS expired,
+           last_activity_at <= now() - CAST('{idle}' AS interval) AS idle,
+           last_activity_at <= now() - CAST('{touch}' AS interval) AS touch_due
+      FROM auth.sessions
+     WHERE token_hash = ANY(CAST((SELECT candidates FROM public.bench_candidates
+                                   WHERE i = :i) AS bytea[]))
+       AND digest_scheme = CASE WHEN token_hash = ANY(CAST((SELECT raw_candidates
+                                   FROM public.bench_candidates WHERE i = :i) AS bytea[]))
+                                THEN 1 ELSE 2 END
+), touched AS (
+    UPDATE auth.sessions AS s SET last_activity_at = now()
+      FROM found
+     WHERE s.id = found.id AND found.touch_due
+       AND found.revoked_at IS NULL AND found.is_active AND NOT found.expired
+       AND found.idle IS NOT TRUE AND found.dpop_jkt IS NULL
+       AND s.last_activity_at <= now() - CAST('{touch}' AS interval)
+    RETURNING s.last_activity_at
+)
+SELECT id, user_id, created_at, expires_at, last_activity_at, device_id, dpop_jkt,
+       revoked_at, is_active, expired, idle, (SELECT last_activity_at FROM touched)
+  FROM found;
+"""
+
+#: pgbench's own ``-S`` statement, from Python (psycopg, prepared, autocommit).
+PGBENCH_SELECT = "SELECT abalance FROM pgbench_accounts WHERE aid = %s"
 
 
 # --- the client processes ------------------------------------------------------------------------
@@ -166,23 +205,29 @@ def _request_loop(
     """A callable doing one request of ``side`` (after connecting and preparing)."""
     settings = flow_settings(touch_interval)
     draw = random.Random(os.getpid()).choice
-    generic = side.endswith(", generic plan")
-    side = side.removesuffix(", generic plan")
-    options = {"options": GENERIC_PLAN} if generic else {}
+    if side == "psycopg, pgbench's statement":
+        conn = psycopg.connect(dsn, autocommit=True)
+        aids = list(range(1, PGBENCH_ACCOUNTS + 1))
+
+        def select() -> None:
+            conn.execute(PGBENCH_SELECT, (draw(aids),), prepare=True).fetchone()
+
+        return select
     if side == "raw":
-        conn = psycopg.connect(dsn, autocommit=True, **options)
+        conn = psycopg.connect(dsn, autocommit=True)
 
         def raw() -> None:
-            raw_validate_alone(conn, settings, draw(tokens), None)
+            raw_validate(conn, settings, draw(tokens), None)
 
         return raw
-    engine = create_db_engine(
-        sqlalchemy_url(dsn),
-        pool_pre_ping=False,
-        pool_size=1,
-        max_overflow=0,
-        connect_args=options,
-    )
+    engine = create_db_engine(sqlalchemy_url(dsn), pool_pre_ping=False)
+    if side == "validator":
+        validator = sessions.SessionValidator(engine, settings=settings)
+
+        def validate() -> None:
+            validator.validate(draw(tokens))
+
+        return validate
     factory = sessionmaker(engine, info={SETTINGS_KEY: settings})
     if side == "alone":
 
@@ -191,13 +236,6 @@ def _request_loop(
                 sessions.validate_session_alone(db, draw(tokens))
 
         return alone
-    if side == "alone, one Session":
-        reused = factory()
-
-        def alone_reused() -> None:
-            sessions.validate_session_alone(reused, draw(tokens))
-
-        return alone_reused
     if side == "validate_session":
 
         def in_a_transaction() -> None:
@@ -255,10 +293,14 @@ def measure_side(
     return total / seconds
 
 
-def measure_pgbench(pgbench: Path, dsn: str, clients: int, seconds: float) -> float:
-    """Transactions per second of ``pgbench -S -M prepared`` (excluding connection time)."""
+def measure_pgbench(
+    pgbench: Path, dsn: str, clients: int, seconds: float, script: Path | None = None
+) -> float:
+    """Transactions per second of ``pgbench -M prepared`` (excluding connection time): its
+    ``-S`` transaction, or ``script``'s."""
+    workload = ["-S"] if script is None else ["-f", str(script)]
     result = subprocess.run(
-        [str(pgbench), "-S", "-M", "prepared", "-n", "-c", str(clients), "-j", str(clients),
+        [str(pgbench), *workload, "-M", "prepared", "-n", "-c", str(clients), "-j", str(clients),
          "-T", str(int(seconds)), dsn],
         check=True, capture_output=True, text=True,
     )  # fmt: skip
@@ -266,6 +308,33 @@ def measure_pgbench(pgbench: Path, dsn: str, clients: int, seconds: float) -> fl
     if match is None:
         raise RuntimeError(f"unexpected pgbench output:\n{result.stdout}\n{result.stderr}")
     return float(match.group(1))
+
+
+def prepare_pgbench_validation(
+    dsn: str, hasher: TokenHasher, tokens: list[str], settings: FlowSettings, folder: Path
+) -> Path:
+    """The candidates of every token in ``public.bench_candidates``, and pgbench's script."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE public.bench_candidates "
+            "(i int PRIMARY KEY, candidates bytea[], raw_candidates bytea[])"
+        )
+        with conn.cursor().copy(
+            "COPY public.bench_candidates (i, candidates, raw_candidates) FROM STDIN"
+        ) as copy:
+            for i, token in enumerate(tokens, start=1):
+                found = raw_lookup(hasher, token)
+                copy.write_row((i, found["candidates"], found["raw_candidates"]))
+        conn.execute("VACUUM ANALYZE public.bench_candidates")
+    script = folder / "validate.sql"
+    script.write_text(
+        PGBENCH_VALIDATE.format(
+            count=len(tokens),
+            idle=settings.session_idle_timeout,
+            touch=settings.session_touch_interval,
+        )
+    )
+    return script
 
 
 def pgbench_binary() -> Path:
@@ -303,6 +372,9 @@ def run(url: URL, args: argparse.Namespace) -> None:
         "load_average_before": os.getloadavg(),
         "rates": {},
     }
+    settings = flow_settings(args.touch_interval)
+    folder = Path(tempfile.mkdtemp(prefix="bench_hot_path-"))
+    script = prepare_pgbench_validation(dsn, hasher, tokens, settings, folder)
     try:
         for clients in args.clients:
             rounds: dict[str, list[float]] = {side: [] for side in SIDES}
@@ -311,12 +383,16 @@ def run(url: URL, args: argparse.Namespace) -> None:
                 for side in order:
                     if side == "pgbench":
                         rate = measure_pgbench(pgbench, pgbench_dsn, clients, args.seconds)
+                    elif side == "pgbench, validation statement":
+                        rate = measure_pgbench(pgbench, dsn, clients, args.seconds, script)
                     else:
                         rate = measure_side(
-                            side, dsn, tokens, args.touch_interval, clients, args.seconds
-                        )
+                            side,
+                            pgbench_dsn if side == "psycopg, pgbench's statement" else dsn,
+                            tokens, args.touch_interval, clients, args.seconds,
+                        )  # fmt: skip
                     rounds[side].append(rate)
-                    print(f"  {clients} clients, round {index + 1}: {side:<20} {rate:9,.0f}/s")
+                    print(f"  {clients} clients, round {index + 1}: {side:<30} {rate:9,.0f}/s")
             report["rates"][str(clients)] = {
                 side: {"median_per_s": statistics.median(r), "rounds_per_s": r}
                 for side, r in rounds.items()
@@ -324,41 +400,41 @@ def run(url: URL, args: argparse.Namespace) -> None:
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(bench_db)))
+        shutil.rmtree(folder, ignore_errors=True)
     report["load_average_after"] = os.getloadavg()
 
     def median(clients: int, side: str) -> float:
         return float(report["rates"][str(clients)][side]["median_per_s"])
 
-    print(f"\n{'side':<22}" + "".join(f"{f'{c} clients':>14}" for c in args.clients))
+    print(f"\n{'side':<32}" + "".join(f"{f'{c} clients':>14}" for c in args.clients))
     for side in SIDES:
-        print(f"{side:<22}" + "".join(f"{median(c, side):12,.0f}/s" for c in args.clients))
+        print(f"{side:<32}" + "".join(f"{median(c, side):12,.0f}/s" for c in args.clients))
     report["ratios"] = {
         str(c): {
+            "validator_vs_pgbench": median(c, "validator") / median(c, "pgbench"),
+            "validator_vs_raw": median(c, "validator") / median(c, "raw"),
+            "validator_vs_python_floor": median(c, "validator")
+            / median(c, "psycopg, pgbench's statement"),
+            "validation_statement_in_pgbench_vs_pgbench": median(c, "pgbench, validation statement")
+            / median(c, "pgbench"),
+            "python_floor_vs_pgbench": median(c, "psycopg, pgbench's statement")
+            / median(c, "pgbench"),
+            "raw_vs_pgbench": median(c, "raw") / median(c, "pgbench"),
             "alone_vs_pgbench": median(c, "alone") / median(c, "pgbench"),
             "alone_vs_raw": median(c, "alone") / median(c, "raw"),
-            "alone_generic_plan_vs_pgbench": median(c, "alone, generic plan")
-            / median(c, "pgbench"),
-            "alone_generic_plan_vs_raw_generic_plan": median(c, "alone, generic plan")
-            / median(c, "raw, generic plan"),
-            "alone_one_session_vs_raw": median(c, "alone, one Session") / median(c, "raw"),
             "validate_session_vs_pgbench": median(c, "validate_session") / median(c, "pgbench"),
         }
         for c in args.clients
     }
-    # the headline figures: the server's default plan_cache_mode, the first client count
-    # (2 unless --clients says otherwise); the ", generic plan" ones beside them
+    # the headline figures: SessionValidator, the first client count (2 unless --clients says
+    # otherwise)
     first = str(2 if 2 in args.clients else args.clients[0])
     report["headline_clients"] = int(first)
+    report["headline_side"] = "validator"
     report["ratio_vs_pgbench_2proc"] = (
-        report["ratios"]["2"]["alone_vs_pgbench"] if 2 in args.clients else None
+        report["ratios"]["2"]["validator_vs_pgbench"] if 2 in args.clients else None
     )
-    report["ratio_vs_raw"] = report["ratios"][first]["alone_vs_raw"]
-    report["ratio_vs_pgbench_2proc_generic_plan"] = (
-        report["ratios"]["2"]["alone_generic_plan_vs_pgbench"] if 2 in args.clients else None
-    )
-    report["ratio_vs_raw_generic_plan"] = report["ratios"][first][
-        "alone_generic_plan_vs_raw_generic_plan"
-    ]
+    report["ratio_vs_raw"] = report["ratios"][first]["validator_vs_raw"]
     print()
     for c, ratios in report["ratios"].items():
         print(f"{c} clients: " + ", ".join(f"{k} {v:.3f}" for k, v in ratios.items()))

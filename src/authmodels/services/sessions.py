@@ -42,7 +42,8 @@ the session's own psycopg connection, in its transaction, and the session row is
 ORM session without a second query (:mod:`authmodels.services._fastpath`): the helper keeps the
 speed of hand-written SQL (``benchmarks/bench_sessions.py``). :class:`SessionValidator` runs the
 validation without an ORM session at all, in autocommit on connections of its own: one round
-trip and nothing else per request, for a web request's dependency (``benchmarks/bench_hot_path.py``).
+trip and nothing else per request, for a web request's dependency
+(``benchmarks/bench_hot_path.py``).
 
 Lock order, everywhere rows are locked: refresh tokens, then the session, then access tokens.
 Rotation locks the presented refresh token (its UPDATE), then the session (``last_rotated_at``);
