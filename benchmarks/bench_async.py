@@ -13,6 +13,11 @@ request at a time, each request one transaction:
   ``aio.sessions.validate_session_alone`` (pre-ping off): the lookup and its touch in one
   statement, in autocommit on the request's fresh connection -- one round trip, where the other
   sides pay three (``BEGIN``, the lookup, ``COMMIT``);
+- **aio SessionValidator**: ``await validator.validate(token)`` on one
+  :class:`authmodels.aio.sessions.SessionValidator` (no ``AsyncSession``: its own connection,
+  in autocommit, one round trip), against **raw async psycopg, one statement**: the validator's
+  statement hand-written on one ``psycopg.AsyncConnection`` in autocommit, prepared, with the
+  same checks (``bench_hot_path.raw_params``/``raw_checks``);
 - **raw async psycopg**: the same lookup hand-written on one ``psycopg.AsyncConnection``: the
   same candidates, the same state computed in SQL, a prepared statement, the same checks in
   Python (``bench_sessions.raw_validate``'s), then ``COMMIT``;
@@ -47,6 +52,8 @@ from typing import Any
 import psycopg
 import sqlalchemy
 from alembic import command
+from bench_hot_path import RAW_VALIDATE as ONE_STATEMENT
+from bench_hot_path import raw_checks, raw_params
 from bench_sessions import RAW_TOUCH, RAW_VALIDATE, on_a_new_database, populate, raw_lookup
 from bench_sessions import raw_validate as raw_validate_sync
 from sqlalchemy.engine import URL
@@ -176,6 +183,17 @@ async def measure(url: URL, args: argparse.Namespace) -> dict[str, Any]:
             await raw_validate(driver, settings, picks[i], None)
             await db.commit()
 
+    validator = aio_sessions.SessionValidator(unpinged, settings=settings)
+    raw_autocommit = await psycopg.AsyncConnection.connect(libpq_url(url), autocommit=True)
+
+    async def validator_request(i: int) -> None:
+        await validator.validate(picks[i])
+
+    async def raw_one_statement_request(i: int) -> None:
+        params = raw_params(settings, picks[i], None)
+        cursor = await raw_autocommit.execute(ONE_STATEMENT, params, prepare=True)
+        raw_checks(await cursor.fetchone(), None)
+
     async def sync_request(i: int) -> None:
         with SyncDb() as db:
             sessions.validate_session(db, picks[i])
@@ -189,6 +207,8 @@ async def measure(url: URL, args: argparse.Namespace) -> dict[str, Any]:
         "aio": aio_request,
         "aio, pool_pre_ping off": aio_request_no_ping,
         "aio validate_session_alone, pool_pre_ping off": aio_alone_request,
+        "aio SessionValidator": validator_request,
+        "raw async psycopg, one statement in autocommit": raw_one_statement_request,
         "raw async psycopg": raw_request,
         "raw lookup in an AsyncSession": raw_in_session_request,
         "sync": sync_request,
@@ -204,6 +224,8 @@ async def measure(url: URL, args: argparse.Namespace) -> dict[str, Any]:
                 await db.execute(sqlalchemy.text("SELECT count(*) FROM pg_prepared_statements"))
             ).scalar()
     finally:
+        await validator.close()
+        await raw_autocommit.close()
         await raw.close()
         raw_sync.close()
         await pinged.dispose()
@@ -221,6 +243,10 @@ async def measure(url: URL, args: argparse.Namespace) -> dict[str, Any]:
         / spent["aio, pool_pre_ping off"],
         "aio validate_session_alone / raw async psycopg": spent["raw async psycopg"]
         / spent["aio validate_session_alone, pool_pre_ping off"],
+        "aio SessionValidator / raw async psycopg, one statement in autocommit": spent[
+            "raw async psycopg, one statement in autocommit"
+        ]
+        / spent["aio SessionValidator"],
         "raw lookup in an AsyncSession / raw async psycopg": spent["raw async psycopg"]
         / spent["raw lookup in an AsyncSession"],
         "aio / sync": spent["sync"] / spent["aio"],

@@ -129,17 +129,19 @@ SELECT id, user_id, created_at, expires_at, last_activity_at, device_id, dpop_jk
 """
 
 
-def raw_validate(
-    conn: psycopg.Connection[Any], settings: FlowSettings, token: str, dpop_jkt: str | None
-) -> tuple[Any, ...]:
-    """The hand-written validation: one prepared statement in autocommit, the same checks."""
+def raw_params(settings: FlowSettings, token: str, dpop_jkt: str | None) -> dict[str, Any]:
+    """The hand-written validation's parameters (after the same first check of the token)."""
     if not token or len(token) > 512:
         raise InvalidTokenError("invalid")
     params: dict[str, Any] = raw_lookup(settings.hasher, token)
     params["idle"] = settings.session_idle_timeout
     params["touch"] = settings.session_touch_interval
     params["dpop_jkt"] = dpop_jkt
-    row = conn.execute(RAW_VALIDATE, params, prepare=True).fetchone()
+    return params
+
+
+def raw_checks(row: Any, dpop_jkt: str | None) -> tuple[Any, ...]:
+    """The hand-written validation's checks of :data:`RAW_VALIDATE`'s row."""
     if row is None:
         raise InvalidTokenError("invalid")
     revoked_at, active, expired, idle, jkt = row[7], row[8], row[9], row[10], row[6]
@@ -152,6 +154,14 @@ def raw_validate(
     if jkt is not None and jkt != dpop_jkt:
         raise DPoPBindingMismatch("dpop")
     return tuple(row)
+
+
+def raw_validate(
+    conn: psycopg.Connection[Any], settings: FlowSettings, token: str, dpop_jkt: str | None
+) -> tuple[Any, ...]:
+    """The hand-written validation: one prepared statement in autocommit, the same checks."""
+    params = raw_params(settings, token, dpop_jkt)
+    return raw_checks(conn.execute(RAW_VALIDATE, params, prepare=True).fetchone(), dpop_jkt)
 
 
 #: pgbench's script running the same statement from pgbench's C client: the candidates of the

@@ -19,9 +19,9 @@ client, driven the same way -- a new ORM session per request from a session fact
 - and, for reference, the same two with :func:`~authmodels.services.sessions.validate_session`
   and a commit (the way to validate before ``validate_session_alone``).
 
-- and the two ``validate_session_alone`` sides again on connections whose ``plan_cache_mode`` is
-  ``force_generic_plan`` (see ``bench_hot_path.py``: under the default the statement is planned
-  again on every execution).
+- **validator**: :class:`~authmodels.services.sessions.SessionValidator` and its async twin
+  :class:`authmodels.aio.sessions.SessionValidator` (no ORM session per request: the same
+  statement on connections of their own, kept in autocommit).
 
 The peer only reads; authmodels' validation also touches ``last_activity_at`` once per
 ``session_touch_interval``: the run sets it to ``--touch-interval`` (20 minutes, longer than the
@@ -84,11 +84,9 @@ SIDES = [
     "authmodels validate_session_alone (async, aio)",
     "authmodels validate_session + commit (sync)",
     "authmodels validate_session + commit (async, aio)",
-    "authmodels validate_session_alone (sync, generic plan)",
-    "authmodels validate_session_alone (async, aio, generic plan)",
+    "authmodels SessionValidator (sync)",
+    "authmodels SessionValidator (async, aio)",
 ]
-#: libpq's ``options`` of the ", generic plan" sides (see bench_hot_path.py).
-GENERIC_PLAN = "-c plan_cache_mode=force_generic_plan"
 
 
 def peer_python(venv: Path) -> Path:
@@ -153,26 +151,15 @@ def run(url: URL, args: argparse.Namespace) -> None:
     admin = libpq_url(url.set(database="postgres"))
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(peer_db)))
-    generic = {"options": GENERIC_PLAN}
     engine = create_db_engine(url, pool_pre_ping=False)
-    generic_engine = create_db_engine(url, pool_pre_ping=False, connect_args=generic)
-    factories = {
-        False: sessionmaker(engine, info={SETTINGS_KEY: settings}),
-        True: sessionmaker(generic_engine, info={SETTINGS_KEY: settings}),
-    }
+    factory = sessionmaker(engine, info={SETTINGS_KEY: settings})
     async_engine = create_async_db_engine(url, pool_pre_ping=False)
-    generic_async_engine = create_async_db_engine(url, pool_pre_ping=False, connect_args=generic)
-    async_factories = {
-        False: async_sessionmaker(async_engine, info={SETTINGS_KEY: settings}),
-        True: async_sessionmaker(generic_async_engine, info={SETTINGS_KEY: settings}),
-    }
+    async_factory = async_sessionmaker(async_engine, info={SETTINGS_KEY: settings})
+    validator = sessions.SessionValidator(engine, settings=settings)
+    async_validator = aio_sessions.SessionValidator(async_engine, settings=settings)
     loop = asyncio.new_event_loop()
 
-    def sync_side(
-        validate: Callable[[Session, str], Any], commit: bool, generic_plan: bool = False
-    ) -> Callable[[int], float]:
-        factory = factories[generic_plan]
-
+    def sync_side(validate: Callable[[Session, str], Any], commit: bool) -> Callable[[int], float]:
         def measure(n: int) -> float:
             started = time.perf_counter()
             for _ in range(n):
@@ -185,12 +172,8 @@ def run(url: URL, args: argparse.Namespace) -> None:
         return measure
 
     def async_side(
-        validate: Callable[[AsyncSession, str], Awaitable[Any]],
-        commit: bool,
-        generic_plan: bool = False,
+        validate: Callable[[AsyncSession, str], Awaitable[Any]], commit: bool
     ) -> Callable[[int], float]:
-        async_factory = async_factories[generic_plan]
-
         async def requests(n: int) -> float:
             started = time.perf_counter()
             for _ in range(n):
@@ -202,6 +185,18 @@ def run(url: URL, args: argparse.Namespace) -> None:
 
         return lambda n: loop.run_until_complete(requests(n))
 
+    def validator_side(n: int) -> float:
+        started = time.perf_counter()
+        for _ in range(n):
+            validator.validate(draw(tokens))
+        return time.perf_counter() - started
+
+    async def async_validator_requests(n: int) -> float:
+        started = time.perf_counter()
+        for _ in range(n):
+            await async_validator.validate(draw(tokens))
+        return time.perf_counter() - started
+
     peer = Peer(python, url.set(database=peer_db), args.tokens)
     measures: dict[str, Callable[[int], float]] = {
         PEER: peer.measure,
@@ -209,8 +204,8 @@ def run(url: URL, args: argparse.Namespace) -> None:
         SIDES[2]: async_side(aio_sessions.validate_session_alone, commit=False),
         SIDES[3]: sync_side(sessions.validate_session, commit=True),
         SIDES[4]: async_side(aio_sessions.validate_session, commit=True),
-        SIDES[5]: sync_side(sessions.validate_session_alone, commit=False, generic_plan=True),
-        SIDES[6]: async_side(aio_sessions.validate_session_alone, commit=False, generic_plan=True),
+        SIDES[5]: validator_side,
+        SIDES[6]: lambda n: loop.run_until_complete(async_validator_requests(n)),
     }
     report: dict[str, Any] = {
         "benchmark": "bench_peer.py",
@@ -233,11 +228,11 @@ def run(url: URL, args: argparse.Namespace) -> None:
             print(f"round {index + 1}: " + ", ".join(f"{rounds[s][-1]:.0f}" for s in SIDES))
     finally:
         peer.close()
+        validator.close()
+        loop.run_until_complete(async_validator.close())
         loop.run_until_complete(async_engine.dispose())
-        loop.run_until_complete(generic_async_engine.dispose())
         loop.close()
         engine.dispose()
-        generic_engine.dispose()
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(peer_db)))
     report["load_average_after"] = os.getloadavg()
@@ -248,7 +243,7 @@ def run(url: URL, args: argparse.Namespace) -> None:
         "sync": peer_us / report["us_per_request"][SIDES[1]],
         "async": peer_us / report["us_per_request"][SIDES[2]],
     }
-    report["ratio_vs_fastapi_users_generic_plan"] = {
+    report["ratio_vs_fastapi_users_validator"] = {
         "sync": peer_us / report["us_per_request"][SIDES[5]],
         "async": peer_us / report["us_per_request"][SIDES[6]],
     }
