@@ -58,14 +58,17 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 from alembic import op
 from sqlalchemy import Connection, text
+from sqlalchemy.exc import DBAPIError
 
 from authmodels.config import KeyRing, Settings
 from authmodels.errors import MigrationError
@@ -230,10 +233,18 @@ class PageWalk:
             in its WHERE clause, where the walk puts the batch's page range (a ``ctid`` range:
             PostgreSQL's TID range scan). It selects the same rows as the key walk's SELECT,
             without the key condition, order and limit.
+        workers: how many connections walk the table at once (default 1, the revision's own).
+            With more, each extra worker opens its own connection (the revision's settings:
+            ``lock_timeout``, ``statement_timeout``, ``search_path``, role) and the page ranges
+            are shared out as the workers take them; each batch is still its own short
+            transaction. For backfills whose rows do not depend on each other (a value computed
+            from the row itself): the server's work of one batch overlaps the client's (or the
+            server's) work of the other. A worker that cannot connect is skipped (logged).
     """
 
     table: str
     select: str
+    workers: int = 1
 
 
 def batched(
@@ -258,7 +269,9 @@ def batched(
     to the table's last page when the walk started. A row that a concurrent update moves behind
     the walk, like a row written after it, is left to the revision's catch-up (the statement it
     runs under its lock, or a later pass): a walk converts what it finds and is idempotent.
-    ``select_batch`` is then what offline mode renders (the same rows, selected by key).
+    ``select_batch`` is then what offline mode renders (the same rows, selected by key). With
+    ``walk.workers`` above 1 the page ranges are walked on that many connections at once, and
+    ``apply_batch`` is called from as many threads, each with its own connection.
 
     In offline mode (``--sql``) nothing runs: the backfill needs the data.
     """
@@ -327,18 +340,74 @@ def _walk_pages(
             "{pages}", "ctid >= CAST(:first_page AS tid) AND ctid < CAST(:end_page AS tid)"
         )
     )
-    for first in range(0, int(pages), step):
-        with explicit_transaction(bind):
-            rows = bind.execute(
-                select, {"first_page": f"({first},0)", "end_page": f"({first + step},0)", **params}
-            ).all()
-            if rows:
-                # in key order, as a key walk gives them: a statement that reaches them with
-                # ``key = ANY(:keys)`` in a nested loop sorts that array on every probe, which
-                # costs nothing when it is sorted already
-                apply_batch(bind, sorted(rows, key=lambda row: row[0]))
-        report.rows += len(rows)
-        report.batches += 1
+    starts = range(0, int(pages), step)
+    ranges = iter(starts)
+    lock = threading.Lock()
+    failed = threading.Event()
+
+    def next_range() -> int | None:
+        with lock:
+            return None if failed.is_set() else next(ranges, None)
+
+    def walk_with(conn: Connection) -> None:
+        try:
+            while (first := next_range()) is not None:
+                with explicit_transaction(conn):
+                    rows = conn.execute(
+                        select,
+                        {"first_page": f"({first},0)", "end_page": f"({first + step},0)", **params},
+                    ).all()
+                    if rows:
+                        # in key order, as a key walk gives them: a statement that reaches them
+                        # with ``key = ANY(:keys)`` in a nested loop sorts that array on every
+                        # probe, which costs nothing when it is sorted already
+                        apply_batch(conn, sorted(rows, key=lambda row: row[0]))
+                with lock:
+                    report.rows += len(rows)
+                    report.batches += 1
+        except BaseException:
+            failed.set()  # the other workers stop after their current batch
+            raise
+
+    extra = _worker_connections(bind, min(walk.workers, len(starts)) - 1)
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, len(extra))) as pool:
+            others = [pool.submit(walk_with, conn) for conn in extra]
+            try:
+                walk_with(bind)
+            finally:
+                for other in others:
+                    other.exception()  # wait for it, whatever happened here
+            for other in others:
+                other.result()  # a worker's error, raised here
+    finally:
+        for conn in extra:
+            conn.close()
+
+
+#: Session settings a walk's extra connections take from the revision's connection.
+_WORKER_SETTINGS = ("lock_timeout", "statement_timeout", "search_path", "role")
+
+
+def _worker_connections(bind: Connection, count: int) -> list[Connection]:
+    """``count`` more connections to the revision's database, with its session settings, each
+    committing only what its own ``BEGIN``/``COMMIT`` wraps (as inside ``autocommit_block``)."""
+    if count < 1:
+        return []
+    settings = bind.execute(
+        text("SELECT " + ", ".join(f"current_setting('{name}')" for name in _WORKER_SETTINGS))
+    ).one()
+    opened: list[Connection] = []
+    for _ in range(count):
+        try:
+            conn = bind.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        except DBAPIError as exc:  # e.g. max_connections reached: the walk goes on without it
+            log.warning("a page walk runs with one worker less: %s", str(exc).splitlines()[0])
+            break
+        for name, value in zip(_WORKER_SETTINGS, settings, strict=True):
+            conn.execute(text("SELECT set_config(:n, :v, false)"), {"n": name, "v": value})
+        opened.append(conn)
+    return opened
 
 
 # --- indexes built without blocking writes ----------------------------------------------------
@@ -660,6 +729,7 @@ def backfill_computed(
     key: str = "id",
     batch_size: int | None = None,
     walk_pages: bool = False,
+    workers: int = 1,
 ) -> BackfillReport:
     """Fill ``targets`` of ``auth.<table>`` from ``sources``, computing each value in Python.
 
@@ -678,6 +748,8 @@ def backfill_computed(
         key: the UUID key column.
         batch_size: rows per batch (default :data:`DEFAULT_BATCH_SIZE`).
         walk_pages: walk the table by page range rather than by key.
+        workers: with ``walk_pages``, how many connections walk it at once
+            (:attr:`PageWalk.workers`; ``compute`` is then called from as many threads).
     """
     select = (
         f"SELECT {key}, {', '.join(sources)} FROM {SCHEMA}.{table} "  # noqa: S608
@@ -695,6 +767,7 @@ def backfill_computed(
             table,
             f"SELECT {key}, {', '.join(sources)} FROM {SCHEMA}.{table} "  # noqa: S608
             f"WHERE {{pages}} AND ({where})",
+            workers=workers,
         )
     report = batched(select, apply, **kwargs)
     _log_report(f"{table}: {', '.join(c for c, _ in targets)}", report)
