@@ -214,7 +214,7 @@ def upgrade() -> None:
 
     # page by page, on two connections: the same rows and hashes (docs/benchmarks.md,
     # "Migrations on a large database")
-    backfill_computed("sessions", **fill, walk_pages=True, workers=2)
+    backfill_computed("sessions", **fill, walk_pages=True, workers=2, passes=3)
     # Flows inserted between 0004 and the trigger above have no retention time yet.
     retain = text(
         "UPDATE auth.device_flows SET retention_expires_at = expires_at + interval '1 day' "

@@ -240,11 +240,22 @@ class PageWalk:
             transaction. For backfills whose rows do not depend on each other (a value computed
             from the row itself): the server's work of one batch overlaps the client's (or the
             server's) work of the other. A worker that cannot connect is skipped (logged).
+        passes: in how many transactions each range of pages is converted (default 1). A
+            backfill that makes every row longer on full pages (a fresh table, fillfactor 100)
+            moves each row it rewrites to another page, and every index of the table gets a new
+            entry for it. In passes, the first rewrites part of each page's rows (they move); the
+            next, in a later transaction, finds the space their old versions left (pruned when
+            the page is read again) and rewrites more rows on their own page: a heap-only
+            (HOT) update, no index entry, no move. About half the rows stay on their page with
+            three passes. Each pass reads the rows it converts in its own transaction, as a
+            single pass does. ``select`` must then start with ``SELECT`` and read the table
+            alone (the first pass adds its ``ctid``).
     """
 
     table: str
     select: str
     workers: int = 1
+    passes: int = 1
 
 
 def batched(
@@ -340,6 +351,11 @@ def _walk_pages(
             "{pages}", "ctid >= CAST(:first_page AS tid) AND ctid < CAST(:end_page AS tid)"
         )
     )
+    located = None
+    if walk.passes > 1:
+        if not walk.select.startswith("SELECT "):
+            raise ValueError(f"a walk in passes needs a plain SELECT, not {walk.select[:40]!r}")
+        located = text(f"SELECT ctid::text, {select.text[len('SELECT ') :]}")
     starts = range(0, int(pages), step)
     ranges = iter(starts)
     lock = threading.Lock()
@@ -349,21 +365,43 @@ def _walk_pages(
         with lock:
             return None if failed.is_set() else next(ranges, None)
 
+    def apply_sorted(conn: Connection, rows: Sequence[Any]) -> None:
+        if rows:
+            # in key order, as a key walk gives them: a statement that reaches them with
+            # ``key = ANY(:keys)`` in a nested loop sorts that array on every probe, which costs
+            # nothing when it is sorted already
+            apply_batch(conn, sorted(rows, key=lambda row: row[0]))
+
+    def walk_range(conn: Connection, first: int) -> int:
+        bounds = {"first_page": f"({first},0)", "end_page": f"({first + step},0)", **params}
+        if located is None:
+            with explicit_transaction(conn):
+                rows = conn.execute(select, bounds).all()
+                apply_sorted(conn, rows)
+            return len(rows)
+        done = 0
+        groups: list[set[Any]] = []
+        for number in range(walk.passes):
+            # each pass reads the rows it converts in its own transaction, as a single pass does
+            with explicit_transaction(conn):
+                if number == 0:
+                    found = conn.execute(located, bounds).all()
+                    groups = _pass_groups(found, walk.passes)
+                    batch: list[Any] = [tuple(row[1:]) for row in found]
+                else:
+                    batch = list(conn.execute(select, bounds).all())
+                if number < walk.passes - 1:  # the last pass takes every row left
+                    batch = [row for row in batch if row[0] in groups[number]]
+                apply_sorted(conn, batch)
+            done += len(batch)
+        return done
+
     def walk_with(conn: Connection) -> None:
         try:
             while (first := next_range()) is not None:
-                with explicit_transaction(conn):
-                    rows = conn.execute(
-                        select,
-                        {"first_page": f"({first},0)", "end_page": f"({first + step},0)", **params},
-                    ).all()
-                    if rows:
-                        # in key order, as a key walk gives them: a statement that reaches them
-                        # with ``key = ANY(:keys)`` in a nested loop sorts that array on every
-                        # probe, which costs nothing when it is sorted already
-                        apply_batch(conn, sorted(rows, key=lambda row: row[0]))
+                converted = walk_range(conn, first)
                 with lock:
-                    report.rows += len(rows)
+                    report.rows += converted
                     report.batches += 1
         except BaseException:
             failed.set()  # the other workers stop after their current batch
@@ -383,6 +421,33 @@ def _walk_pages(
     finally:
         for conn in extra:
             conn.close()
+
+
+#: Share of a page's rows each pass of a walk in passes converts, relative to the pass before:
+#: a row the first pass rewrites moves to another page (its page is full), and the space its old
+#: version leaves, once pruned, takes the new versions of about as many rows as this share of
+#: them (a keyed digest makes a row about a quarter longer), rewritten on their own page.
+_PASS_SHARE = 0.78
+
+
+def _pass_groups(found: Sequence[Any], passes: int) -> list[set[Any]]:
+    """The keys of ``found`` (rows ``(ctid, key, ...)``) for each pass: on each page, the rows in
+    line-pointer order, split in shares ``1 : _PASS_SHARE : _PASS_SHARE ** 2 ...``."""
+    weights = [_PASS_SHARE**number for number in range(passes)]
+    bounds = [sum(weights[: number + 1]) / sum(weights) for number in range(passes)]
+    pages: dict[int, list[tuple[int, Any]]] = {}
+    for row in found:
+        page, line = (int(part) for part in str(row[0]).strip("()").split(","))
+        pages.setdefault(page, []).append((line, row[1]))
+    groups: list[set[Any]] = [set() for _ in range(passes)]
+    for rows in pages.values():
+        rows.sort(key=lambda row: row[0])
+        start = 0
+        for number, bound in enumerate(bounds):
+            end = round(len(rows) * bound)
+            groups[number].update(key for _, key in rows[start:end])
+            start = end
+    return groups
 
 
 #: Session settings a walk's extra connections take from the revision's connection.
@@ -730,6 +795,7 @@ def backfill_computed(
     batch_size: int | None = None,
     walk_pages: bool = False,
     workers: int = 1,
+    passes: int = 1,
 ) -> BackfillReport:
     """Fill ``targets`` of ``auth.<table>`` from ``sources``, computing each value in Python.
 
@@ -750,6 +816,8 @@ def backfill_computed(
         walk_pages: walk the table by page range rather than by key.
         workers: with ``walk_pages``, how many connections walk it at once
             (:attr:`PageWalk.workers`; ``compute`` is then called from as many threads).
+        passes: with ``walk_pages``, in how many transactions each range of pages is converted
+            (:attr:`PageWalk.passes`: rows rewritten on their own page, without index entries).
     """
     select = (
         f"SELECT {key}, {', '.join(sources)} FROM {SCHEMA}.{table} "  # noqa: S608
@@ -768,6 +836,7 @@ def backfill_computed(
             f"SELECT {key}, {', '.join(sources)} FROM {SCHEMA}.{table} "  # noqa: S608
             f"WHERE {{pages}} AND ({where})",
             workers=workers,
+            passes=passes,
         )
     report = batched(select, apply, **kwargs)
     _log_report(f"{table}: {', '.join(c for c, _ in targets)}", report)
