@@ -379,7 +379,7 @@ def _walk_pages(
                 rows = conn.execute(select, bounds).all()
                 apply_sorted(conn, rows)
             return len(rows)
-        done = 0
+        done: set[Any] = set()
         groups: list[set[Any]] = []
         for number in range(walk.passes):
             # each pass reads the rows it converts in its own transaction, as a single pass does
@@ -388,13 +388,13 @@ def _walk_pages(
                     found = conn.execute(located, bounds).all()
                     groups = _pass_groups(found, walk.passes)
                     batch: list[Any] = [tuple(row[1:]) for row in found]
-                else:
-                    batch = list(conn.execute(select, bounds).all())
+                else:  # a row an earlier pass rewrote on its page is still in the range
+                    batch = [row for row in conn.execute(select, bounds) if row[0] not in done]
                 if number < walk.passes - 1:  # the last pass takes every row left
                     batch = [row for row in batch if row[0] in groups[number]]
                 apply_sorted(conn, batch)
-            done += len(batch)
-        return done
+            done.update(row[0] for row in batch)
+        return len(done)
 
     def walk_with(conn: Connection) -> None:
         try:

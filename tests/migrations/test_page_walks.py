@@ -218,10 +218,15 @@ def walked(authmodels_test_server: TestServer) -> Iterator[Connection]:
             engine.dispose()
 
 
-def _walk(bind: Connection, apply: Any, workers: int) -> revision_ops.BackfillReport:
+def _walk(
+    bind: Connection, apply: Any, *, workers: int = 1, passes: int = 1
+) -> revision_ops.BackfillReport:
     report = revision_ops.BackfillReport()
     walk = revision_ops.PageWalk(
-        "walked", "SELECT id, n FROM auth.walked WHERE {pages}", workers=workers
+        "walked",
+        "SELECT id, n FROM auth.walked WHERE {pages}",
+        workers=workers,
+        passes=passes,
     )
     revision_ops._walk_pages(bind, walk, apply, WALKED_BATCH, {}, report)
     return report
@@ -238,7 +243,10 @@ def _mark(conn: Connection, rows: Sequence[Any]) -> None:
     )
 
 
-def test_a_walk_on_two_connections_converts_every_row_once_on_both(walked: Connection) -> None:
+@pytest.mark.parametrize("passes", [1, 3])
+def test_a_walk_on_two_connections_converts_every_row_once_on_both(
+    walked: Connection, passes: int
+) -> None:
     settings: set[tuple[str, ...]] = set()
 
     def apply(conn: Connection, rows: Sequence[Any]) -> None:
@@ -248,7 +256,7 @@ def test_a_walk_on_two_connections_converts_every_row_once_on_both(walked: Conne
         )  # fmt: skip
         _mark(conn, rows)
 
-    report = _walk(walked, apply, workers=2)
+    report = _walk(walked, apply, workers=2, passes=passes)
 
     seen = walked.execute(text("SELECT seen_by FROM auth.walked")).scalars().all()
     assert report.rows == WALKED_ROWS
@@ -274,3 +282,24 @@ def test_a_worker_error_stops_the_walk_and_reaches_the_revision(walked: Connecti
     ).scalar_one()
     # the failed batch rolled back; the first worker stopped after its batch under way
     assert written < WALKED_ROWS - WALKED_BATCH
+
+
+def test_a_walk_in_passes_rewrites_rows_on_their_own_page(walked: Connection) -> None:
+    def apply(conn: Connection, rows: Sequence[Any]) -> None:
+        _mark(conn, rows)
+        conn.execute(text("SELECT pg_stat_force_next_flush()"))  # counted at COMMIT
+
+    report = _walk(walked, apply, passes=3)
+
+    walked.execute(text("SELECT pg_stat_clear_snapshot()"))
+    updated, on_their_page = walked.execute(
+        text(
+            "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables "
+            "WHERE relid = 'auth.walked'::regclass"
+        )
+    ).one()
+    seen = walked.execute(text("SELECT seen_by FROM auth.walked")).scalars().all()
+    assert report.rows == updated == WALKED_ROWS
+    assert sorted(len(backends) for backends in seen) == [1] * WALKED_ROWS
+    # the pages were full: in one pass no row stays on its page; in three, about a third do
+    assert on_their_page > WALKED_ROWS // 4
