@@ -246,8 +246,8 @@ class PageWalk:
             entry for it. In passes, the first rewrites part of each page's rows (they move); the
             next, in a later transaction, finds the space their old versions left (pruned when
             the page is read again) and rewrites more rows on their own page: a heap-only
-            (HOT) update, no index entry, no move. About half the rows stay on their page with
-            three passes. Each pass reads the rows it converts in its own transaction, as a
+            (HOT) update, no index entry, no move. About 40% of the rows stay on their page
+            with three passes. Each pass reads the rows it converts in its own transaction, as a
             single pass does. ``select`` must then start with ``SELECT`` and read the table
             alone (the first pass adds its ``ctid``).
     """
@@ -354,7 +354,7 @@ def _walk_pages(
     located = None
     if walk.passes > 1:
         if not walk.select.startswith("SELECT "):
-            raise ValueError(f"a walk in passes needs a plain SELECT, not {walk.select[:40]!r}")
+            raise MigrationError(f"a walk in passes needs a plain SELECT: {walk.select[:40]!r}")
         located = text(f"SELECT ctid::text, {select.text[len('SELECT ') :]}")
     starts = range(0, int(pages), step)
     ranges = iter(starts)
