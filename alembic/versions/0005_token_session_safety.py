@@ -142,10 +142,13 @@ def upgrade() -> None:
     ]:
         op.execute(f"ALTER TABLE auth.{table} ADD COLUMN IF NOT EXISTS {column}")
 
-    # page by page: the same rows and digests (docs/benchmarks.md, "Migrations on a large database")
+    # page by page, on two connections: the same rows and digests (docs/benchmarks.md,
+    # "Migrations on a large database")
     for table in LEGACY:
-        backfill_computed(table, **_legacy_fill(table, hasher), walk_pages=True)
-    backfill_computed("access_tokens", **_access_fill(hasher), walk_pages=True)
+        backfill_computed(
+            table, **_legacy_fill(table, hasher), walk_pages=True, workers=2, passes=3
+        )
+    backfill_computed("access_tokens", **_access_fill(hasher), walk_pages=True, workers=2, passes=3)
     _redact_quarantine(hasher)
 
     for name, (table, column, where) in LEGACY_INDEXES.items():

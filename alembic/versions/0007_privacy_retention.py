@@ -212,8 +212,9 @@ def upgrade() -> None:
     op.execute(PURGE)
     op.execute(SCHEDULE)
 
-    # page by page: the same rows and hashes (docs/benchmarks.md, "Migrations on a large database")
-    backfill_computed("sessions", **fill, walk_pages=True)
+    # page by page, on two connections: the same rows and hashes (docs/benchmarks.md,
+    # "Migrations on a large database")
+    backfill_computed("sessions", **fill, walk_pages=True, workers=2, passes=3)
     # Flows inserted between 0004 and the trigger above have no retention time yet.
     retain = text(
         "UPDATE auth.device_flows SET retention_expires_at = expires_at + interval '1 day' "

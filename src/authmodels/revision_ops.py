@@ -58,14 +58,17 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 from alembic import op
 from sqlalchemy import Connection, text
+from sqlalchemy.exc import DBAPIError
 
 from authmodels.config import KeyRing, Settings
 from authmodels.errors import MigrationError
@@ -230,10 +233,29 @@ class PageWalk:
             in its WHERE clause, where the walk puts the batch's page range (a ``ctid`` range:
             PostgreSQL's TID range scan). It selects the same rows as the key walk's SELECT,
             without the key condition, order and limit.
+        workers: how many connections walk the table at once (default 1, the revision's own).
+            With more, each extra worker opens its own connection (the revision's settings:
+            ``lock_timeout``, ``statement_timeout``, ``search_path``, role) and the page ranges
+            are shared out as the workers take them; each batch is still its own short
+            transaction. For backfills whose rows do not depend on each other (a value computed
+            from the row itself): the server's work of one batch overlaps the client's (or the
+            server's) work of the other. A worker that cannot connect is skipped (logged).
+        passes: in how many transactions each range of pages is converted (default 1). A
+            backfill that makes every row longer on full pages (a fresh table, fillfactor 100)
+            moves each row it rewrites to another page, and every index of the table gets a new
+            entry for it. In passes, the first rewrites part of each page's rows (they move); the
+            next, in a later transaction, finds the space their old versions left (pruned when
+            the page is read again) and rewrites more rows on their own page: a heap-only
+            (HOT) update, no index entry, no move. About 40% of the rows stay on their page
+            with three passes. Each pass reads the rows it converts in its own transaction, as a
+            single pass does. ``select`` must then start with ``SELECT`` and read the table
+            alone (the first pass adds its ``ctid``).
     """
 
     table: str
     select: str
+    workers: int = 1
+    passes: int = 1
 
 
 def batched(
@@ -258,7 +280,9 @@ def batched(
     to the table's last page when the walk started. A row that a concurrent update moves behind
     the walk, like a row written after it, is left to the revision's catch-up (the statement it
     runs under its lock, or a later pass): a walk converts what it finds and is idempotent.
-    ``select_batch`` is then what offline mode renders (the same rows, selected by key).
+    ``select_batch`` is then what offline mode renders (the same rows, selected by key). With
+    ``walk.workers`` above 1 the page ranges are walked on that many connections at once, and
+    ``apply_batch`` is called from as many threads, each with its own connection.
 
     In offline mode (``--sql``) nothing runs: the backfill needs the data.
     """
@@ -327,18 +351,128 @@ def _walk_pages(
             "{pages}", "ctid >= CAST(:first_page AS tid) AND ctid < CAST(:end_page AS tid)"
         )
     )
-    for first in range(0, int(pages), step):
-        with explicit_transaction(bind):
-            rows = bind.execute(
-                select, {"first_page": f"({first},0)", "end_page": f"({first + step},0)", **params}
-            ).all()
-            if rows:
-                # in key order, as a key walk gives them: a statement that reaches them with
-                # ``key = ANY(:keys)`` in a nested loop sorts that array on every probe, which
-                # costs nothing when it is sorted already
-                apply_batch(bind, sorted(rows, key=lambda row: row[0]))
-        report.rows += len(rows)
-        report.batches += 1
+    located = None
+    if walk.passes > 1:
+        if not walk.select.startswith("SELECT "):
+            raise MigrationError(f"a walk in passes needs a plain SELECT: {walk.select[:40]!r}")
+        located = text(f"SELECT ctid::text, {select.text[len('SELECT ') :]}")
+    starts = range(0, int(pages), step)
+    ranges = iter(starts)
+    lock = threading.Lock()
+    failed = threading.Event()
+
+    def next_range() -> int | None:
+        with lock:
+            return None if failed.is_set() else next(ranges, None)
+
+    def apply_sorted(conn: Connection, rows: Sequence[Any]) -> None:
+        if rows:
+            # in key order, as a key walk gives them: a statement that reaches them with
+            # ``key = ANY(:keys)`` in a nested loop sorts that array on every probe, which costs
+            # nothing when it is sorted already
+            apply_batch(conn, sorted(rows, key=lambda row: row[0]))
+
+    def walk_range(conn: Connection, first: int) -> int:
+        bounds = {"first_page": f"({first},0)", "end_page": f"({first + step},0)", **params}
+        if located is None:
+            with explicit_transaction(conn):
+                rows = conn.execute(select, bounds).all()
+                apply_sorted(conn, rows)
+            return len(rows)
+        done: set[Any] = set()
+        groups: list[set[Any]] = []
+        for number in range(walk.passes):
+            # each pass reads the rows it converts in its own transaction, as a single pass does
+            with explicit_transaction(conn):
+                if number == 0:
+                    found = conn.execute(located, bounds).all()
+                    groups = _pass_groups(found, walk.passes)
+                    batch: list[Any] = [tuple(row[1:]) for row in found]
+                else:  # a row an earlier pass rewrote on its page is still in the range
+                    batch = [row for row in conn.execute(select, bounds) if row[0] not in done]
+                if number < walk.passes - 1:  # the last pass takes every row left
+                    batch = [row for row in batch if row[0] in groups[number]]
+                apply_sorted(conn, batch)
+            done.update(row[0] for row in batch)
+        return len(done)
+
+    def walk_with(conn: Connection) -> None:
+        try:
+            while (first := next_range()) is not None:
+                converted = walk_range(conn, first)
+                with lock:
+                    report.rows += converted
+                    report.batches += 1
+        except BaseException:
+            failed.set()  # the other workers stop after their current batch
+            raise
+
+    extra = _worker_connections(bind, min(walk.workers, len(starts)) - 1)
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, len(extra))) as pool:
+            others = [pool.submit(walk_with, conn) for conn in extra]
+            try:
+                walk_with(bind)
+            finally:
+                for other in others:
+                    other.exception()  # wait for it, whatever happened here
+            for other in others:
+                other.result()  # a worker's error, raised here
+    finally:
+        for conn in extra:
+            conn.close()
+
+
+#: Share of a page's rows each pass of a walk in passes converts, relative to the pass before:
+#: a row the first pass rewrites moves to another page (its page is full), and the space its old
+#: version leaves, once pruned, takes the new versions of about as many rows as this share of
+#: them (a keyed digest makes a row about a quarter longer), rewritten on their own page.
+_PASS_SHARE = 0.78
+
+
+def _pass_groups(found: Sequence[Any], passes: int) -> list[set[Any]]:
+    """The keys of ``found`` (rows ``(ctid, key, ...)``) for each pass: on each page, the rows in
+    line-pointer order, split in shares ``1 : _PASS_SHARE : _PASS_SHARE ** 2 ...``."""
+    weights = [_PASS_SHARE**number for number in range(passes)]
+    bounds = [sum(weights[: number + 1]) / sum(weights) for number in range(passes)]
+    pages: dict[int, list[tuple[int, Any]]] = {}
+    for row in found:
+        page, line = (int(part) for part in str(row[0]).strip("()").split(","))
+        pages.setdefault(page, []).append((line, row[1]))
+    groups: list[set[Any]] = [set() for _ in range(passes)]
+    for rows in pages.values():
+        rows.sort(key=lambda row: row[0])
+        start = 0
+        for number, bound in enumerate(bounds):
+            end = round(len(rows) * bound)
+            groups[number].update(key for _, key in rows[start:end])
+            start = end
+    return groups
+
+
+#: Session settings a walk's extra connections take from the revision's connection.
+_WORKER_SETTINGS = ("lock_timeout", "statement_timeout", "search_path", "role")
+
+
+def _worker_connections(bind: Connection, count: int) -> list[Connection]:
+    """``count`` more connections to the revision's database, with its session settings, each
+    committing only what its own ``BEGIN``/``COMMIT`` wraps (as inside ``autocommit_block``)."""
+    if count < 1:
+        return []
+    settings = bind.execute(
+        text("SELECT " + ", ".join(f"current_setting('{name}')" for name in _WORKER_SETTINGS))
+    ).one()
+    opened: list[Connection] = []
+    for _ in range(count):
+        try:
+            conn = bind.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        except DBAPIError as exc:  # e.g. max_connections reached: the walk goes on without it
+            log.warning("a page walk runs with one worker less: %s", str(exc).splitlines()[0])
+            break
+        for name, value in zip(_WORKER_SETTINGS, settings, strict=True):
+            conn.execute(text("SELECT set_config(:n, :v, false)"), {"n": name, "v": value})
+        opened.append(conn)
+    return opened
 
 
 # --- indexes built without blocking writes ----------------------------------------------------
@@ -660,6 +794,8 @@ def backfill_computed(
     key: str = "id",
     batch_size: int | None = None,
     walk_pages: bool = False,
+    workers: int = 1,
+    passes: int = 1,
 ) -> BackfillReport:
     """Fill ``targets`` of ``auth.<table>`` from ``sources``, computing each value in Python.
 
@@ -678,6 +814,10 @@ def backfill_computed(
         key: the UUID key column.
         batch_size: rows per batch (default :data:`DEFAULT_BATCH_SIZE`).
         walk_pages: walk the table by page range rather than by key.
+        workers: with ``walk_pages``, how many connections walk it at once
+            (:attr:`PageWalk.workers`; ``compute`` is then called from as many threads).
+        passes: with ``walk_pages``, in how many transactions each range of pages is converted
+            (:attr:`PageWalk.passes`: rows rewritten on their own page, without index entries).
     """
     select = (
         f"SELECT {key}, {', '.join(sources)} FROM {SCHEMA}.{table} "  # noqa: S608
@@ -695,6 +835,8 @@ def backfill_computed(
             table,
             f"SELECT {key}, {', '.join(sources)} FROM {SCHEMA}.{table} "  # noqa: S608
             f"WHERE {{pages}} AND ({where})",
+            workers=workers,
+            passes=passes,
         )
     report = batched(select, apply, **kwargs)
     _log_report(f"{table}: {', '.join(c for c, _ in targets)}", report)

@@ -3,23 +3,28 @@ when they walked them by key.
 
 Revisions 0002, 0005, 0007 and 0026 walk their largest tables in physical order
 (:class:`authmodels.revision_ops.PageWalk`) instead of by primary key (issue 18: the key walk
-made 0002 grow faster than its data). Their offline SQL is unchanged (``test_offline_sql.py``);
-what changed runs online only, so this test proves it on data: the same generated database is
-upgraded twice, once with the key walks the revisions shipped with and once with the page walks,
-and every table of schema ``auth`` is compared row by row, every column.
+made 0002 grow faster than its data), and 0005 and 0007 walk them on two connections at once
+(``PageWalk.workers``). Their offline SQL is unchanged (``test_offline_sql.py``); what changed
+runs online only, so this test proves it on data: the same generated database is upgraded twice,
+once with the key walks the revisions shipped with and once with the page walks, and every table
+of schema ``auth`` is compared row by row, every column. The walk on several connections is
+tested on its own below: every row once, the revision's settings on every connection, a
+worker's error stops the walk and reaches the revision.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import psycopg
 import pytest
+from sqlalchemy import Connection, create_engine, pool, text
 from sqlalchemy.engine import URL
 
 from authmodels import revision_ops
-from authmodels.db import libpq_url
+from authmodels.db import libpq_url, sqlalchemy_url
 from authmodels.testing.database import TestServer, temporary_database
 from authmodels.testing.migrations import MigrationRunner
 from benchmarks.bench_migrations import POPULATE
@@ -116,12 +121,24 @@ def test_page_walks_leave_every_row_the_key_walks_left(
     monkeypatch.setitem(revision_ops.batched.__kwdefaults__, "batch_size", BATCH_SIZE)
     walks: list[str] = []
     page_walk = revision_ops._walk_pages
+    parallel: list[tuple[str, int]] = []  # (table, connections that walked it)
+    connect = revision_ops._worker_connections
+    opened: list[int] = []
 
     def counted(bind: Any, walk: revision_ops.PageWalk, *args: Any) -> None:
         walks.append(walk.table)
+        opened.clear()
         page_walk(bind, walk, *args)
+        if walk.workers > 1:
+            parallel.append((walk.table, 1 + sum(opened)))
+
+    def counted_connections(bind: Any, count: int) -> list[Any]:
+        extra = connect(bind, count)
+        opened.append(len(extra))
+        return extra
 
     monkeypatch.setattr(revision_ops, "_walk_pages", counted)
+    monkeypatch.setattr(revision_ops, "_worker_connections", counted_connections)
     by_key = revision_ops.batched
 
     def key_walk(select: str, apply: Any, **kwargs: Any) -> revision_ops.BackfillReport:
@@ -136,6 +153,11 @@ def test_page_walks_leave_every_row_the_key_walks_left(
         try:
             _upgrade_to(pages, LAST_CHANGED)
             assert {"access_tokens", "sessions", "biometric_credentials"} <= set(walks)
+            # 0005 (four seed-004 tables, access tokens) and 0007 (sessions), two connections each
+            assert sorted(parallel) == sorted(
+                [(t, 2) for t in ("sessions", "refresh_tokens", "password_reset_tokens")]
+                + [("email_verification_tokens", 2), ("access_tokens", 2), ("sessions", 2)]
+            )
             walked = len(walks)
             with monkeypatch.context() as patch:
                 patch.setattr(revision_ops, "batched", key_walk)
@@ -158,3 +180,126 @@ def test_page_walks_leave_every_row_the_key_walks_left(
     assert len(by_keys["sessions"]) == COUNTS["sessions"] - 7
     assert any('"revision": "0002_identity_unification"' in row for row in by_keys["quarantine"])
     assert any('"revision": "0026_token_shape_checks"' in row for row in by_keys["quarantine"])
+
+
+# --- the walk on several connections ------------------------------------------------------------
+
+#: Rows of the table the walk tests below fill, and rows per batch (several batches per worker).
+WALKED_ROWS = 3000
+WALKED_BATCH = 200
+
+
+@pytest.fixture
+def walked(authmodels_test_server: TestServer) -> Iterator[Connection]:
+    """A connection (autocommit, as inside ``autocommit_block``) to a database holding
+    ``auth.walked``: ``WALKED_ROWS`` rows, each with its number and an empty ``seen_by``."""
+    with temporary_database(authmodels_test_server) as url:
+        engine = create_engine(sqlalchemy_url(url), poolclass=pool.NullPool)
+        try:
+            with engine.connect() as conn:
+                conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+                conn.execute(text("CREATE SCHEMA auth"))
+                conn.execute(
+                    text(
+                        "CREATE TABLE auth.walked (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), "
+                        "n int NOT NULL, seen_by int[] NOT NULL DEFAULT '{}')"
+                    )
+                )
+                conn.execute(
+                    text(
+                        "INSERT INTO auth.walked (n) "
+                        f"SELECT i FROM generate_series(1, {WALKED_ROWS}) AS i"
+                    )
+                )
+                conn.execute(text("VACUUM ANALYZE auth.walked"))
+                conn.execute(text("SET lock_timeout = '1234ms'"))
+                yield conn
+        finally:
+            engine.dispose()
+
+
+def _walk(
+    bind: Connection, apply: Any, *, workers: int = 1, passes: int = 1
+) -> revision_ops.BackfillReport:
+    report = revision_ops.BackfillReport()
+    walk = revision_ops.PageWalk(
+        "walked",
+        "SELECT id, n FROM auth.walked WHERE {pages}",
+        workers=workers,
+        passes=passes,
+    )
+    revision_ops._walk_pages(bind, walk, apply, WALKED_BATCH, {}, report)
+    return report
+
+
+def _mark(conn: Connection, rows: Sequence[Any]) -> None:
+    """Record, on each row, the backend that wrote it."""
+    conn.execute(
+        text(
+            "UPDATE auth.walked SET seen_by = seen_by || pg_backend_pid() "
+            "WHERE id = ANY(CAST(:ids AS uuid[]))"
+        ),
+        {"ids": [row[0] for row in rows]},
+    )
+
+
+@pytest.mark.parametrize("passes", [1, 3])
+def test_a_walk_on_two_connections_converts_every_row_once_on_both(
+    walked: Connection, passes: int
+) -> None:
+    settings: set[tuple[str, ...]] = set()
+
+    def apply(conn: Connection, rows: Sequence[Any]) -> None:
+        settings.add(
+            tuple(conn.execute(text("SELECT current_setting('lock_timeout'), "
+                                    "current_setting('search_path')")).one())
+        )  # fmt: skip
+        _mark(conn, rows)
+
+    report = _walk(walked, apply, workers=2, passes=passes)
+
+    seen = walked.execute(text("SELECT seen_by FROM auth.walked")).scalars().all()
+    assert report.rows == WALKED_ROWS
+    assert sorted(len(backends) for backends in seen) == [1] * WALKED_ROWS
+    assert len({backends[0] for backends in seen}) == 2  # both connections wrote rows
+    # the extra connection took the revision's settings
+    assert settings == {("1234ms", str(walked.execute(text("SHOW search_path")).scalar()))}
+
+
+def test_a_worker_error_stops_the_walk_and_reaches_the_revision(walked: Connection) -> None:
+    main = threading.get_ident()
+
+    def apply(conn: Connection, rows: Sequence[Any]) -> None:
+        if threading.get_ident() != main:
+            raise RuntimeError("batch failed in the second worker")
+        _mark(conn, rows)
+
+    with pytest.raises(RuntimeError, match="second worker"):
+        _walk(walked, apply, workers=2)
+
+    written = walked.execute(
+        text("SELECT count(*) FROM auth.walked WHERE seen_by <> '{}'")
+    ).scalar_one()
+    # the failed batch rolled back; the first worker stopped after its batch under way
+    assert written < WALKED_ROWS - WALKED_BATCH
+
+
+def test_a_walk_in_passes_rewrites_rows_on_their_own_page(walked: Connection) -> None:
+    def apply(conn: Connection, rows: Sequence[Any]) -> None:
+        _mark(conn, rows)
+        conn.execute(text("SELECT pg_stat_force_next_flush()"))  # counted at COMMIT
+
+    report = _walk(walked, apply, passes=3)
+
+    walked.execute(text("SELECT pg_stat_clear_snapshot()"))
+    updated, on_their_page = walked.execute(
+        text(
+            "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables "
+            "WHERE relid = 'auth.walked'::regclass"
+        )
+    ).one()
+    seen = walked.execute(text("SELECT seen_by FROM auth.walked")).scalars().all()
+    assert report.rows == updated == WALKED_ROWS
+    assert sorted(len(backends) for backends in seen) == [1] * WALKED_ROWS
+    # the pages were full: in one pass no row stays on its page; in three, about a third do
+    assert on_their_page > WALKED_ROWS // 4
