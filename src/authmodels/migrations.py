@@ -134,6 +134,11 @@ def run_environment(
     - Alembic's version table in schema ``auth`` (created if missing), so a database migrated by
       ``authmodels db upgrade`` is recognised, and the service's revisions are a second head;
     - one transaction per revision (the batched backfills commit between steps);
+    - before each DDL statement that takes a strong lock on a table of schema ``auth``, the
+      autovacuum workers on that schema's tables are cancelled (when the role may: a superuser,
+      or a member of ``pg_signal_autovacuum_worker``; ``-x cancel_autovacuum=false`` turns it
+      off): PostgreSQL would cancel them after ``deadlock_timeout`` anyway, while the
+      application's queries queued behind the waiting DDL (:mod:`authmodels._make_way`);
     - ``lock_timeout`` (default 5s, ``-x lock_timeout=...``), ``statement_timeout`` (default
       30min, ``-x statement_timeout=...``), and an advisory lock held for the whole run, shared
       with ``authmodels db``, so two migrators never run at once; so a connection through a
@@ -324,6 +329,7 @@ def _run_on(connection: Connection, options: dict[str, Any]) -> None:
     from alembic import context
     from sqlalchemy.exc import DBAPIError
 
+    from authmodels._make_way import make_way_for_ddl, may_cancel_autovacuum
     from authmodels.db import require_direct_connection
 
     # Session-level (not SET LOCAL): these outlive each per-revision transaction, which a
@@ -341,11 +347,13 @@ def _run_on(connection: Connection, options: dict[str, Any]) -> None:
             )
         )
         connection.execute(text(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}"))
+        make_way = _setting("cancel_autovacuum", "true").lower() not in ("false", "0", "no", "off")
+        make_way = make_way and may_cancel_autovacuum(connection)
         connection.commit()
         context.configure(connection=connection, **options)
         if context.config.attributes.get("ignore_other_revisions"):
             _see_only_this_chain(context.get_context(), context.script)
-        with context.begin_transaction():
+        with make_way_for_ddl(connection, enabled=make_way), context.begin_transaction():
             context.run_migrations()
     except BaseException:
         # the revision's own error is the one to report, not a failure to clean up after it

@@ -37,6 +37,18 @@ def validator(authmodels_fresh_engine: Engine, settings: FlowSettings) -> Iterat
         made.close()
 
 
+def _issued(
+    fresh: Callable[..., sessionmaker[Session]], user: User, *, due: bool = False, **kwargs: Any
+) -> Any:
+    """A committed session of ``user``; ``due``: last active three minutes ago (a touch due)."""
+    with fresh()() as db:
+        issued = sessions.create_session(db, user, ttl=TTL, **kwargs)
+        if due:
+            age(db, "sessions", "last_activity_at", timedelta(minutes=3), issued.session.id)
+        db.commit()
+    return issued
+
+
 def _outcome(call: Callable[[], object]) -> type[BaseException] | None:
     try:
         call()
@@ -99,9 +111,7 @@ def test_returns_the_session_and_commits_its_touch_in_one_round_trip(
     validator: Any,
     authmodels_fresh_engine: Engine,
 ) -> None:
-    with fresh()() as db:
-        issued = sessions.create_session(db, fresh_user, ttl=TTL, dpop_jkt=JKT)
-        db.commit()
+    issued = _issued(fresh, fresh_user, dpop_jkt=JKT)
     validator.validate(issued.session_token, dpop_jkt=JKT)  # connects and prepares
     with fresh()() as db:
         age(db, "sessions", "last_activity_at", timedelta(minutes=3), issued.session.id)
@@ -192,9 +202,7 @@ def test_concurrent_requests_share_at_most_max_connections(
     settings: FlowSettings,
 ) -> None:
     engine, name = named_engine
-    with fresh()() as db:
-        issued = [sessions.create_session(db, fresh_user, ttl=TTL) for _ in range(4)]
-        db.commit()
+    issued = [_issued(fresh, fresh_user) for _ in range(4)]
     validator = sessions.SessionValidator(engine, settings=settings, max_connections=3)
     failures: list[BaseException] = []
     seen: set[uuid.UUID] = set()
@@ -228,10 +236,7 @@ def test_a_request_waits_for_a_busy_connection_then_gets_a_typed_error(
     authmodels_fresh_engine: Engine,
     settings: FlowSettings,
 ) -> None:
-    with fresh()() as db:
-        issued = sessions.create_session(db, fresh_user, ttl=TTL)
-        age(db, "sessions", "last_activity_at", timedelta(minutes=3), issued.session.id)
-        db.commit()
+    issued = _issued(fresh, fresh_user, due=True)
     validator = sessions.SessionValidator(
         authmodels_fresh_engine, settings=settings, max_connections=1, timeout=0.3
     )
@@ -269,9 +274,7 @@ def test_a_connection_that_died_while_idle_is_replaced_without_failing_the_reque
     validator: Any,
     authmodels_fresh_engine: Engine,
 ) -> None:
-    with fresh()() as db:
-        issued = sessions.create_session(db, fresh_user, ttl=TTL)
-        db.commit()
+    issued = _issued(fresh, fresh_user)
     validator.validate(issued.session_token)
     (conn,) = validator._connections._idle
     killed = conn.info.backend_pid
@@ -293,9 +296,7 @@ def test_a_role_without_access_to_the_table_gets_a_typed_error(
     authmodels_fresh_database: URL,
     settings: FlowSettings,
 ) -> None:
-    with fresh()() as db:
-        issued = sessions.create_session(db, fresh_user, ttl=TTL)
-        db.commit()
+    issued = _issued(fresh, fresh_user)
     role, password = f"nobody_{uuid.uuid4().hex[:10]}", secrets.token_urlsafe(16)
     with authmodels_fresh_engine.begin() as conn:
         conn.execute(text(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'"))
