@@ -279,6 +279,12 @@ def main() -> None:
     parser.add_argument("--until", help="stop after this revision (default: head)")
     parser.add_argument("--probe-timeout", type=float, default=10.0, help="lock_timeout, s")
     parser.add_argument("--json", type=Path, default=RESULTS / "migrations.json")
+    parser.add_argument(
+        "--no-cancel-autovacuum",
+        dest="cancel_autovacuum",
+        action="store_false",
+        help="leave autovacuum workers alone before DDL (-x cancel_autovacuum=false)",
+    )
     args = parser.parse_args()
 
     if not os.environ.get(HASH_KEYS_VAR):
@@ -299,6 +305,7 @@ def main() -> None:
         "rows": counts,
         "probe_interval_s": PROBE_INTERVAL,
         "probe_lock_timeout_s": args.probe_timeout,
+        "cancel_autovacuum": args.cancel_autovacuum,
         "load_average_before": os.getloadavg(),
         "cpus": os.cpu_count(),
     }
@@ -331,7 +338,7 @@ def main() -> None:
                             sql.Identifier(args.baseline_db), sql.Identifier(name)
                         )
                     )
-        _run(url, args.until, args.probe_timeout, report)
+        _run(url, args.until, args.probe_timeout, report, args.cancel_autovacuum)
     finally:
         with psycopg.connect(libpq_url(admin), autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
@@ -362,8 +369,10 @@ def _populate(url: URL, counts: dict[str, int]) -> dict[str, float]:
     return seconds
 
 
-def _run(url: URL, until: str | None, probe_timeout: float, report: dict[str, Any]) -> None:
-    cfg = alembic_config(url)
+def _run(
+    url: URL, until: str | None, probe_timeout: float, report: dict[str, Any], cancel: bool
+) -> None:
+    cfg = alembic_config(url, cancel_autovacuum=cancel)
     revisions = revision_ids()[1:]
     if until is not None:
         revisions = revisions[: revisions.index(until) + 1]

@@ -85,7 +85,8 @@ def alembic_config(
         connection: an open connection to run on (the CLI, tests, the pytest plugin): nothing
             is resolved again.
         **attributes: extra ``config.attributes``: ``lock_timeout``, ``statement_timeout``,
-            ``on_version_apply`` (Alembic's callback after each revision),
+            ``cancel_autovacuum`` (False: leave autovacuum workers alone, see
+            :func:`run_environment`), ``on_version_apply`` (Alembic's callback after each revision),
             ``ignore_other_revisions`` (run on a version table that also holds the revisions of
             a service's chain, leaving them alone).
     """
@@ -274,6 +275,17 @@ def _setting(name: str, default: str) -> str:
     return str(x_args.get(name) or context.config.attributes.get(name) or default)
 
 
+def _enabled(name: str) -> bool:
+    """An on-by-default switch: off with ``-x name=false`` (or ``0``, ``no``, ``off``) or the
+    config attribute ``name`` set to one of those or False."""
+    from alembic import context
+
+    value = context.get_x_argument(as_dictionary=True).get(name)
+    if value is None:
+        value = context.config.attributes.get(name, True)
+    return str(value).strip().lower() not in {"0", "false", "no", "off"}
+
+
 def _run_offline(options: dict[str, Any]) -> None:
     from alembic import context
 
@@ -347,8 +359,7 @@ def _run_on(connection: Connection, options: dict[str, Any]) -> None:
             )
         )
         connection.execute(text(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}"))
-        make_way = _setting("cancel_autovacuum", "true").lower() not in ("false", "0", "no", "off")
-        make_way = make_way and may_cancel_autovacuum(connection)
+        make_way = _enabled("cancel_autovacuum") and may_cancel_autovacuum(connection)
         connection.commit()
         context.configure(connection=connection, **options)
         if context.config.attributes.get("ignore_other_revisions"):
