@@ -8,6 +8,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
@@ -146,3 +147,25 @@ def test_the_statements_that_make_way_are_those_that_take_strong_locks(
     statement: str, strong: bool
 ) -> None:
     assert bool(STRONG_LOCK_DDL.match(statement)) is strong
+
+
+def test_the_migration_environment_makes_way_unless_switched_off(
+    authmodels_fresh_database: URL, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from alembic import command
+
+    import authmodels._make_way as make_way
+    from authmodels.migrations import alembic_config
+
+    seen: list[bool] = []
+    original = make_way.make_way_for_ddl
+
+    def recording(connection: Any, *, enabled: bool = True) -> Any:
+        seen.append(enabled)
+        return original(connection, enabled=enabled)
+
+    monkeypatch.setattr(make_way, "make_way_for_ddl", recording)
+    command.upgrade(alembic_config(authmodels_fresh_database), "head")  # at head: runs nothing
+    command.upgrade(alembic_config(authmodels_fresh_database, cancel_autovacuum=False), "head")
+    command.upgrade(alembic_config(authmodels_fresh_database, cancel_autovacuum="off"), "head")
+    assert seen == [True, False, False]
