@@ -6,6 +6,7 @@ Under the production roles, directly and through PgBouncer:
 
 from __future__ import annotations
 
+import os
 import secrets
 import threading
 import time
@@ -312,3 +313,27 @@ def test_a_role_without_access_to_the_table_gets_a_typed_error(
         with authmodels_fresh_engine.begin() as conn:
             conn.execute(text(f"DROP OWNED BY {role}"))
             conn.execute(text(f"DROP ROLE {role}"))
+
+
+def test_a_forked_worker_makes_its_own_connections_and_leaves_the_parents_alone(
+    fresh: Callable[..., sessionmaker[Session]], fresh_user: User, validator: Any
+) -> None:
+    """A validator made before a server forks its workers (gunicorn's ``--preload``)."""
+    issued = _issued(fresh, fresh_user)
+    validator.validate(issued.session_token)
+    parent_pid = validator._connections._idle[0].info.backend_pid
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports through its exit status
+        code = 1
+        try:
+            # dropping the inherited connection finalizes it here: it must not end the parent's
+            found = validator.validate(issued.session_token)
+            (own,) = validator._connections._idle
+            code = 0 if found.id == issued.session.id and own.info.backend_pid != parent_pid else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    # the parent's connection survived the child (which neither used nor closed it)
+    assert validator.validate(issued.session_token).id == issued.session.id
+    assert validator._connections._idle[-1].info.backend_pid == parent_pid
