@@ -41,6 +41,7 @@ __all__ = [
     "ValidSession",
     "ValidatorCore",
     "bound_elsewhere",
+    "lookup_params",
     "refuse_dpop",
     "refuse_unless_open",
     "validate_and_touch",
@@ -120,6 +121,15 @@ def validate_and_touch(select: str) -> Statement:
     )
 
 
+def lookup_params(settings: FlowSettings, token: str, dpop_jkt: str | None) -> dict[str, Any]:
+    """The parameters of :func:`validate_and_touch`'s statement for a checked ``token``."""
+    params: dict[str, Any] = token_lookup_params(settings.hasher, token)
+    params["idle"] = settings.session_idle_timeout
+    params["touch"] = settings.session_touch_interval
+    params["dpop_jkt"] = dpop_jkt
+    return params
+
+
 @dataclass(frozen=True, slots=True)
 class ValidSession:
     """A live session, as a :class:`~authmodels.services.sessions.SessionValidator` found it
@@ -194,11 +204,7 @@ class ValidatorCore:
         """
         _inputs.presented(token, "session token", hint=": sign in again")
         _inputs.jkt(dpop_jkt)
-        params: dict[str, Any] = token_lookup_params(self.settings.hasher, token)
-        params["idle"] = self.settings.session_idle_timeout
-        params["touch"] = self.settings.session_touch_interval
-        params["dpop_jkt"] = dpop_jkt
-        return params
+        return lookup_params(self.settings, token, dpop_jkt)
 
     def refusal(self, exc: psycopg.Error) -> AuthModelsError | None:
         """The typed error of a refusal by the database that the engine's role or server

@@ -97,6 +97,7 @@ from authmodels.services._session_validation import (
     ValidatorCore,
     ValidSession,
     bound_elsewhere,
+    lookup_params,
     refuse_dpop,
     refuse_unless_open,
     validate_and_touch,
@@ -400,12 +401,8 @@ def validate_session_alone(db: Session, token: str, *, dpop_jkt: str | None = No
     if on_replica(db):  # a replica refuses the statement's UPDATE
         return validate_session(db, token, dpop_jkt=dpop_jkt)
     settings = settings_for(db)
-    params = token_lookup_params(settings.hasher, token)
-    params["idle"] = settings.session_idle_timeout  # type: ignore[assignment]
-    params["touch"] = settings.session_touch_interval  # type: ignore[assignment]
-    params["dpop_jkt"] = dpop_jkt  # type: ignore[assignment]
     try:
-        row = _VALIDATE_AND_TOUCH.first_alone(db, params)
+        row = _VALIDATE_AND_TOUCH.first_alone(db, lookup_params(settings, token, dpop_jkt))
     except psycopg.errors.InsufficientPrivilege:
         raise NotAuthorizedError(
             "sessions.validate_session_alone was refused by the database: the connection's "
