@@ -54,7 +54,14 @@ import sqlalchemy
 from alembic import command
 from bench_hot_path import RAW_VALIDATE as ONE_STATEMENT
 from bench_hot_path import raw_checks, raw_params
-from bench_sessions import RAW_TOUCH, RAW_VALIDATE, on_a_new_database, populate, raw_lookup
+from bench_sessions import (
+    RAW_TOUCH,
+    RAW_VALIDATE,
+    on_a_new_database,
+    populate,
+    raw_lookup,
+    raw_refuse,
+)
 from bench_sessions import raw_validate as raw_validate_sync
 from sqlalchemy.engine import URL
 
@@ -68,11 +75,7 @@ from authmodels.db import (
     session_factory,
 )
 from authmodels.errors import (
-    DPoPBindingMismatch,
     InvalidTokenError,
-    SessionExpiredError,
-    SessionIdleTimeoutError,
-    SessionRevokedError,
 )
 from authmodels.migrations import alembic_config
 from authmodels.services import FlowSettings, sessions
@@ -101,14 +104,7 @@ async def raw_validate(
             raise InvalidTokenError("invalid")
         id_, jkt, active, revoked_at = row[0], row[5], row[11], row[14]
         expired, idle, due = row[-3:]
-        if revoked_at is not None or (not active and not expired):
-            raise SessionRevokedError("revoked")
-        if expired:
-            raise SessionExpiredError("expired")
-        if idle:
-            raise SessionIdleTimeoutError("idle")
-        if jkt is not None and jkt != dpop_jkt:
-            raise DPoPBindingMismatch("dpop")
+        raw_refuse(revoked_at, active, expired, idle, jkt, dpop_jkt)
         if due:
             await cur.execute(RAW_TOUCH, {"id": id_, "touch": settings.session_touch_interval})
     return tuple(row)

@@ -63,7 +63,7 @@ from typing import Any
 
 import psycopg
 from alembic import command
-from bench_sessions import on_a_new_database, populate, raw_lookup
+from bench_sessions import on_a_new_database, populate, raw_lookup, raw_refuse
 from psycopg import sql
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import sessionmaker
@@ -71,11 +71,7 @@ from sqlalchemy.orm import sessionmaker
 from authmodels.config import Settings
 from authmodels.db import create_db_engine, libpq_url, sqlalchemy_url
 from authmodels.errors import (
-    DPoPBindingMismatch,
     InvalidTokenError,
-    SessionExpiredError,
-    SessionIdleTimeoutError,
-    SessionRevokedError,
 )
 from authmodels.migrations import alembic_config
 from authmodels.security.hashing import TokenHasher
@@ -144,15 +140,7 @@ def raw_checks(row: Any, dpop_jkt: str | None) -> tuple[Any, ...]:
     """The hand-written validation's checks of :data:`RAW_VALIDATE`'s row."""
     if row is None:
         raise InvalidTokenError("invalid")
-    revoked_at, active, expired, idle, jkt = row[7], row[8], row[9], row[10], row[6]
-    if revoked_at is not None or (not active and not expired):
-        raise SessionRevokedError("revoked")
-    if expired:
-        raise SessionExpiredError("expired")
-    if idle:
-        raise SessionIdleTimeoutError("idle")
-    if jkt is not None and jkt != dpop_jkt:
-        raise DPoPBindingMismatch("dpop")
+    raw_refuse(row[7], row[8], row[9], row[10], row[6], dpop_jkt)
     return tuple(row)
 
 

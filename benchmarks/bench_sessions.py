@@ -138,6 +138,20 @@ def raw_lookup(hasher: TokenHasher, raw: str) -> dict[str, list[bytes]]:
     return {"candidates": [*raw_candidates, *legacy], "raw_candidates": raw_candidates}
 
 
+def raw_refuse(
+    revoked_at: Any, active: bool, expired: bool, idle: bool | None, jkt: Any, dpop_jkt: Any
+) -> None:
+    """The hand-written validations' checks of a found session's state, in the flows' order."""
+    if revoked_at is not None or (not active and not expired):
+        raise SessionRevokedError("revoked")
+    if expired:
+        raise SessionExpiredError("expired")
+    if idle:
+        raise SessionIdleTimeoutError("idle")
+    if jkt is not None and jkt != dpop_jkt:
+        raise DPoPBindingMismatch("dpop")
+
+
 def raw_validate(
     conn: psycopg.Connection[Any], settings: FlowSettings, token: str, dpop_jkt: str | None
 ) -> tuple[Any, ...]:
@@ -175,14 +189,7 @@ def raw_validate(
             idle,
             due,
         ) = row
-        if revoked_at is not None or (not active and not expired):
-            raise SessionRevokedError("revoked")
-        if expired:
-            raise SessionExpiredError("expired")
-        if idle:
-            raise SessionIdleTimeoutError("idle")
-        if jkt is not None and jkt != dpop_jkt:
-            raise DPoPBindingMismatch("dpop")
+        raw_refuse(revoked_at, active, expired, idle, jkt, dpop_jkt)
         if due:
             cur.execute(RAW_TOUCH, {"id": id_, "touch": settings.session_touch_interval})
     return tuple(row)
